@@ -1,0 +1,114 @@
+"""What a pipeline step did, rank by rank: the record a real run returns and the simulator produces.
+
+Each rank keeps one ``Event`` per action (start and end of its compute, in seconds from the step's start, and for a
+forward the bytes of activations it saved for the backward) and counts the bytes and messages it sent and received.
+A ``Trace`` merges the ranks and answers the questions the course asks: the step time, each rank's idle fraction,
+the activations each rank held at its peak, and how much moved over the links.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .schedules import Action, BACKWARD, FORWARD, WEIGHT
+
+
+@dataclass
+class Event:
+    action: Action
+    start: float
+    end: float
+    saved_bytes: int = 0  # forward only: bytes of activations kept alive until the matching backward
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass
+class RankTrace:
+    rank: int
+    events: list[Event] = field(default_factory=list)
+    finish: float = 0.0  # when the rank was done, its sends delivered
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    messages_sent: int = 0
+    messages_received: int = 0
+    wait_time: float = 0.0  # time spent blocked on receives
+
+    @property
+    def busy(self) -> float:
+        return sum(e.duration for e in self.events)
+
+    def activations_over_time(self) -> list[tuple[float, int, int]]:
+        """(time, micro-batches held, bytes held) after each action: a forward adds one, its last backward step
+        (B, or W where the schedule splits the backward) releases it."""
+        releases_on_w = {(e.action.stage, e.action.microbatch) for e in self.events if e.action.kind == WEIGHT}
+        held_bytes: dict[tuple[int, int], int] = {}
+        points = [(0.0, 0, 0)]
+        for e in sorted(self.events, key=lambda e: e.start):
+            key = (e.action.stage, e.action.microbatch)
+            if e.action.kind == FORWARD:
+                held_bytes[key] = e.saved_bytes
+            elif (e.action.kind == WEIGHT) or (e.action.kind == BACKWARD and key not in releases_on_w):
+                held_bytes.pop(key, None)
+            points.append((e.end, len(held_bytes), sum(held_bytes.values())))
+        return points
+
+    @property
+    def peak_activations(self) -> int:
+        return max(count for _, count, _ in self.activations_over_time())
+
+    @property
+    def peak_activation_bytes(self) -> int:
+        return max(nbytes for _, _, nbytes in self.activations_over_time())
+
+
+@dataclass
+class Trace:
+    ranks: list[RankTrace]
+
+    @property
+    def world_size(self) -> int:
+        return len(self.ranks)
+
+    @property
+    def events(self) -> list[list[Event]]:
+        return [r.events for r in self.ranks]
+
+    @property
+    def step_time(self) -> float:
+        return max(max(r.finish, max((e.end for e in r.events), default=0.0)) for r in self.ranks)
+
+    def idle_fraction_of(self, rank: int) -> float:
+        return 1.0 - self.ranks[rank].busy / self.step_time
+
+    @property
+    def idle_fractions(self) -> list[float]:
+        return [self.idle_fraction_of(r) for r in range(self.world_size)]
+
+    @property
+    def idle_fraction(self) -> float:
+        """The bubble as a fraction of the step: idle rank-seconds over all rank-seconds."""
+        return 1.0 - sum(r.busy for r in self.ranks) / (self.world_size * self.step_time)
+
+    @property
+    def peak_activations(self) -> list[int]:
+        return [r.peak_activations for r in self.ranks]
+
+    @property
+    def peak_activation_bytes(self) -> list[int]:
+        return [r.peak_activation_bytes for r in self.ranks]
+
+    @property
+    def bytes_moved(self) -> int:
+        return sum(r.bytes_sent for r in self.ranks)
+
+    @property
+    def messages(self) -> int:
+        return sum(r.messages_sent for r in self.ranks)
+
+    def summary(self) -> dict:
+        return {"step_time_s": self.step_time, "idle_fraction": self.idle_fraction,
+                "idle_fraction_per_rank": self.idle_fractions, "peak_activations": self.peak_activations,
+                "peak_activation_bytes": self.peak_activation_bytes, "bytes_moved": self.bytes_moved,
+                "messages": self.messages}
