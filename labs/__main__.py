@@ -3,6 +3,7 @@
     python -m labs run --schedule 1f1b --stages 4 --microbatches 8 --pace-ms 10,20
     python -m labs run --schedule interleaved --stages 4 --microbatches 8 --virtual-stages 2 --json
     python -m labs bench
+    python -m labs grade notebooks/03_gpipe.ipynb --json scores.json
 """
 from __future__ import annotations
 
@@ -73,6 +74,10 @@ def main(argv=None) -> int:
     bench.add_argument("--pace-ms", type=_pace, default=(10.0, 20.0))
     bench.add_argument("--microbatches", type=int, default=8)
     bench.add_argument("--json", action="store_true")
+    grade = sub.add_parser("grade", help="execute a submitted notebook, run its graded tests, print a score table")
+    grade.add_argument("notebook", help="path to the submitted .ipynb")
+    grade.add_argument("--json", metavar="FILE", help="also write the scores as JSON to FILE")
+    grade.add_argument("--timeout", type=float, default=300.0, help="seconds for executing the notebook")
     args = parser.parse_args(argv)
     from .launch import LaunchTimeout, RankFailed
     from .model import ModelError
@@ -80,6 +85,9 @@ def main(argv=None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "grade":
+            from .grading import main as grade_main
+            return grade_main(args)
         from .bench import main as bench_main
         return bench_main(args)
     except (ScheduleError, ModelError) as error:
