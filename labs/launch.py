@@ -138,8 +138,9 @@ def _collect(processes, readers, progress, timeout: float) -> list:
         waitables = [readers[r] for r in pending] + [processes[r].sentinel for r in pending]
         wait(waitables, timeout=min(left, 0.5))
         for rank in pending:
-            if readers[rank].poll():
-                status, value, output = pickle.loads(readers[rank].recv_bytes())
+            message = _receive(readers[rank])
+            if message is not None:
+                status, value, output = message
                 if status == "error":
                     raise RankFailed(rank, value, output)
                 results[rank] = value
@@ -149,6 +150,14 @@ def _collect(processes, readers, progress, timeout: float) -> list:
                 raise RankFailed(rank, f"the process ended ({why}) without returning a result "
                                        f"(out of memory, os._exit, or a crash in native code)")
     return [results[r] for r in range(len(processes))]
+
+
+def _receive(reader):
+    """The worker's (status, value, output), or None if it has sent nothing (yet, or ever: EOF)."""
+    try:
+        return pickle.loads(reader.recv_bytes()) if reader.poll() else None
+    except EOFError:
+        return None
 
 
 def _read_progress(progress, world_size: int) -> list[str]:

@@ -140,6 +140,7 @@ def make(name: str, num_ranks: int, num_microbatches: int, virtual_stages: int =
     """Build a schedule by name: one of ``naive``, ``gpipe``, ``1f1b``, ``interleaved``."""
     if name not in SCHEDULES:
         raise ScheduleError(f"unknown schedule {name!r}: choose one of {', '.join(SCHEDULES)}")
+    _check_counts(num_ranks, num_microbatches, virtual_stages)
     if name != "interleaved" and virtual_stages != 1:
         raise ScheduleError(f"{name} puts one stage on each rank: virtual stages v={virtual_stages} needs "
                             f"--schedule interleaved (or set v=1)")

@@ -1,0 +1,115 @@
+"""The runtime on real gloo ranks: gradients vs one process, measured bubble vs theory, activations, bad input."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from labs import ModelError, ScheduleError, run_pipeline
+from labs.launch import RankFailed
+from labs.simulate import idle_fraction
+
+PACE = (10, 20)  # ms per layer; see README "Paced compute" for why not 5,10 on a 2-core machine
+
+CASES = [("naive", 1, 1)] + [(s, m, 1) for s in ("gpipe", "1f1b") for m in (4, 8, 16)] + [("interleaved", 8, 2)]
+
+
+def _paced_run(name, M, v, attempts=2):
+    """Timing on a shared 2-core machine can be disturbed once; a second run must then meet the bar."""
+    for attempt in range(attempts):
+        run = run_pipeline(name, stages=4, microbatches=M, virtual_stages=v, layers=8, pace_ms=PACE)
+        good = (abs(run.bubble_fraction - idle_fraction(4, M, v)) <= 0.03
+                and run.step_time / run.ideal_time <= 1.10)
+        if good or attempt == attempts - 1:
+            return run
+
+
+@pytest.mark.parametrize("name,M,v", CASES)
+def test_paced_pipeline_matches_theory_and_one_process_gradients(name, M, v):
+    run = _paced_run(name, M, v)
+    assert run.max_grad_error <= 1e-5
+    assert abs(run.loss - run.reference_loss) <= 1e-5
+    assert run.bubble_fraction_theory == pytest.approx(idle_fraction(4, M, v))
+    assert abs(run.bubble_fraction - run.bubble_fraction_theory) <= 0.03, run.summary()
+    assert run.step_time / run.ideal_time <= 1.10, run.summary()
+    if name == "gpipe":
+        assert run.trace.peak_activations == [M] * 4
+    if name == "1f1b":
+        assert run.trace.peak_activations == [min(4 - r, M) for r in range(4)]
+
+
+def test_unpaced_runs_give_exact_gradients_and_count_bytes():
+    run = run_pipeline("1f1b", stages=2, microbatches=4, layers=4, width=16, batch_size=8, pace_ms=None)
+    assert run.max_grad_error <= 1e-5
+    # 4 micro-batches x (activation forward + gradient back) x 2 floats x 16 wide, over the one link
+    assert run.trace.messages == 8
+    assert run.trace.bytes_moved == 8 * 2 * 16 * 4
+    # a stage of 2 Linear+Tanh layers saves its input and each layer's output: 3 tensors of 2x16 floats
+    first = run.trace.ranks[0].events[0]
+    assert first.saved_bytes == 3 * 2 * 16 * 4
+
+
+def test_a_hand_written_schedule_runs_and_is_checked():
+    schedule = [["0F0", "0F1", "0B1", "0B0"], ["1F0", "1F1", "1B1", "1B0"]]
+    run = run_pipeline(schedule, layers=4, batch_size=8, pace_ms=None)
+    assert run.name == "custom" and run.stages == 2 and run.microbatches == 2
+    assert run.max_grad_error <= 1e-5
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    (dict(microbatches=0), ScheduleError, "M must be a whole number >= 1"),
+    (dict(microbatches=3, batch_size=64), ModelError, "does not split into M=3"),
+    (dict(stages=9, layers=8), ModelError, "cannot cut 8 layers into 9 stages"),
+    (dict(schedule="interleaved", stages=2, microbatches=4, virtual_stages=3, layers=8), ModelError,
+     "do not divide into 6 equal chunks"),
+    (dict(schedule="interleaved", virtual_stages=0), ScheduleError, "v must be a whole number >= 1"),
+    (dict(schedule="1f1b", virtual_stages=2), ScheduleError, "needs --schedule interleaved"),
+    (dict(schedule="pipedream"), ScheduleError, "unknown schedule 'pipedream'"),
+    (dict(schedule=[["0F0", "0B0", "0F1", "0B1"], ["1F1", "1B1", "1F0", "1B0"]]), ScheduleError,
+     "rank 0 waits forever on 0B0"),
+    (dict(schedule=[["0B0", "0F0"], ["1F0", "1B0"]]), ScheduleError, "rank 0 runs 0B0 before 0F0"),
+])
+def test_bad_input_fails_before_any_process_starts(kwargs, error, message):
+    kwargs = {"schedule": "gpipe", **kwargs}
+    with pytest.raises(error, match=message):
+        run_pipeline(**kwargs)
+
+
+def test_world_size_mismatch_is_caught_on_the_ranks():
+    from labs.launch import launch
+    from labs.runtime import PipelineJob, run_rank
+    from labs.schedules import gpipe
+    with pytest.raises(RankFailed, match="the schedule has 4 ranks but 2 were launched"):
+        launch(run_rank, world_size=2, args=(PipelineJob(gpipe(4, 2), batch_size=8),))
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "labs", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_json_has_the_promised_fields():
+    result = _cli("run", "--schedule", "gpipe", "--stages", "2", "--microbatches", "4", "--layers", "4",
+                  "--pace-ms", "2,4", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    for key in ["schedule", "stages", "microbatches", "virtual_stages", "step_time_s", "ideal_time_s",
+                "bubble_fraction", "bubble_fraction_theory", "peak_activations", "max_grad_error", "loss"]:
+        assert key in summary
+    assert summary["peak_activations"] == [4, 4] and summary["max_grad_error"] <= 1e-5
+
+
+def test_cli_summary_and_errors():
+    result = _cli("run", "--schedule", "1f1b", "--stages", "2", "--microbatches", "2", "--layers", "2",
+                  "--pace-ms", "2,4")
+    assert result.returncode == 0, result.stderr
+    assert "measured timeline" in result.stdout and "gradient check" in result.stdout and "OK" in result.stdout
+    bad = _cli("run", "--schedule", "gpipe", "--microbatches", "3")
+    assert bad.returncode == 2 and "does not split into M=3" in bad.stderr
+
+
+def test_runs_under_torchrun_and_reports_once():
+    result = subprocess.run(["torchrun", "--standalone", "--nproc-per-node", "2", "-m", "labs", "run", "--schedule",
+                             "1f1b", "--stages", "2", "--microbatches", "2", "--layers", "2", "--pace-ms", "off"],
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("gradient check") == 1 and "OK" in result.stdout
