@@ -173,8 +173,10 @@ def run_rank(rank: int, job: PipelineJob) -> RankResult:
     stages = build_stages(rank, job, owners, num_stages)
     inputs, targets = job.model.batch(job.batch_size)
     num_microbatches = max(a.microbatch for acts in job.schedule for a in acts) + 1
-    inputs = [x.to(job.device) for x in split_batch(inputs, num_microbatches)]
-    targets = [y.to(job.device) for y in split_batch(targets, num_microbatches)]
+    # clone: each micro-batch owns its storage (as a data loader's would), so saved-bytes counts one micro-batch,
+    # not the whole batch that a chunk() view shares
+    inputs = [x.to(job.device).clone() for x in split_batch(inputs, num_microbatches)]
+    targets = [y.to(job.device).clone() for y in split_batch(targets, num_microbatches)]
     for _ in range(job.warmup_steps + 1):
         for stage in stages.values():
             stage.layers.zero_grad(set_to_none=True)
