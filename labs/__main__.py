@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -47,6 +48,8 @@ def _run(args) -> int:
     run = run_pipeline(args.schedule, args.stages, args.microbatches, args.virtual_stages, args.layers,
                        args.width, args.batch_size, args.pace_ms, timeout=args.timeout)
     summary = run.summary()
+    if os.environ.get("RANK", "0") != "0":  # under torchrun every rank gets the results; rank 0 reports them
+        return 0
     if args.plot:
         plots.compare(run.trace, run.ideal).savefig(args.plot, dpi=120)
     if args.json:
