@@ -20,6 +20,7 @@ def draw_timeline(ax, trace: Trace, title: str = "", time_unit: str = "ms", x_ma
     """Draw ``trace`` on ``ax``: rank 0 at the top, time to the right."""
     scale = 1000.0 if time_unit == "ms" else 1.0
     ranks = trace.world_size
+    span = (x_max if x_max is not None else trace.step_time) * scale
     several_chunks = len({e.action.stage for events in trace.events for e in events}) > ranks
     for rank, events in enumerate(trace.events):
         for e in events:
@@ -27,17 +28,18 @@ def draw_timeline(ax, trace: Trace, title: str = "", time_unit: str = "ms", x_ma
             ax.broken_barh([(start, width)], (rank - 0.4, 0.8), facecolors=COLOURS[e.action.kind],
                            edgecolors="white", linewidth=0.5)
             label = f"{e.action.microbatch}" + (f".{e.action.stage // ranks}" if several_chunks else "")
-            if width > 0:
+            if width > 0.006 * span * len(label):  # label only boxes wide enough to hold it
                 ax.text(start + width / 2, rank, label, ha="center", va="center", color="white",
                         fontsize=7 if len(events) > 24 else 8, clip_on=True)
     ax.set_yticks(range(ranks), [f"rank {r}" for r in range(ranks)])
     ax.set_ylim(ranks - 0.5, -0.5)
-    ax.set_xlim(0, (x_max if x_max is not None else trace.step_time) * scale)
+    ax.set_xlim(0, span)
     ax.set_xlabel(f"time ({time_unit})" if time_unit else "time")
     bubble = f"idle {trace.idle_fraction:.0%}"
     ax.set_title(f"{title} — {bubble}" if title else bubble, fontsize=10, loc="left")
     handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[k]) for k in ("F", "B")]
-    ax.legend(handles, ["forward", "backward"], loc="upper right", fontsize=7, framealpha=0.8)
+    ax.legend(handles, ["forward", "backward"], loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=7,
+              frameon=False, borderaxespad=0.2)
 
 
 def timeline(trace: Trace, title: str = "", time_unit: str = "ms", width: float = 10.0):
