@@ -1,0 +1,88 @@
+"""Grading executes a notebook and scores each exercise (runs real kernels and ranks: ~1 minute)."""
+from __future__ import annotations
+
+import json
+import os
+
+import nbformat
+import pytest
+
+from labs.__main__ import main as cli
+from labs.grading import Graded, format_table, grade_notebook, module_for
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOLVED = os.path.join(ROOT, "solutions", "01_naive_pipeline.ipynb")
+STUDENT = os.path.join(ROOT, "notebooks", "01_naive_pipeline.ipynb")
+WRONG_SPLIT = """    base, extra = divmod(num_layers, num_stages)
+    sizes = [base] * (num_stages - extra) + [base + 1] * extra   # extra layers at the end: not what is asked
+    starts = [sum(sizes[:s]) for s in range(num_stages)]
+    return [range(a, a + n) for a, n in zip(starts, sizes)]"""
+
+
+def _by_name(result):
+    return {e["name"]: e for e in result["exercises"]}
+
+
+def test_module_for_reads_the_number():
+    assert module_for("notebooks/01_naive_pipeline.ipynb") == "labs.exercises.nb01"
+    with pytest.raises(ValueError, match="two-digit"):
+        module_for("mine.ipynb")
+
+
+def test_graded_is_a_plain_record():
+    graded = Graded(name="f", points=2, test=print)
+    assert (graded.name, graded.points, graded.test) == ("f", 2, print)
+
+
+def test_solved_notebook_gets_full_marks():
+    result = grade_notebook(SOLVED)
+    assert result["max_score"] > 0
+    assert result["score"] == result["max_score"], format_table(result)
+    assert all(e["passed"] for e in result["exercises"])
+    assert result["cell_errors"] == []
+
+
+def test_student_notebook_scores_zero_through_the_cli(tmp_path, capsys):
+    if not os.path.exists(STUDENT):
+        pytest.skip("notebooks/01 not generated yet")
+    out = tmp_path / "scores.json"
+    assert cli(["grade", STUDENT, "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["score"] == 0 and result["max_score"] > 0
+    for entry in result["exercises"]:
+        assert not entry["passed"] and "not implemented" in entry["message"], entry
+        assert entry["name"] in table
+    assert f"total" in table and f"0/{result['max_score']:g}" in table
+
+
+def test_one_wrong_exercise_loses_exactly_its_points(tmp_path):
+    nb = nbformat.read(SOLVED, as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith("def split_stages("))
+    head, rest = cell.source.split("    ### BEGIN SOLUTION\n")
+    _, tail = rest.split("    ### END SOLUTION")
+    cell.source = head + WRONG_SPLIT + tail
+    copy = tmp_path / os.path.basename(SOLVED)
+    nbformat.write(nb, str(copy))
+    result = grade_notebook(str(copy), cwd=os.path.dirname(SOLVED))  # the setup cell finds labs from solutions/
+    exercises = _by_name(result)
+    lost = exercises["split_stages"]["max_points"]
+    assert not exercises["split_stages"]["passed"]
+    assert "split_stages(" in exercises["split_stages"]["message"] and "expected" in exercises["split_stages"]["message"]
+    assert all(e["passed"] for name, e in exercises.items() if name != "split_stages"), format_table(result)
+    assert result["score"] == result["max_score"] - lost
+
+
+def test_missing_function_scores_zero_with_a_reason(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("import labs\nsplit_stages = labs.split_layers"),
+                nbformat.v4.new_code_cell("raise RuntimeError('a cell that fails does not stop grading')")]
+    path = tmp_path / "01_partial.ipynb"
+    nbformat.write(nb, str(path))
+    result = grade_notebook(str(path), timeout=120)
+    exercises = _by_name(result)
+    assert exercises["split_stages"]["passed"]
+    assert not exercises["stage_step"]["passed"] and "no function named stage_step" in exercises["stage_step"]["message"]
+    assert result["score"] == exercises["split_stages"]["max_points"]
+    assert [e["cell"] for e in result["cell_errors"]] == [1]
