@@ -1,0 +1,62 @@
+"""The schedule explorer's plain function (no widgets, no processes): numbers agree with the closed forms."""
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+from labs.explorer import describe, explore, explorer  # noqa: E402
+from labs.schedules import ScheduleError  # noqa: E402
+from labs.simulate import idle_fraction  # noqa: E402
+
+
+@pytest.mark.parametrize("schedule,P,M,v", [("gpipe", 4, 1, 1), ("gpipe", 4, 8, 1), ("1f1b", 4, 8, 1),
+                                            ("1f1b", 3, 5, 1), ("interleaved", 4, 8, 2), ("interleaved", 2, 4, 4)])
+def test_free_link_matches_closed_form(schedule, P, M, v):
+    fig, s = explore(schedule, P, M, v, forward=10, backward=20, link=0)
+    plt.close(fig)
+    assert s["v"] == (v if schedule == "interleaved" else 1)
+    assert s["idle_fraction"] == pytest.approx(idle_fraction(P, M, s["v"]))
+    assert s["idle_fraction_theory"] == pytest.approx(idle_fraction(P, M, s["v"]))
+    assert s["bubble_overhead_theory"] == pytest.approx((P - 1) / (s["v"] * M))
+    assert s["ideal_ms"] == pytest.approx(M * 30)
+    assert s["step_ms"] == pytest.approx(s["ideal_ms"] / (1 - s["idle_fraction"]))
+    assert len(s["peak_activations"]) == P
+
+
+def test_activations_gpipe_hold_m_1f1b_hold_p_minus_r():
+    fig, gp = explore("gpipe", 4, 8, 1, 10, 20, 0)
+    fig2, ob = explore("1f1b", 4, 8, 1, 10, 20, 0)
+    plt.close(fig), plt.close(fig2)
+    assert gp["peak_activations"] == [8, 8, 8, 8]
+    assert ob["peak_activations"] == [4, 3, 2, 1]
+
+
+def test_link_cost_lengthens_the_step_and_v_is_ignored_outside_interleaved():
+    fig, fast = explore("gpipe", 4, 4, 3, 10, 20, 0)
+    fig2, slow = explore("gpipe", 4, 4, 3, 10, 20, 5)
+    plt.close(fig), plt.close(fig2)
+    assert fast["v"] == 1
+    assert slow["step_ms"] == pytest.approx(fast["step_ms"] + 2 * 3 * 5)  # 3 hops forward, 3 back
+    assert slow["idle_fraction"] > fast["idle_fraction"]
+    assert "idle" in describe(slow)
+
+
+def test_bad_combinations_raise_schedule_error():
+    with pytest.raises(ScheduleError, match="multiple of 4"):
+        explore("interleaved", 4, 6, 2)
+    with pytest.raises(ScheduleError, match="unknown schedule"):
+        explore("zigzag", 4, 4, 1)
+    with pytest.raises(ScheduleError):
+        explore("gpipe", 4, 4, 1, forward=0)
+
+
+def test_widget_builds_and_redraws():
+    pytest.importorskip("ipywidgets")
+    ui = explorer("gpipe", P=2, M=2)
+    sliders = {c.description: c for box in ui.children[1].children for c in box.children}
+    sliders["micro-batches M"].value = 3
+    ui.children[0].value = "interleaved"  # M=3 is not a multiple of P=2: the widget reports it, does not raise
+    assert sliders["chunks v"].disabled is False
+    plt.close("all")
