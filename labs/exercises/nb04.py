@@ -1,0 +1,96 @@
+"""Notebook 04 (1F1B): checks and graded tests of ``one_f_one_b_schedule``.
+
+``one_f_one_b_schedule(P, M)`` returns one list of actions per rank (``labs.Action`` or strings such as ``"2F5"``):
+rank r runs min(P-1-r, M) warm-up forwards, then alternates one forward and one backward, then the remaining
+backwards. It is judged by what it does, not by its text: the validator must accept it, the simulator must give the
+same step time as ``labs.one_f_one_b`` (forward 1, backward 2) and peak activations min(P-r, M) on rank r, and a real
+run on processes must give the one-process gradients with the same peak activations.
+"""
+from __future__ import annotations
+
+from labs.grading import Graded
+from labs.launch import LaunchTimeout, RankFailed
+from labs.pipeline import run_pipeline
+from labs.schedules import ScheduleError, one_f_one_b, parse, validate
+from labs.simulate import Costs, simulate
+
+COSTS = Costs(forward=1.0, backward=2.0)
+TOLERANCE = 1e-5
+
+
+def expected_peaks(P: int, M: int) -> list[int]:
+    return [min(P - r, M) for r in range(P)]
+
+
+def _offline_problem(fn, P: int, M: int) -> str | None:
+    """Validator + simulator: None if fine, else what is wrong (NotImplementedError passes through)."""
+    where = f"one_f_one_b_schedule({P}, {M})"
+    try:
+        got = fn(P, M)
+    except NotImplementedError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a wrong answer, reported
+        return f"{where} raised {type(error).__name__}: {error}"
+    try:
+        schedule = validate(parse(got), num_microbatches=M, num_stages=P, world_size=P)
+    except ScheduleError as error:
+        return f"{where}: the validator rejects it: {error}"
+    for r, actions in enumerate(schedule):
+        wrong = [a for a in actions if a.stage != r]
+        if wrong:
+            return f"{where}: rank {r} runs {wrong[0]}, but rank r holds stage r"
+    trace = simulate(schedule, COSTS)
+    reference = simulate(one_f_one_b(P, M), COSTS)
+    if abs(trace.step_time - reference.step_time) > 1e-9:
+        return (f"{where}: simulated step time {trace.step_time:g} (forward 1, backward 2), expected "
+                f"{reference.step_time:g} as labs.one_f_one_b")
+    if trace.peak_activations != expected_peaks(P, M):
+        return (f"{where}: simulated peak activations per rank {trace.peak_activations}, expected "
+                f"{expected_peaks(P, M)} (min(P-r, M))")
+    return None
+
+
+def _real_problem(fn, P: int, M: int) -> str | None:
+    where = f"real run of one_f_one_b_schedule({P}, {M})"
+    try:
+        run = run_pipeline(fn(P, M), stages=P, microbatches=M, layers=P, batch_size=4 * M, pace_ms=(1, 2),
+                           warmup_steps=0, timeout=30)
+    except (RankFailed, LaunchTimeout, ScheduleError) as error:
+        return f"{where} failed: {str(error).strip().splitlines()[0]}"
+    if run.max_grad_error > TOLERANCE:
+        return f"{where}: gradients differ from one process by {run.max_grad_error:.1e}"
+    if run.trace.peak_activations != expected_peaks(P, M):
+        return (f"{where}: measured peak activations {run.trace.peak_activations}, expected "
+                f"{expected_peaks(P, M)}")
+    return None
+
+
+def check_one_f_one_b_schedule(fn) -> bool:
+    cases = [(4, 8), (4, 2), (3, 5)]
+    try:
+        problems = [p for case in cases if (p := _offline_problem(fn, *case))]
+    except NotImplementedError:
+        print("not implemented yet: one_f_one_b_schedule (the notebook carries on with labs.one_f_one_b)")
+        return False
+    if not problems:
+        problems = [p for p in [_real_problem(fn, 4, 4)] if p]
+    for problem in problems:
+        print(problem)
+    if not problems:
+        print(f"one_f_one_b_schedule: valid, same simulated step time as labs.one_f_one_b and peak activations "
+              f"min(P-r, M) for (P, M) in {cases}; a real run at P=4, M=4 matches the one-process gradients and "
+              f"holds {expected_peaks(4, 4)} micro-batches -> correct")
+    return not problems
+
+
+def _graded_one_f_one_b(fn) -> None:
+    for P in range(1, 7):
+        for M in (1, 2, 3, P, P + 1, 2 * P, 9):
+            problem = _offline_problem(fn, P, M)
+            assert problem is None, problem
+    for P, M in ((3, 6), (4, 3)):
+        problem = _real_problem(fn, P, M)
+        assert problem is None, problem
+
+
+GRADED = [Graded(name="one_f_one_b_schedule", points=3, test=_graded_one_f_one_b)]

@@ -1,0 +1,68 @@
+"""Notebook 06 (memory): checks and graded tests of ``stage_activation_bytes``.
+
+``stage_activation_bytes(layers, microbatch_size, width, last_stage=False)`` predicts the bytes autograd keeps for
+one micro-batch in one stage of ``layers`` toy layers (Linear + Tanh, float32), counted as the runtime counts them:
+each storage once, parameters excluded; the last stage also computes the loss against its target. The prediction is
+compared with a measurement (``labs.memory.saved_bytes`` on the real layers), not with a formula.
+"""
+from __future__ import annotations
+
+import torch
+
+from labs.grading import Graded
+from labs.memory import saved_bytes, toy_stage
+from labs.model import loss_fn
+
+
+def measured_stage_bytes(layers: int, microbatch_size: int, width: int, last_stage: bool = False) -> int:
+    """Bytes saved by one micro-batch's forward through a real stage (with the loss on the last stage)."""
+    stage = toy_stage(layers, width)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(microbatch_size, width, generator=generator).requires_grad_()
+    target = torch.randn(microbatch_size, width, generator=generator)
+
+    def forward(inputs):
+        out = stage(inputs)
+        return loss_fn(out, target) / 4 if last_stage else out  # the runtime divides the loss by M
+
+    return saved_bytes(forward, x, exclude=list(stage.parameters()))[1]
+
+
+def _problem(fn, layers: int, microbatch_size: int, width: int, last_stage: bool) -> str | None:
+    where = f"stage_activation_bytes({layers}, {microbatch_size}, {width}, last_stage={last_stage})"
+    try:
+        got = fn(layers, microbatch_size, width, last_stage=last_stage)
+    except NotImplementedError:
+        raise
+    except Exception as error:  # noqa: BLE001
+        return f"{where} raised {type(error).__name__}: {error}"
+    want = measured_stage_bytes(layers, microbatch_size, width, last_stage)
+    if got != want:
+        return f"{where} predicted {got!r} bytes, measured {want}"
+    return None
+
+
+def check_stage_activation_bytes(fn) -> bool:
+    cases = [(2, 8, 64, False), (2, 8, 64, True), (3, 16, 32, False), (1, 4, 128, True)]
+    try:
+        problems = [p for case in cases if (p := _problem(fn, *case))]
+    except NotImplementedError:
+        print("not implemented yet: stage_activation_bytes (the notebook carries on with labs.memory.toy_stage_bytes)")
+        return False
+    for problem in problems:
+        print(problem)
+    if not problems:
+        print(f"stage_activation_bytes: {len(cases)} predictions equal the measured bytes exactly -> correct")
+    return not problems
+
+
+def _graded_stage_activation_bytes(fn) -> None:
+    for layers in (1, 2, 5):
+        for microbatch_size in (1, 3, 16):
+            for width in (8, 48, 100):
+                for last_stage in (False, True):
+                    problem = _problem(fn, layers, microbatch_size, width, last_stage)
+                    assert problem is None, problem
+
+
+GRADED = [Graded(name="stage_activation_bytes", points=2, test=_graded_stage_activation_bytes)]
