@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from labs.exercises._common import Answer
 from labs.grading import Graded
 from labs.launch import LaunchTimeout, RankFailed
 from labs.pipeline import run_pipeline
@@ -27,14 +28,11 @@ def _show(actions) -> str:
 def schedule_problem(fn, P: int, M: int) -> str | None:
     """What is wrong with ``fn(P, M)`` as GPipe, naming the rank and the action; None when it is right."""
     where = f"gpipe_schedule({P}, {M})"
+    answer = Answer(fn, where, P, M)
+    if answer.problem:
+        return answer.problem
     try:
-        got = fn(P, M)
-    except NotImplementedError:
-        raise
-    except Exception as error:  # noqa: BLE001 - a wrong answer, reported
-        return f"{where} raised {type(error).__name__}: {error}"
-    try:
-        schedule = parse(got)
+        schedule = parse(answer.value)
     except ScheduleError as error:
         return f"{where}: {error}"
     want = gpipe(P, M)

@@ -8,6 +8,7 @@ run on processes must give the one-process gradients with the same peak activati
 """
 from __future__ import annotations
 
+from labs.exercises._common import Answer
 from labs.grading import Graded
 from labs.launch import LaunchTimeout, RankFailed
 from labs.pipeline import run_pipeline
@@ -25,14 +26,11 @@ def expected_peaks(P: int, M: int) -> list[int]:
 def _offline_problem(fn, P: int, M: int) -> str | None:
     """Validator + simulator: None if fine, else what is wrong (NotImplementedError passes through)."""
     where = f"one_f_one_b_schedule({P}, {M})"
+    answer = Answer(fn, where, P, M)
+    if answer.problem:
+        return answer.problem
     try:
-        got = fn(P, M)
-    except NotImplementedError:
-        raise
-    except Exception as error:  # noqa: BLE001 - a wrong answer, reported
-        return f"{where} raised {type(error).__name__}: {error}"
-    try:
-        schedule = validate(parse(got), num_microbatches=M, num_stages=P, world_size=P)
+        schedule = validate(parse(answer.value), num_microbatches=M, num_stages=P, world_size=P)
     except ScheduleError as error:
         return f"{where}: the validator rejects it: {error}"
     for r, actions in enumerate(schedule):

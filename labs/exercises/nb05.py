@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+from labs.exercises._common import Answer, collect, report
 from labs.grading import Graded
 from labs.schedules import FORWARD, interleaved
 
@@ -18,12 +19,10 @@ def reference_forward_order(rank: int, P: int, M: int, v: int) -> list[tuple[int
 
 
 def _owner_problem(fn, stage: int, P: int) -> str | None:
-    try:
-        got = fn(stage, P)
-    except NotImplementedError:
-        raise
-    except Exception as error:  # noqa: BLE001
-        return f"chunk_owner({stage}, {P}) raised {type(error).__name__}: {error}"
+    answer = Answer(fn, f"chunk_owner({stage}, {P})", stage, P)
+    if answer.problem:
+        return answer.problem
+    got = answer.value
     if got != stage % P:
         return f"chunk_owner({stage}, {P}) returned {got!r}, expected {stage % P}"
     return None
@@ -31,16 +30,10 @@ def _owner_problem(fn, stage: int, P: int) -> str | None:
 
 def check_chunk_owner(fn) -> bool:
     cases = [(s, 4) for s in range(8)] + [(5, 2)]
-    try:
-        problems = [p for case in cases if (p := _owner_problem(fn, *case))]
-    except NotImplementedError:
-        print("not implemented yet: chunk_owner (the notebook carries on with stage % P)")
-        return False
-    for problem in problems[:4]:
-        print(problem)
-    if not problems:
-        print(f"chunk_owner: stages 0-7 on P=4 go to ranks {[fn(s, 4) for s in range(8)]} -> correct")
-    return not problems
+    problems = collect(lambda *case: _owner_problem(fn, *case), cases, "chunk_owner", "stage % P")
+    return problems is not None and report(
+        problems, f"chunk_owner: stages 0-7 on P=4 go to ranks {[fn(s, 4) for s in range(8)]} -> correct"
+        if not problems else "", shown=4)
 
 
 def _graded_chunk_owner(fn) -> None:
@@ -73,16 +66,9 @@ def _order_problem(fn, rank: int, P: int, M: int, v: int) -> str | None:
 
 def check_forward_order(fn) -> bool:
     cases = [(0, 4, 8, 2), (3, 4, 8, 2), (1, 2, 4, 3)]
-    try:
-        problems = [p for case in cases if (p := _order_problem(fn, *case))]
-    except NotImplementedError:
-        print("not implemented yet: forward_order (the notebook carries on with labs.interleaved)")
-        return False
-    for problem in problems:
-        print(problem)
-    if not problems:
-        print(f"forward_order: {len(cases)} cases match the forwards of labs.interleaved -> correct")
-    return not problems
+    problems = collect(lambda *case: _order_problem(fn, *case), cases, "forward_order", "labs.interleaved")
+    return problems is not None and report(
+        problems, f"forward_order: {len(cases)} cases match the forwards of labs.interleaved -> correct")
 
 
 def _graded_forward_order(fn) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from labs.exercises._common import Answer, collect, report
 from labs.grading import Graded
 from labs.memory import saved_bytes, toy_stage
 from labs.model import loss_fn
@@ -30,12 +31,10 @@ def measured_stage_bytes(layers: int, microbatch_size: int, width: int, last_sta
 
 def _problem(fn, layers: int, microbatch_size: int, width: int, last_stage: bool) -> str | None:
     where = f"stage_activation_bytes({layers}, {microbatch_size}, {width}, last_stage={last_stage})"
-    try:
-        got = fn(layers, microbatch_size, width, last_stage=last_stage)
-    except NotImplementedError:
-        raise
-    except Exception as error:  # noqa: BLE001
-        return f"{where} raised {type(error).__name__}: {error}"
+    answer = Answer(fn, where, layers, microbatch_size, width, last_stage=last_stage)
+    if answer.problem:
+        return answer.problem
+    got = answer.value
     want = measured_stage_bytes(layers, microbatch_size, width, last_stage)
     if got != want:
         return f"{where} predicted {got!r} bytes, measured {want}"
@@ -44,16 +43,10 @@ def _problem(fn, layers: int, microbatch_size: int, width: int, last_stage: bool
 
 def check_stage_activation_bytes(fn) -> bool:
     cases = [(2, 8, 64, False), (2, 8, 64, True), (3, 16, 32, False), (1, 4, 128, True)]
-    try:
-        problems = [p for case in cases if (p := _problem(fn, *case))]
-    except NotImplementedError:
-        print("not implemented yet: stage_activation_bytes (the notebook carries on with labs.memory.toy_stage_bytes)")
-        return False
-    for problem in problems:
-        print(problem)
-    if not problems:
-        print(f"stage_activation_bytes: {len(cases)} predictions equal the measured bytes exactly -> correct")
-    return not problems
+    problems = collect(lambda *case: _problem(fn, *case), cases, "stage_activation_bytes",
+                       "labs.memory.toy_stage_bytes")
+    return problems is not None and report(
+        problems, f"stage_activation_bytes: {len(cases)} predictions equal the measured bytes exactly -> correct")
 
 
 def _graded_stage_activation_bytes(fn) -> None:
