@@ -2,7 +2,7 @@
 
     out, nbytes = saved_bytes(stage, x)                      # bytes autograd saved during stage(x)
     out, nbytes = saved_bytes(checkpointed(stage), x)        # the same stage under activation checkpointing
-    seconds = backward_seconds(stage, x, repeats=7)          # median time of the backward alone
+    plain_s, ckpt_s = backward_seconds_pair(stage, checkpointed(stage), x)   # median backward times, alternated
     toy_stage_bytes(layers=2, microbatch_size=8, width=64)   # what one stage of the toy model saves per micro-batch
     transformer_activation_bytes(...)                        # the GPT-3 175B calculator of notebook 06
 
@@ -19,6 +19,31 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 
+class SavedBytes:
+    """Counts the bytes autograd keeps for the backward: each storage once, ``exclude`` (parameters) left out.
+
+    ``with counter.counting(): out = stage(x)`` then ``counter.total``. The runtime keeps one per stage and counts
+    every forward; ``saved_bytes`` below is the one-off form.
+    """
+
+    def __init__(self, exclude):
+        self.excluded = {t.untyped_storage().data_ptr() for t in exclude}
+        self.seen: set = set()
+        self.total = 0
+
+    def _pack(self, tensor):
+        pointer = tensor.untyped_storage().data_ptr()
+        if pointer not in self.excluded and pointer not in self.seen:
+            self.seen.add(pointer)
+            self.total += tensor.untyped_storage().nbytes()
+        return tensor
+
+    def counting(self):
+        """Context for one forward: afterwards ``total`` holds the bytes that forward saved."""
+        self.seen, self.total = set(), 0
+        return torch.autograd.graph.saved_tensors_hooks(self._pack, lambda tensor: tensor)
+
+
 def saved_bytes(fn, *inputs, exclude=None) -> tuple:
     """Run ``fn(*inputs)`` and return (output, bytes of the tensors autograd saved for the backward).
 
@@ -26,21 +51,10 @@ def saved_bytes(fn, *inputs, exclude=None) -> tuple:
     """
     if exclude is None:
         exclude = list(fn.parameters()) if isinstance(fn, nn.Module) else []
-    excluded = {t.untyped_storage().data_ptr() for t in exclude}
-    seen: set = set()
-    total = 0
-
-    def pack(tensor):
-        nonlocal total
-        pointer = tensor.untyped_storage().data_ptr()
-        if pointer not in excluded and pointer not in seen:
-            seen.add(pointer)
-            total += tensor.untyped_storage().nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    counter = SavedBytes(exclude)
+    with counter.counting():
         output = fn(*inputs)
-    return output, total
+    return output, counter.total
 
 
 class Checkpointed(nn.Module):
@@ -64,19 +78,6 @@ def toy_stage(layers: int, width: int, seed: int = 0) -> nn.Module:
     """``layers`` of the toy model (Linear + Tanh) as one stage."""
     from .model import ToyModel
     return nn.Sequential(*ToyModel(num_layers=layers, width=width, seed=seed).layers())
-
-
-def backward_seconds(module: nn.Module, x: torch.Tensor, repeats: int = 7) -> float:
-    """Median wall time of the backward alone (forward untimed), over ``repeats`` runs (after one warm-up)."""
-    times = []
-    for i in range(repeats + 1):
-        module.zero_grad(set_to_none=True)
-        loss = module(x).square().mean()
-        start = time.perf_counter()
-        loss.backward()
-        if i:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def backward_seconds_pair(first: nn.Module, second: nn.Module, x: torch.Tensor, repeats: int = 9) -> tuple:

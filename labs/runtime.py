@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 
 from .launch import report
+from .memory import SavedBytes
 from .model import ToyModel, loss_fn, parameter_name, split_batch, split_layers
 from .pacing import paced
 from .schedules import BACKWARD, FORWARD, ScheduleError, shape, stage_owners
@@ -116,33 +117,12 @@ class _Links:
         self.sends.clear()
 
 
-class _SavedBytes:
-    """Counts the bytes autograd keeps for the backward (each storage once, parameters excluded)."""
-
-    def __init__(self, parameters):
-        self.excluded = {p.untyped_storage().data_ptr() for p in parameters}
-        self.seen: set = set()
-        self.total = 0
-
-    def _pack(self, tensor):
-        pointer = tensor.untyped_storage().data_ptr()
-        if pointer not in self.excluded and pointer not in self.seen:
-            self.seen.add(pointer)
-            self.total += tensor.untyped_storage().nbytes()
-        return tensor
-
-    def counting(self):
-        """Context for one forward: afterwards ``total`` holds the bytes that forward saved."""
-        self.seen, self.total = set(), 0
-        return torch.autograd.graph.saved_tensors_hooks(self._pack, lambda tensor: tensor)
-
-
 @dataclass
 class Stage:
     layer_indices: range
     layers: torch.nn.Sequential  # the real layers, for naming gradients
     module: torch.nn.Module  # what runs: the layers, paced if asked
-    saved: "_SavedBytes"
+    saved: SavedBytes
 
     def gradients(self) -> dict:
         return {parameter_name(i, name): p.grad.detach().cpu()
@@ -158,7 +138,7 @@ def build_stages(rank: int, job: PipelineJob, owners: dict, num_stages: int) -> 
         if owner == rank:
             core = torch.nn.Sequential(*[layers[i] for i in blocks[stage]]).to(job.device)
             stages[stage] = Stage(blocks[stage], core, paced(core, job.pace, len(blocks[stage])),
-                                  _SavedBytes(core.parameters()))
+                                  SavedBytes(core.parameters()))
     return stages
 
 
