@@ -53,7 +53,7 @@ def test_student_notebook_scores_zero_through_the_cli(tmp_path, capsys):
     for entry in result["exercises"]:
         assert not entry["passed"] and "not implemented" in entry["message"], entry
         assert entry["name"] in table
-    assert f"total" in table and f"0/{result['max_score']:g}" in table
+    assert "total" in table and f"0/{result['max_score']:g}" in table
 
 
 def test_one_wrong_exercise_loses_exactly_its_points(tmp_path):

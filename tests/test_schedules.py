@@ -1,5 +1,4 @@
 """Schedules as data: generators, parsing, validation and rendering (no processes)."""
-import itertools
 
 import pytest
 
