@@ -13,13 +13,14 @@ NCCL ignores tags, so there receives are posted when needed, in the rank's actio
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 
-from .launch import report
+from .launch import report, under_torchrun
 from .memory import SavedBytes
 from .model import ToyModel, loss_fn, parameter_name, split_batch, split_layers
 from .pacing import paced
@@ -204,5 +205,25 @@ def _step(rank, job, stages, owners, num_stages, inputs, targets):
     report(f"finished {previous}; waiting for its sends to be received")
     links.finish()
     trace.finish = time.perf_counter() - clock_zero
+    _align_to_earliest_rank(trace, clock_zero)
     report(f"finished all {len(actions)} actions")
     return trace, losses
+
+
+def _align_to_earliest_rank(trace: RankTrace, clock_zero: float) -> None:
+    """Put every rank's times on one axis: zero is the moment the first rank left the step's barrier.
+
+    Ranks leave a barrier up to about a millisecond apart; measured from its own exit, each rank's timeline would be
+    shifted by that much. On one machine ``perf_counter`` is a single clock for all processes, so the ranks agree on
+    the earliest exit and count from it. Across machines (torchrun on several hosts) clocks differ: keep each rank's own.
+    """
+    if under_torchrun() and int(os.environ.get("LOCAL_WORLD_SIZE", "0")) != dist.get_world_size():
+        return
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    earliest = torch.tensor([clock_zero], dtype=torch.float64, device=device)
+    dist.all_reduce(earliest, op=dist.ReduceOp.MIN)
+    offset = clock_zero - float(earliest)
+    for event in trace.events:
+        event.start += offset
+        event.end += offset
+    trace.finish += offset
