@@ -86,3 +86,30 @@ def test_missing_function_scores_zero_with_a_reason(tmp_path):
     assert not exercises["stage_step"]["passed"] and "no function named stage_step" in exercises["stage_step"]["message"]
     assert result["score"] == exercises["split_stages"]["max_points"]
     assert [e["cell"] for e in result["cell_errors"]] == [1]
+
+
+# Part 2 (notebooks 04-06) is graded the same way: one notebook of it end to end, solved, unsolved and one wrong.
+SOLVED_05 = os.path.join(ROOT, "solutions", "05_interleaved.ipynb")
+STUDENT_05 = os.path.join(ROOT, "notebooks", "05_interleaved.ipynb")
+
+
+def test_part_two_solved_full_marks_and_student_zero():
+    solved, student = grade_notebook(SOLVED_05), grade_notebook(STUDENT_05)
+    assert solved["score"] == solved["max_score"] > 0, format_table(solved)
+    assert student["score"] == 0 and student["max_score"] == solved["max_score"], format_table(student)
+    assert all("not implemented" in e["message"] for e in student["exercises"])
+
+
+def test_part_two_one_wrong_exercise_loses_exactly_its_points(tmp_path):
+    nb = nbformat.read(SOLVED_05, as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith("def chunk_owner("))
+    head, rest = cell.source.split("    ### BEGIN SOLUTION\n")
+    _, tail = rest.split("    ### END SOLUTION")
+    cell.source = head + "    return stage // P   # blocks instead of round-robin: wrong\n" + tail
+    copy = tmp_path / os.path.basename(SOLVED_05)
+    nbformat.write(nb, str(copy))
+    result = grade_notebook(str(copy), cwd=os.path.dirname(SOLVED_05))
+    exercises = _by_name(result)
+    assert not exercises["chunk_owner"]["passed"] and "expected" in exercises["chunk_owner"]["message"]
+    assert exercises["forward_order"]["passed"], format_table(result)
+    assert result["score"] == result["max_score"] - exercises["chunk_owner"]["max_points"]
