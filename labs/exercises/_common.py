@@ -33,6 +33,8 @@ def report(problems: list, passed: str, shown: int | None = None) -> bool:
     """Print the problems (the first ``shown`` of them) or the passing message; True when there are none."""
     for problem in problems[:shown]:
         print(problem)
+    if shown is not None and len(problems) > shown:
+        print(f"... and {len(problems) - shown} more cases wrong")
     if not problems:
         print(passed)
     return not problems

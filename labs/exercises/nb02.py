@@ -8,6 +8,7 @@ simulated GPipe timeline (any F and B costs give the same fraction when every st
 """
 from __future__ import annotations
 
+from labs.exercises._common import Answer, collect, report
 from labs.grading import Graded
 from labs.schedules import gpipe
 from labs.simulate import Costs, simulate
@@ -19,12 +20,10 @@ TOLERANCE = 1e-9
 
 def _value(fn, P: int, M: int):
     """fn(P, M) as a float, or an error message."""
-    try:
-        got = fn(P, M)
-    except NotImplementedError:
-        raise
-    except Exception as error:  # noqa: BLE001 - a wrong answer, reported
-        return None, f"{fn.__name__}({P}, {M}) raised {type(error).__name__}: {error}"
+    answer = Answer(fn, f"{fn.__name__}({P}, {M})", P, M)
+    if answer.problem:
+        return None, answer.problem
+    got = answer.value
     try:
         return float(got), None
     except (TypeError, ValueError):
@@ -51,37 +50,21 @@ def _simulated_idle(P: int, M: int, forward: float = 1.0, backward: float = 2.0)
     return simulate(gpipe(P, M), Costs(forward, backward)).idle_fraction
 
 
-def _report(name: str, problems: list, passed: str) -> bool:
-    for problem in problems[:3]:
-        print(problem)
-    if len(problems) > 3:
-        print(f"... and {len(problems) - 3} more cases wrong")
-    if not problems:
-        print(passed)
-    return not problems
-
-
 def check_bubble_overhead(fn) -> bool:
     cases = [(4, 1), (4, 8), (4, 16), (2, 3), (8, 32)]
-    try:
-        problems = [p for P, M in cases if (p := _problem(fn, P, M, _overhead(P, M), "overhead"))]
-    except NotImplementedError:
-        print("not implemented yet: bubble_overhead (the notebook carries on with labs.bubble_overhead)")
-        return False
-    return _report("bubble_overhead", problems,
-                   f"bubble_overhead: {len(cases)} cases match (P-1)/M, e.g. P=4, M=1 -> 3.0 (300%) -> correct")
+    problems = collect(lambda P, M: _problem(fn, P, M, _overhead(P, M), "overhead"), cases, "bubble_overhead",
+                       "labs.bubble_overhead")
+    return problems is not None and report(
+        problems, f"bubble_overhead: {len(cases)} cases match (P-1)/M, e.g. P=4, M=1 -> 3.0 (300%) -> correct", shown=3)
 
 
 def check_idle_fraction(fn) -> bool:
     cases = [(4, 1), (4, 8), (4, 16), (2, 3), (8, 32)]
-    try:
-        problems = [p for P, M in cases if (p := _problem(fn, P, M, _simulated_idle(P, M), "idle"))]
-    except NotImplementedError:
-        print("not implemented yet: idle_fraction (the notebook carries on with labs.idle_fraction)")
-        return False
-    return _report("idle_fraction", problems,
-                   f"idle_fraction: {len(cases)} cases match the idle share of a simulated GPipe step, "
-                   f"e.g. P=4, M=8 -> 3/11 = 0.27 -> correct")
+    problems = collect(lambda P, M: _problem(fn, P, M, _simulated_idle(P, M), "idle"), cases, "idle_fraction",
+                       "labs.idle_fraction")
+    return problems is not None and report(
+        problems, f"idle_fraction: {len(cases)} cases match the idle share of a simulated GPipe step, "
+                  f"e.g. P=4, M=8 -> 3/11 = 0.27 -> correct", shown=3)
 
 
 def _graded_bubble_overhead(fn) -> None:
