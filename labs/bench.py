@@ -18,9 +18,10 @@ import torch
 import torch.distributed as dist
 
 from .launch import launch
-from .model import ToyModel, loss_fn, split_layers
-from .pacing import paced
+from .model import ToyModel, loss_fn
 from .pipeline import run_pipeline
+from .runtime import PipelineJob, build_stages
+from .schedules import make, stage_owners
 
 STAGES, LAYERS = 4, 8
 
@@ -43,19 +44,17 @@ def _torch_step(rank: int, name: str, microbatches: int, virtual: int, pace, bat
     """One timed step of torch.distributed.pipelining on the same model, cut and paced as ours."""
     from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe, ScheduleInterleaved1F1B
 
-    model = ToyModel(num_layers=LAYERS)
+    # The runtime's own stage builder: the same layers, cut and pacing as our run, by construction.
+    job = PipelineJob(make(name, STAGES, microbatches, virtual), ToyModel(num_layers=LAYERS), batch_size, pace)
     num_stages = STAGES * virtual
-    blocks = split_layers(LAYERS, num_stages)
-    layers = model.layers()
-    my_stages = [s for s in range(num_stages) if s % STAGES == rank]
-    stages = [PipelineStage(paced(torch.nn.Sequential(*[layers[i] for i in blocks[s]]), pace, len(blocks[s])),
-                            s, num_stages, torch.device("cpu")) for s in my_stages]
+    mine = build_stages(rank, job, stage_owners(job.schedule), num_stages)
+    stages = [PipelineStage(stage.module, s, num_stages, torch.device("cpu")) for s, stage in sorted(mine.items())]
     if name == "interleaved":
         schedule = ScheduleInterleaved1F1B(stages, microbatches, loss_fn=loss_fn)
     else:
         schedule = (ScheduleGPipe if name in ("gpipe", "naive") else Schedule1F1B)(stages[0], microbatches,
                                                                                   loss_fn=loss_fn)
-    inputs, targets = model.batch(batch_size)
+    inputs, targets = job.model.batch(batch_size)
     elapsed = 0.0
     for _ in range(2):  # warm-up, then the timed step
         dist.barrier()
