@@ -13,10 +13,19 @@ import os
 import sys
 
 
+def _whole(text: str) -> int:
+    """A whole number written in ASCII digits (int() would also read other scripts' digits, e.g. '٢' as 2)."""
+    if not (text.isascii() and text.lstrip("-").isdigit()):
+        raise argparse.ArgumentTypeError(f"expected a whole number written with the digits 0-9, got {text!r}")
+    return int(text)
+
+
 def _pace(text: str):
     if text.lower() in ("none", "off", "0"):
         return None
     try:
+        if not text.isascii():
+            raise ValueError(text)
         forward, backward = (float(x) for x in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"--pace-ms takes FORWARD,BACKWARD in ms per layer (e.g. 10,20), "
@@ -27,12 +36,12 @@ def _pace(text: str):
 def _run_parser(sub) -> None:
     p = sub.add_parser("run", help="run one real pipeline-parallel training step and explain it")
     p.add_argument("--schedule", default="1f1b", help="naive, gpipe, 1f1b or interleaved")
-    p.add_argument("--stages", type=int, default=4, help="pipeline ranks P")
-    p.add_argument("--microbatches", type=int, default=8, help="micro-batches M")
-    p.add_argument("--virtual-stages", type=int, default=1, help="model chunks per rank v (interleaved)")
-    p.add_argument("--layers", type=int, default=8)
-    p.add_argument("--width", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--stages", type=_whole, default=4, help="pipeline ranks P")
+    p.add_argument("--microbatches", type=_whole, default=8, help="micro-batches M")
+    p.add_argument("--virtual-stages", type=_whole, default=1, help="model chunks per rank v (interleaved)")
+    p.add_argument("--layers", type=_whole, default=8)
+    p.add_argument("--width", type=_whole, default=64)
+    p.add_argument("--batch-size", type=_whole, default=64)
     p.add_argument("--pace-ms", type=_pace, default=(10.0, 20.0),
                    help="pad each layer's forward,backward to these ms (default 10,20; 'off' for real compute)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds before a hung run is stopped")
@@ -69,19 +78,56 @@ def _run(args) -> int:
     return 0 if verdict == "OK" else 1
 
 
+def _check_paths(args) -> str | None:
+    """What is wrong with the files a command would read or write, found before anything runs."""
+    outputs = [getattr(args, "plot", None)] + ([args.json] if args.command == "grade" else [])
+    for path in filter(None, outputs):
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            return f"cannot write {path}: the folder {folder} does not exist (create it or choose another path)"
+    if args.command != "grade":
+        return None
+    path = args.notebook
+    if not os.path.isfile(path):
+        return f"no such file: {path} (give the path of a submitted .ipynb notebook)"
+    if not path.endswith(".ipynb"):
+        return f"{path} is not a notebook: grade takes a submitted .ipynb file"
+    try:
+        with open(path, encoding="utf-8") as f:
+            cells = json.load(f).get("cells")
+    except (OSError, ValueError, AttributeError) as error:
+        return f"{path} is not a readable notebook ({type(error).__name__}): is it a saved .ipynb?"
+    if not isinstance(cells, list):
+        return f"{path} has no cells: is it a saved .ipynb?"
+    import importlib.util
+    import re
+    match = re.match(r"([0-9]{2})_", os.path.basename(path))
+    if not match:
+        return (f"cannot tell which exercises {path} holds: a course notebook's name starts with its two-digit "
+                f"number, e.g. 01_naive_pipeline.ipynb")
+    if importlib.util.find_spec(f"labs.exercises.nb{match[1]}") is None:
+        return f"the course has no notebook number {match[1]} with graded exercises (see notebooks/)"
+    return None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labs", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
     bench = sub.add_parser("bench", help="launch time, step/ideal per schedule, ours vs torch.distributed.pipelining")
     bench.add_argument("--pace-ms", type=_pace, default=(10.0, 20.0))
-    bench.add_argument("--microbatches", type=int, default=8)
+    bench.add_argument("--microbatches", type=_whole, default=8)
     bench.add_argument("--json", action="store_true")
     grade = sub.add_parser("grade", help="execute a submitted notebook, run its graded tests, print a score table")
     grade.add_argument("notebook", help="path to the submitted .ipynb")
     grade.add_argument("--json", metavar="FILE", help="also write the scores as JSON to FILE")
     grade.add_argument("--timeout", type=float, default=300.0, help="seconds for executing the notebook")
     args = parser.parse_args(argv)
+    problem = _check_paths(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    from .checks import InputError
     from .launch import LaunchTimeout, RankFailed
     from .model import ModelError
     from .schedules import ScheduleError
@@ -93,7 +139,7 @@ def main(argv=None) -> int:
             return grade_main(args)
         from .bench import main as bench_main
         return bench_main(args)
-    except (ScheduleError, ModelError) as error:
+    except (ScheduleError, ModelError, InputError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (RankFailed, LaunchTimeout) as error:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime
+import gc
 import io
 import multiprocessing as mp
 import os
@@ -39,27 +40,12 @@ from multiprocessing.connection import wait
 import torch
 import torch.distributed as dist
 
+from .failures import LaunchTimeout, RankFailed  # noqa: F401 - part of launch's interface
+
 _PROGRESS_CHARS = 240
+MAX_RANKS = 64  # processes one launch starts on this machine
+_FOLDER_PREFIX = "labs-launch-"
 _progress = None  # (shared char array, rank) inside a worker
-
-
-class RankFailed(RuntimeError):
-    """A worker raised; ``rank`` and the worker's ``worker_traceback`` say where and why."""
-
-    def __init__(self, rank: int, worker_traceback: str, output: str = ""):
-        self.rank, self.worker_traceback, self.output = rank, worker_traceback, output
-        extra = f"\n--- what rank {rank} printed ---\n{output}" if output.strip() else ""
-        super().__init__(f"rank {rank} failed:\n{worker_traceback.rstrip()}{extra}")
-
-
-class LaunchTimeout(TimeoutError):
-    """The ranks did not all finish in time; ``progress`` holds what each rank last reported."""
-
-    def __init__(self, timeout: float, progress: list[str]):
-        self.progress = progress
-        lines = "\n".join(f"  rank {r}: {p or 'reported nothing (stuck before its first action?)'}"
-                          for r, p in enumerate(progress))
-        super().__init__(f"the ranks did not finish within {timeout:g} s; each rank's last report:\n{lines}")
 
 
 def report(text: str) -> None:
@@ -96,8 +82,14 @@ def launch(fn, world_size: int = 4, args: tuple = (), kwargs: dict | None = None
            backend: str | None = None, start_method: str | None = None, threads_per_rank: int = 1) -> list:
     """Run ``fn(rank, *args, **kwargs)`` on ``world_size`` ranks; return the results in rank order."""
     kwargs = kwargs or {}
-    if not isinstance(world_size, int) or world_size < 1:
+    if not isinstance(world_size, int) or isinstance(world_size, bool) or world_size < 1:
         raise ValueError(f"world_size must be a whole number >= 1, got {world_size!r}")
+    if world_size > MAX_RANKS:
+        raise ValueError(f"world_size={world_size} is more than {MAX_RANKS} ranks: each rank is a process with its "
+                         f"own copy of torch, and this launcher runs them all on this machine")
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0 \
+            or timeout == float("inf"):
+        raise ValueError(f"timeout is the seconds a run may take, a number > 0 (e.g. 60), got {timeout!r}")
     if under_torchrun():
         return _launch_under_torchrun(fn, world_size, args, kwargs, timeout, backend)
     backend = backend or default_backend(world_size)
@@ -112,7 +104,8 @@ def launch(fn, world_size: int = 4, args: tuple = (), kwargs: dict | None = None
     else:
         import cloudpickle  # sends notebook-defined functions by value
         payload = cloudpickle.dumps((fn, args, kwargs))
-    folder = tempfile.mkdtemp(prefix="labs-launch-")
+    _remove_stale_folders()
+    folder = tempfile.mkdtemp(prefix=f"{_FOLDER_PREFIX}{os.getpid()}-")
     progress = ctx.Array("c", _PROGRESS_CHARS * world_size, lock=False)
     processes, readers = [], []
     try:
@@ -131,6 +124,29 @@ def launch(fn, world_size: int = 4, args: tuple = (), kwargs: dict | None = None
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _remove_stale_folders() -> None:
+    """Remove the rendezvous folders of launches whose parent was killed (their names carry the parent's pid)."""
+    root = tempfile.gettempdir()
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(_FOLDER_PREFIX):].split("-", 1)[0]
+        if name.startswith(_FOLDER_PREFIX) and pid.isascii() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def _collect(processes, readers, progress, timeout: float) -> list:
     deadline = time.monotonic() + timeout
     results: dict[int, object] = {}
@@ -141,27 +157,40 @@ def _collect(processes, readers, progress, timeout: float) -> list:
         pending = [r for r in range(len(processes)) if r not in results]
         waitables = [readers[r] for r in pending] + [processes[r].sentinel for r in pending]
         wait(waitables, timeout=min(left, 0.5))
-        for rank in pending:
-            message = _receive(readers[rank])
-            if message is not None:
-                status, value, output = message
-                if status == "error":
-                    raise RankFailed(rank, value, output)
-                results[rank] = value
-            elif not processes[rank].is_alive():
+        failed = None
+        for rank in pending:  # read every rank that has answered, so that a failure knows who had finished
+            dead = not processes[rank].is_alive()  # before reading: a result sent before death is then in the pipe
+            message = _receive(readers[rank], rank)
+            if message is None and dead:
                 code = processes[rank].exitcode
                 why = f"killed by signal {-code}" if code and code < 0 else f"exit code {code}"
-                raise RankFailed(rank, f"the process ended ({why}) without returning a result "
-                                       f"(out of memory, os._exit, or a crash in native code)")
+                message = ("error", f"the process ended ({why}) without returning a result "
+                                    f"(out of memory, os._exit, or a crash in native code)", "")
+            if message is not None:
+                status, value, output, exception = (tuple(message) + ("", ""))[:4]
+                if status == "error":
+                    failed = failed or (rank, value, output, exception)
+                else:
+                    results[rank] = value
+        if failed:
+            raise RankFailed(*failed, finished=sorted(results))
     return [results[r] for r in range(len(processes))]
 
 
-def _receive(reader):
+def _receive(reader, rank: int):
     """The worker's (status, value, output), or None if it has sent nothing (yet, or ever: EOF)."""
     try:
-        return pickle.loads(reader.recv_bytes()) if reader.poll() else None
-    except EOFError:
+        data = reader.recv_bytes() if reader.poll() else None
+    except (EOFError, OSError):
         return None
+    if data is None:
+        return None
+    try:
+        return pickle.loads(data)
+    except Exception as error:  # noqa: BLE001 - whatever the result's unpickling raises
+        raise RankFailed(rank, f"rank {rank} returned a result that cannot be rebuilt in this process "
+                               f"({type(error).__name__}: {error}): return plain data (numbers, strings, lists, "
+                               f"dicts, tensors)") from None
 
 
 def _read_progress(progress, world_size: int) -> list[str]:
@@ -192,6 +221,10 @@ def _die_with_parent() -> None:
 
 def _worker(rank, world_size, store_path, backend, timeout, payload, writer, progress, threads):
     global _progress
+    # A forked worker inherits the parent's heap (a notebook kernel's few hundred thousand objects). Freezing them
+    # keeps every garbage-collection pass here to the worker's own objects: a full pass over the inherited heap costs
+    # 140-200 ms (it writes to each object, copying the pages) and once landed inside a timed step (runtime.py).
+    gc.freeze()
     _die_with_parent()
     _progress = (progress, rank)
     captured = io.StringIO()
@@ -206,12 +239,19 @@ def _worker(rank, world_size, store_path, backend, timeout, payload, writer, pro
         # every rank's progress rather than by one rank's gloo timeout.
         dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
                                 timeout=datetime.timedelta(seconds=timeout + 5))
+        # gloo's init connects every pair of ranks but is no barrier: a fast rank could finish fn and exit while a
+        # slower one (a busy machine) was still completing its handshake with it, which then failed with "Gloo
+        # connectFullMesh failed ... Connection closed by peer" (1 launch in 150 under two busy loops). Past this
+        # barrier every rank has finished connecting, so no exit can break another rank's set-up.
+        dist.barrier()
+        report("")
         result = fn(rank, *args, **kwargs)
         # Plain pickle copies tensors by value; multiprocessing's own pickler would pass them as shared-memory
         # handles that die with this process.
-        writer.send_bytes(pickle.dumps(("ok", result, "")))
-    except BaseException:
-        writer.send_bytes(pickle.dumps(("error", traceback.format_exc(), captured.getvalue())))
+        writer.send_bytes(pickle.dumps(("ok", result, "", "")))
+    except BaseException as error:  # noqa: BLE001 - reported to the parent, whatever it is
+        exception = "".join(traceback.format_exception_only(type(error), error))
+        writer.send_bytes(pickle.dumps(("error", traceback.format_exc(), captured.getvalue(), exception)))
     finally:
         writer.close()
         if dist.is_initialized():

@@ -11,12 +11,14 @@ closed-form bubble, so every number is checked against something independent of 
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .launch import launch
+from . import checks
+from .launch import MAX_RANKS, default_backend, launch, under_torchrun
 from .model import ToyModel, check_microbatches, max_grad_error, reference_gradients, split_layers
-from .runtime import PipelineJob, run_rank
-from .schedules import make, parse, shape, validate
+from .runtime import RUNNABLE_KINDS, PipelineJob, run_rank, uses_tags
+from .schedules import ScheduleError, make, parse, shape, validate
+from .transport import check_in_order
 from .simulate import Costs, idle_fraction, simulate
 from .trace import Trace
 
@@ -33,6 +35,7 @@ class PipelineRun:
     loss: float
     reference_loss: float
     max_grad_error: float
+    step_times: list = field(default_factory=list)  # every timed step; ``trace`` is the median one's
 
     @property
     def bubble_fraction(self) -> float:
@@ -62,39 +65,81 @@ class PipelineRun:
                 "peak_activations": self.trace.peak_activations,
                 "peak_activation_bytes": self.trace.peak_activation_bytes,
                 "bytes_moved": self.trace.bytes_moved, "messages": self.trace.messages,
-                "max_grad_error": self.max_grad_error, "loss": self.loss, "reference_loss": self.reference_loss}
+                "max_grad_error": self.max_grad_error, "loss": self.loss, "reference_loss": self.reference_loss,
+                "step_times_s": self.step_times}
 
 
 def run_pipeline(schedule="gpipe", stages: int = 4, microbatches: int = 8, virtual_stages: int = 1,
                  layers: int = 8, width: int = 64, batch_size: int = 64, pace_ms: tuple | None = (5, 10),
-                 warmup_steps: int = 1, timeout: float = 60.0, device: str = "cpu") -> PipelineRun:
-    """Run one real pipeline-parallel training step (after ``warmup_steps``) and check it.
+                 warmup_steps: int = 1, timeout: float = 60.0, device: str = "cpu", steps: int = 3,
+                 transport: str = "auto") -> PipelineRun:
+    """Run real pipeline-parallel training steps and check them: ``warmup_steps`` untimed, then ``steps`` timed.
 
     ``pace_ms=(F, B)`` pads each layer's forward to F and backward to B milliseconds (None: unpaced, the real
     compute time). ``stages`` is the number of ranks P; with ``virtual_stages`` v each rank holds v chunks.
+
+    The run reports the trace of its **median** timed step (by step time), and every step's time in ``step_times``.
+    Why the median: a step's time can only grow when something outside the pipeline interferes (another process
+    takes the core, the OS wakes a sleeping rank late), never shrink, so single steps scatter upwards. The median of
+    three ignores one disturbed step whichever it is, where the mean would carry a third of it; and it is a real
+    step, so its timeline, idle fraction and activations come from one and the same run (a per-event median would
+    mix steps). The minimum would pick the luckiest step, which is not what a learner's machine typically does.
+
+    ``transport``: "auto" matches messages by tag on gloo and in order on NCCL; "in_order" emulates NCCL's
+    first-in-first-out matching on gloo. In order, the schedule must pass ``labs.transport.check_in_order``.
     """
     name = schedule if isinstance(schedule, str) else "custom"
+    timeout = checks.positive_seconds("timeout", timeout)
+    pace = checks.pace_seconds(pace_ms)
+    checks.check_device(device)
+    layers = checks.whole_number("layers", layers, 1, checks.MAX_LAYERS)
+    width = checks.whole_number("width", width, 1, checks.MAX_WIDTH)
+    batch_size = checks.whole_number("batch_size", batch_size, 1, checks.MAX_BATCH)
+    steps = checks.whole_number("steps", steps, 1, 100)
+    warmup_steps = checks.whole_number("warmup_steps", warmup_steps, 0, 100)
     if isinstance(schedule, str):
+        stages = _count(ScheduleError, "the number of stages/ranks P", stages, MAX_RANKS,
+                        ": each rank is a process on this machine")
+        microbatches = _count(ScheduleError, "the number of micro-batches M", microbatches, checks.MAX_MICROBATCHES)
+        virtual_stages = _count(ScheduleError, "virtual stages v", virtual_stages, checks.MAX_VIRTUAL_STAGES)
+        if stages * virtual_stages > layers:  # refused before a large schedule is built
+            split_layers(layers, stages * virtual_stages)
+        check_microbatches(batch_size, microbatches)
         actions = make(schedule, stages, microbatches, virtual_stages)
     else:
         actions = parse(schedule)
         stages, num_stages, microbatches = shape(actions)
+        _count(ScheduleError, "the schedule's number of ranks", stages, MAX_RANKS, ": each rank is a process")
         virtual_stages = num_stages // stages
     actions = validate(actions, num_microbatches=microbatches)
+    unknown = sorted({a.kind for acts in actions for a in acts} - set(RUNNABLE_KINDS))
+    if unknown:
+        raise ScheduleError(f"the schedule has {'/'.join(unknown)} actions, but the runtime runs only "
+                            f"{'/'.join(RUNNABLE_KINDS)} actions: simulate it (labs.simulate) or drop them")
     ranks, num_stages, _ = shape(actions)
+    backend = "nccl" if under_torchrun() and device.startswith("cuda") else default_backend(ranks)
+    if not uses_tags(transport, backend):
+        check_in_order(actions)
     model = ToyModel(num_layers=layers, width=width)
     blocks = split_layers(layers, num_stages, require_equal=num_stages > ranks)  # bad cuts fail here, not on ranks
     check_microbatches(batch_size, microbatches)
-    pace = None if pace_ms is None else (pace_ms[0] / 1000, pace_ms[1] / 1000)
-    job = PipelineJob(actions, model, batch_size, pace, warmup_steps, device)
+    job = PipelineJob(actions, model, batch_size, pace, warmup_steps, device, steps, transport)
     results = launch(run_rank, world_size=ranks, args=(job,), timeout=timeout)
-    trace = Trace([r.trace for r in results])
+    step_traces = [Trace([r.traces[i] for r in results]) for i in range(steps)]
+    trace = sorted(step_traces, key=lambda t: t.step_time)[(steps - 1) // 2]
     grads = {k: v for r in results for k, v in r.grads.items()}
     loss = sum(v for r in results for v in r.losses.values())
     reference_loss, reference = reference_gradients(model, batch_size)
     ideal = simulate(actions, _costs(pace, blocks, trace))
     return PipelineRun(name, actions, ranks, microbatches, virtual_stages, trace, ideal, loss, reference_loss,
-                       max_grad_error(grads, reference))
+                       max_grad_error(grads, reference), [t.step_time for t in step_traces])
+
+
+def _count(error, name, value, high, why=""):
+    try:
+        return checks.whole_number(name, value, 1, high, why)
+    except ValueError as problem:
+        raise error(str(problem)) from None
 
 
 def _costs(pace, blocks, trace: Trace) -> Costs:

@@ -9,12 +9,19 @@ takes the gradient stage s+1 sent back, runs the backward and sends the input's 
 Why a valid schedule cannot deadlock here: sends never block (``isend``, completed at the end of the step), and on
 gloo every receive of the step is posted up front with a tag naming its action, so messages match whatever order
 they arrive in. A rank therefore waits only for data its next action truly needs, which is what ``validate`` checks.
-NCCL ignores tags, so there receives are posted when needed, in the rank's action order.
+NCCL ignores tags, so there receives are posted when needed, in the rank's action order, and a schedule must also
+pass ``labs.transport.check_in_order`` (see ``transport.py``; ``PipelineJob.transport`` forces either way).
+
+Timed steps: ``job.warmup_steps`` untimed steps, then ``job.steps`` recorded ones, each with the garbage collector
+off (see ``_quiet_gc``). ``RUNNABLE_KINDS`` says which action kinds this runtime executes; ``run_pipeline`` checks
+a schedule against it before any process starts.
 """
 from __future__ import annotations
 
+import gc
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -26,6 +33,9 @@ from .model import ToyModel, loss_fn, parameter_name, split_batch, split_layers
 from .pacing import paced
 from .schedules import BACKWARD, FORWARD, ScheduleError, shape, stage_owners
 from .trace import Event, RankTrace
+from .transport import Links, check_in_order
+
+RUNNABLE_KINDS = (FORWARD, BACKWARD)  # the action kinds run_rank executes; run_pipeline refuses others up front
 
 
 def _warm_up_autograd() -> None:
@@ -48,74 +58,40 @@ class PipelineJob:
     pace: tuple[float, float] | None = None  # seconds per layer: (forward, backward)
     warmup_steps: int = 1
     device: str = "cpu"
+    steps: int = 1  # timed steps recorded after the warm-up
+    transport: str = "auto"  # "tagged", "in_order" (NCCL's matching, also on gloo), or "auto": in order on NCCL
 
 
 @dataclass
 class RankResult:
-    trace: RankTrace
+    traces: list  # one RankTrace per timed step
     grads: dict
     losses: dict  # micro-batch -> its share of the loss (last stage only)
 
+    @property
+    def trace(self) -> RankTrace:
+        return self.traces[-1]
 
-class _Links:
-    """The messages of one step on one rank: tagged receives, non-blocking sends, byte counts."""
 
-    def __init__(self, rank, actions, owners, num_stages, num_microbatches, shape_, device, trace):
-        self.rank, self.owners, self.stages, self.microbatches = rank, owners, num_stages, num_microbatches
-        self.shape, self.device, self.trace = shape_, device, trace
-        self.via_cpu = dist.get_backend() == "gloo" and device != "cpu"
-        self.tagged = dist.get_backend() != "nccl"
-        self.local: dict = {}
-        self.pending: dict = {}
-        self.sends: list = []
-        if self.tagged:
-            for action in actions:
-                source = self._source(action)
-                if source is not None and owners[source] != rank:
-                    self.pending[(action.kind, action.stage, action.microbatch)] = self._post(action, source)
+@contextmanager
+def _quiet_gc():
+    """No garbage-collection pass inside a timed step.
 
-    def _source(self, action):
-        """The stage whose message this action needs, or None."""
-        if action.kind == FORWARD and action.stage > 0:
-            return action.stage - 1
-        if action.kind == BACKWARD and action.stage < self.stages - 1:
-            return action.stage + 1
-        return None
-
-    def _tag(self, kind: str, stage: int, microbatch: int) -> int:
-        return (stage * 2 + (kind == BACKWARD)) * self.microbatches + microbatch
-
-    def _post(self, action, source):
-        buffer = torch.empty(self.shape, device="cpu" if self.via_cpu or self.device == "cpu" else self.device)
-        tag = self._tag(action.kind, action.stage, action.microbatch) if self.tagged else 0
-        return buffer, dist.irecv(buffer, self.owners[source], tag=tag)
-
-    def receive(self, action) -> torch.Tensor:
-        key = (action.kind, action.stage, action.microbatch)
-        if key in self.local:
-            return self.local.pop(key)
-        buffer, request = self.pending.pop(key) if key in self.pending else self._post(action, self._source(action))
-        started = time.perf_counter()
-        request.wait()
-        self.trace.wait_time += time.perf_counter() - started
-        self.trace.bytes_received += buffer.numel() * buffer.element_size()
-        self.trace.messages_received += 1
-        return buffer.to(self.device)
-
-    def send(self, tensor: torch.Tensor, kind: str, to_stage: int, microbatch: int) -> None:
-        if self.owners[to_stage] == self.rank:
-            self.local[(kind, to_stage, microbatch)] = tensor.detach().clone()
-            return
-        payload = tensor.detach().cpu() if self.via_cpu else tensor.detach().contiguous()
-        tag = self._tag(kind, to_stage, microbatch) if self.tagged else 0
-        self.sends.append((payload, dist.isend(payload, self.owners[to_stage], tag=tag)))
-        self.trace.bytes_sent += payload.numel() * payload.element_size()
-        self.trace.messages_sent += 1
-
-    def finish(self) -> None:
-        for _, request in self.sends:
-            request.wait()
-        self.sends.clear()
+    A forked rank inherits the parent's heap (a notebook kernel: about 300 000 objects) and its collector counters.
+    When a full collection falls inside the timed step, it walks that heap, copying every page it touches
+    (copy-on-write): 140-200 ms measured here, which made one GPipe step read idle 0.35-0.37 instead of 0.28.
+    Whether it falls there depends on the kernel's allocation history, so the first run of a kernel could differ
+    from its tenth. ``launch`` freezes the inherited objects in each worker (``gc.freeze``), which makes a full
+    collection cost 0.2 ms; here, the young garbage is collected before the step and the collector is off during it.
+    """
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass
@@ -143,13 +119,28 @@ def build_stages(rank: int, job: PipelineJob, owners: dict, num_stages: int) -> 
     return stages
 
 
+def uses_tags(transport: str, backend: str) -> bool:
+    """Whether messages are matched by tag (any order) rather than first in, first out."""
+    if transport not in ("auto", "tagged", "in_order"):
+        raise ValueError(f"transport is 'auto', 'tagged' or 'in_order', got {transport!r}")
+    if transport == "auto":
+        return backend != "nccl"
+    if transport == "tagged" and backend == "nccl":
+        raise ValueError("NCCL ignores tags: use transport='in_order' or 'auto' there")
+    return transport == "tagged"
+
+
 def run_rank(rank: int, job: PipelineJob) -> RankResult:
-    """Run ``job.warmup_steps`` untimed steps, then one recorded step; return its trace and gradients."""
+    """Run ``job.warmup_steps`` untimed steps, then ``job.steps`` recorded ones; return their traces, the gradients."""
     world, num_stages, _ = shape(job.schedule)
     if dist.get_world_size() != world:
         raise ScheduleError(f"the schedule has {world} ranks but {dist.get_world_size()} were launched")
-    if any(a.kind not in (FORWARD, BACKWARD) for a in job.schedule[rank]):
-        raise ScheduleError("this runtime runs F and B actions; split W steps are not supported yet")
+    unknown = sorted({a.kind for a in job.schedule[rank]} - set(RUNNABLE_KINDS))
+    if unknown:
+        raise ScheduleError(f"this runtime runs {'/'.join(RUNNABLE_KINDS)} actions, not {'/'.join(unknown)}")
+    tagged = uses_tags(job.transport, dist.get_backend())
+    if not tagged:
+        check_in_order(job.schedule)
     owners = stage_owners(job.schedule)
     stages = build_stages(rank, job, owners, num_stages)
     inputs, targets = job.model.batch(job.batch_size)
@@ -158,21 +149,25 @@ def run_rank(rank: int, job: PipelineJob) -> RankResult:
     # not the whole batch that a chunk() view shares
     inputs = [x.to(job.device).clone() for x in split_batch(inputs, num_microbatches)]
     targets = [y.to(job.device).clone() for y in split_batch(targets, num_microbatches)]
-    for _ in range(job.warmup_steps + 1):
+    traces = []
+    for step in range(job.warmup_steps + job.steps):
         for stage in stages.values():
             stage.layers.zero_grad(set_to_none=True)
-        trace, losses = _step(rank, job, stages, owners, num_stages, inputs, targets)
+        with _quiet_gc():
+            trace, losses = _step(rank, job, stages, owners, num_stages, inputs, targets, tagged)
+        if step >= job.warmup_steps:
+            traces.append(trace)
     grads = {name: grad for stage in stages.values() for name, grad in stage.gradients().items()}
-    return RankResult(trace, grads, losses)
+    return RankResult(traces, grads, losses)
 
 
-def _step(rank, job, stages, owners, num_stages, inputs, targets):
+def _step(rank, job, stages, owners, num_stages, inputs, targets, tagged):
     actions = job.schedule[rank]
     num_microbatches = len(inputs)
     trace = RankTrace(rank=rank)
     dist.barrier()
-    links = _Links(rank, actions, owners, num_stages, num_microbatches,
-                   job.model.boundary_shape(job.batch_size // num_microbatches), job.device, trace)
+    links = Links(rank, actions, owners, num_stages, num_microbatches,
+                  job.model.boundary_shape(job.batch_size // num_microbatches), job.device, trace, tagged)
     clock_zero = time.perf_counter()
     held, losses, previous = {}, {}, "nothing"
     for action in actions:
@@ -199,6 +194,10 @@ def _step(rank, job, stages, owners, num_stages, inputs, targets):
             x, out = held.pop((stage, microbatch))
             torch.autograd.backward(out, grad)
             if stage > 0:
+                if x.grad is None:
+                    raise RuntimeError(f"{action}: the input's gradient is None after the backward, so there is "
+                                       f"nothing to send to stage {stage - 1}: the received activation must "
+                                       f"require grad (x.requires_grad_()) before the forward runs on it")
                 links.send(x.grad, BACKWARD, stage - 1, microbatch)
             trace.events.append(Event(action, start - clock_zero, time.perf_counter() - clock_zero))
         previous = str(action)

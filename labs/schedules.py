@@ -21,7 +21,8 @@ import re
 from dataclasses import dataclass
 
 FORWARD, BACKWARD, WEIGHT = "F", "B", "W"
-_ACTION = re.compile(r"^\s*(\d+)\s*([FBW])\s*(\d+)\s*$")
+_ACTION = re.compile(r"^\s*([0-9]+)\s*([FBW])\s*([0-9]+)\s*$", re.ASCII)  # ASCII digits only: '٢F٥' is no 2F5
+KINDS = (FORWARD, BACKWARD, WEIGHT)
 
 Schedule = list  # list[list[Action]]: one list per rank
 
@@ -45,6 +46,11 @@ class Action:
 def parse_action(text) -> Action:
     """``"2F5"`` -> ``Action(stage=2, kind="F", microbatch=5)``; an Action passes through."""
     if isinstance(text, Action):
+        if (text.kind not in KINDS or any(isinstance(n, bool) or not isinstance(n, int) or n < 0
+                                          for n in (text.stage, text.microbatch))):
+            raise ScheduleError(f"cannot run Action(stage={text.stage!r}, kind={text.kind!r}, microbatch="
+                                f"{text.microbatch!r}): stage and micro-batch are whole numbers >= 0 and the kind "
+                                f"is one of {', '.join(KINDS)}")
         return text
     match = _ACTION.match(str(text))
     if not match:
@@ -60,6 +66,9 @@ def parse(schedule) -> Schedule:
     for actions in schedule:
         if isinstance(actions, str):
             actions = actions.split()
+        if not isinstance(actions, (list, tuple)):
+            raise ScheduleError(f"rank {len(ranks)}'s entry is {actions!r}: each rank needs a list of actions "
+                                f"(['0F0', '0B0']) or one string ('0F0 0B0')")
         ranks.append([parse_action(a) for a in actions])
     return ranks
 
@@ -229,8 +238,8 @@ def validate(schedule, num_microbatches: int | None = None, num_stages: int | No
             for kind in kinds:
                 a = Action(s, kind, m)
                 if a not in seen:
-                    where = f"rank {owners[s]}" if s in owners else "no rank"
-                    raise ScheduleError(f"{a} is missing: {where} never runs it (every stage runs F and B for "
+                    where = f"rank {owners[s]} never runs it" if s in owners else f"no rank runs stage {s}"
+                    raise ScheduleError(f"{a} is missing: {where} (every stage runs F and B for "
                                         f"every micro-batch{', and W' if weight else ''})")
     for rank, actions in enumerate(schedule):
         position = {a: i for i, a in enumerate(actions)}

@@ -29,6 +29,22 @@ class Costs:
     weight: float | list = 0.0
     link: float = 0.0
 
+    def __post_init__(self):
+        for name in ("forward", "backward", "weight", "link"):
+            value = getattr(self, name)
+            for v in (value if isinstance(value, (list, tuple)) and name != "link" else [value]):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v < float("inf")):
+                    raise ValueError(f"Costs({name}=...) takes seconds: finite numbers >= 0 "
+                                     f"(one, or a list with one per stage), got {value!r}")
+
+    def check(self, num_stages: int) -> None:
+        """A per-stage list must have one entry per stage."""
+        for name in ("forward", "backward", "weight"):
+            value = getattr(self, name)
+            if isinstance(value, (list, tuple)) and len(value) != num_stages:
+                raise ValueError(f"Costs({name}={list(value)!r}) has {len(value)} entries for {num_stages} stages: "
+                                 f"give one number per stage, or a single number for all")
+
     @classmethod
     def per_layer(cls, forward: float, backward: float, layers_per_stage: int | list, link: float = 0.0,
                   weight: float = 0.0) -> "Costs":
@@ -47,6 +63,7 @@ def simulate(schedule, costs: Costs = Costs()) -> Trace:
     """Timeline of ``schedule`` under ``costs`` (validated first: a broken schedule raises ScheduleError)."""
     schedule = validate(schedule)
     _, stages, _ = shape(schedule)
+    costs.check(stages)
     owners = stage_owners(schedule)
     weight = uses_weight_step(schedule)
     finished: dict = {}

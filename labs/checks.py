@@ -1,0 +1,90 @@
+"""Checks of what a learner passes in, before any process starts: each failure says what to change.
+
+    whole_number("micro-batches M", value, low=1, high=MAX_MICROBATCHES)
+    pace_seconds(pace_ms)        # None, or (forward, backward) in seconds per layer
+    positive_seconds("timeout", timeout)
+    check_device(device)
+
+The limits say what one machine can run: every rank is a process (``labs.launch.MAX_RANKS``), and a schedule's
+actions are Python objects walked by the validator and the simulator.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+
+
+class InputError(ValueError):
+    """An argument that cannot work; the message says which and what to pass instead."""
+
+
+MAX_MICROBATCHES = 4096  # a batch splits into at most this many; more only wastes time in Python
+MAX_VIRTUAL_STAGES = 64
+MAX_LAYERS = 4096
+MAX_WIDTH = 16384
+MAX_BATCH = 1 << 20
+
+
+def whole_number(name: str, value, low: int = 1, high: int | None = None, why: str = "") -> int:
+    """``value`` as an int in [low, high], or ValueError naming the parameter, the limit and how to fix it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        example = f" (write {int(value)}, not {value!r})" if _looks_whole(value) else ""
+        raise InputError(f"{name} must be a whole number, got {value!r} ({type(value).__name__}){example}")
+    value = int(value)
+    if value < low:
+        raise InputError(f"{name} must be a whole number >= {low}, got {value}")
+    if high is not None and value > high:
+        raise InputError(f"{name}={value} is more than this machine can run: at most {high}{why}")
+    return value
+
+
+def _looks_whole(value) -> bool:
+    try:
+        return float(value) == int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def number(name: str, value, low: float = 0.0, strictly: bool = False) -> float:
+    """A finite real number >= low (> low when ``strictly``), or ValueError saying what was wrong."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise InputError(f"{name} must be a finite number, got {value!r}")
+    if value < low or (strictly and value == low):
+        raise InputError(f"{name} must be {'>' if strictly else '>='} {low:g}, got {value!r}")
+    return float(value)
+
+
+def pace_seconds(pace_ms):
+    """``pace_ms=(F, B)`` in ms per layer -> seconds; None stays None (unpaced)."""
+    if pace_ms is None:
+        return None
+    usage = "pace_ms is (forward_ms, backward_ms) per layer, e.g. (10, 20), or None for unpaced compute"
+    if isinstance(pace_ms, (str, bytes)) or not hasattr(pace_ms, "__len__") or len(pace_ms) != 2:
+        raise InputError(f"{usage}; got {pace_ms!r}")
+    forward, backward = (number(f"pace_ms[{i}]", v) for i, v in enumerate(pace_ms))
+    if max(forward, backward) > 10_000:
+        raise InputError(f"{usage}; {pace_ms!r} asks for more than 10 s per layer")
+    return forward / 1000, backward / 1000
+
+
+def positive_seconds(name: str, value) -> float:
+    return number(f"{name} (seconds)", value, 0.0, strictly=True)
+
+
+def check_device(device) -> str:
+    """'cpu' or 'cuda'/'cuda:N' on a machine where torch sees that GPU."""
+    from .launch import gpus_visible
+    if not isinstance(device, str) or not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
+        raise InputError(f"device is 'cpu' or 'cuda' (or 'cuda:N'), got {device!r}")
+    if device.startswith("cuda"):
+        index = device.partition(":")[2]
+        if index and not (index.isascii() and index.isdigit()):
+            raise InputError(f"device {device!r}: write 'cuda' or 'cuda:N' with N a GPU number")
+        gpus = gpus_visible()
+        if gpus == 0:
+            raise InputError(f"device={device!r} but torch sees no CUDA GPU on this machine: use device='cpu' "
+                             f"(or install a CUDA build of torch on a machine with a GPU)")
+        if index and int(index) >= gpus:
+            raise InputError(f"device={device!r} but torch sees {gpus} GPU(s), numbered 0 to {gpus - 1}")
+    return device
