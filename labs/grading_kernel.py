@@ -21,42 +21,68 @@ import sys
 
 FORBIDDEN_MARK = "labs-forbidden-call:"
 _MAX_TEXT = 500
+_MAX_DEPTH = 40
+MAX_VALUES = 1_000_000  # values in one output: gradients of the graded models need ~10^4
 
 
-def plain(value, _depth: int = 0):
+def plain(value, limit: int = MAX_VALUES):
     """``value`` as JSON-able plain data: numbers, str, bool, None, lists, dicts with str keys.
 
     A tensor (or numpy array) becomes a nested list, an ``Action`` its string ``"2F5"``, a range or tuple a list, a
     set a sorted list; anything else ``{"object": "TypeName", "repr": "..."}`` (which no score accepts as an answer).
+    More than ``limit`` values in all (or nesting deeper than 40) gives ``{"object": "too large", ...}``.
     """
-    if _depth > 40:
-        return {"object": "too deep", "repr": ""}
-    if value is None or isinstance(value, (bool, int, str)):
-        return int(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if isinstance(value, float):
+    budget = [limit]
+    try:
+        return _plain(value, 0, budget)
+    except OverflowError:
+        return {"object": "too large", "repr": f"more than {limit} values or nested deeper than {_MAX_DEPTH}"}
+
+
+def _plain(value, depth: int, budget: list):
+    budget[0] -= 1
+    if budget[0] < 0 or depth > _MAX_DEPTH:
+        raise OverflowError
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        budget[0] -= len(value) // 64  # a long string costs like the values it could hold
+        if budget[0] < 0:
+            raise OverflowError
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
     kind = type(value)
     module = getattr(kind, "__module__", "")
     if module.startswith("torch") and hasattr(value, "detach"):
+        if value.numel() > budget[0]:
+            raise OverflowError
+        budget[0] -= value.numel()
         return value.detach().cpu().tolist()
-    if module.startswith("numpy"):
-        return value.tolist() if hasattr(value, "tolist") else float(value)
+    if module.startswith("numpy") and hasattr(value, "tolist"):
+        if getattr(value, "size", 1) > budget[0]:
+            raise OverflowError
+        return _plain(value.tolist(), depth + 1, budget)
     if kind.__name__ == "Action" and module.startswith("labs"):
         return str(value)
     if isinstance(value, (list, tuple, range)):
-        return [plain(v, _depth + 1) for v in value]
+        if len(value) > budget[0]:
+            raise OverflowError
+        return [_plain(v, depth + 1, budget) for v in value]
     if isinstance(value, (set, frozenset)):
-        return sorted((plain(v, _depth + 1) for v in value), key=repr)
+        return sorted((_plain(v, depth + 1, budget) for v in value), key=repr)
     if isinstance(value, dict):
-        return {k if isinstance(k, str) else json.dumps(plain(k, _depth + 1)): plain(v, _depth + 1)
+        return {k if isinstance(k, str) else json.dumps(_plain(k, depth + 1, budget)): _plain(v, depth + 1, budget)
                 for k, v in value.items()}
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars and the like
+    if hasattr(value, "item") and callable(value.item):  # scalars of other libraries
         try:
             item = value.item()
         except Exception:  # noqa: BLE001 - not a scalar after all
             item = value
         if item is not value and isinstance(item, (bool, int, float, str)):
-            return plain(item, _depth + 1)
+            return _plain(item, depth + 1, budget)
     return {"object": kind.__name__, "repr": repr(value)[:_MAX_TEXT]}
 
 
@@ -153,9 +179,9 @@ def run_cases(namespace: dict, request) -> str:
         request = json.loads(request)
     name, cases, path = request["name"], request["cases"], request["path"]
     fn = namespace.get(name)
-    outputs = []
+    texts: list = []  # each output as JSON text: what a case returns can never grow into a later one's
     if not callable(fn):
-        outputs = [{"missing": True}] * len(cases)
+        texts = [json.dumps({"missing": True})] * len(cases)
     else:
         runner = None
         try:
@@ -163,26 +189,25 @@ def run_cases(namespace: dict, request) -> str:
                 module, function = request["run"].split(":")
                 runner = getattr(importlib.import_module(module), function)
         except BaseException as error:  # noqa: BLE001 - e.g. the learner deleted labs from the copy
-            outputs = [describe(error)] * len(cases)
-        if not outputs:
+            texts = [json.dumps(describe(error))] * len(cases)
+        if not texts:
             with forbidden_calls(request.get("forbidden", ())) as calls:
                 for index, case in enumerate(cases):
                     del calls[:]
                     try:
-                        value = runner(fn, *case) if runner else fn(*case)
-                        output = plain(value)
+                        output = plain(runner(fn, *case) if runner else fn(*case))
                     except KeyboardInterrupt:  # the grader's time limit: the rest of the cases did not run
-                        outputs += [{"error": "interrupted: the grader's time limit ran out on this case"}] * (
-                            len(cases) - index)
+                        late = {"error": "interrupted: the grader's time limit ran out on this case"}
+                        texts += [json.dumps(late)] * (len(cases) - index)
                         break
                     except BaseException as error:  # noqa: BLE001 - even SystemExit is just a failed case here
                         output = describe(error)
                     if calls:
                         output = {"forbidden": calls[0]}
-                    outputs.append(output)
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
+                    texts.append(json.dumps(output))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".part", "w") as handle:
-        json.dump({"exercise": name, "token": request["token"], "outputs": outputs}, handle)
+        handle.write(f'{{"exercise": {json.dumps(name)}, "token": {json.dumps(request["token"])}, '
+                     f'"outputs": [{", ".join(texts)}]}}')
     os.replace(path + ".part", path)
-    return f"{name}: {len(outputs)} outputs written"
+    return f"{name}: {len(texts)} outputs written"

@@ -27,7 +27,9 @@ class Kernel:
     def __init__(self, workdir: str, root: str):
         from jupyter_client import KernelManager
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        # The copy of labs comes first; the grader's own course folder is not handed to the submission.
+        env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+                                                      if p and not os.path.isdir(os.path.join(p, "labs"))])
         env.pop("JPY_PARENT_PID", None)
         self.manager = KernelManager(kernel_name="python3")
         self.manager.start_kernel(cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -123,8 +123,8 @@ def check(fn, cases: list, problem, name: str, reference: str, forbidden: tuple 
     returns False so the notebook carries on with the reference; otherwise prints the most instructive failing case
     first and each distinct message once.
     """
-    problems = []
-    with forbidden_calls(forbidden) as calls:
+    values = []
+    with forbidden_calls(forbidden) as calls:  # only the learner's calls run with the references swapped out
         for case in cases:
             del calls[:]
             try:
@@ -141,15 +141,18 @@ def check(fn, cases: list, problem, name: str, reference: str, forbidden: tuple 
             if isinstance(value, dict) and "forbidden" in value and len(value) == 1:
                 print(forbidden_message(name, value["forbidden"]))
                 return False
-            where = call_text(problem, case)
-            message = special(where, value)
-            if message is None:
-                try:
-                    message = problem(case, value)
-                except Exception as error:  # noqa: BLE001
-                    message = f"{where} returned {str(value)[:200]}: {type(error).__name__}: {error}"
-            if message:
-                problems.append((tuple(case), message))
+            values.append(value)
+    problems = []
+    for case, value in zip(cases, values):  # judged with the references back in place
+        where = call_text(problem, case)
+        message = special(where, value)
+        if message is None:
+            try:
+                message = problem(case, value)
+            except Exception as error:  # noqa: BLE001
+                message = f"{where} returned {str(value)[:200]}: {type(error).__name__}: {error}"
+        if message:
+            problems.append((tuple(case), message))
     return report(problems, passed)
 
 

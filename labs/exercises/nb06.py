@@ -17,6 +17,7 @@ from labs.memory import saved_bytes, toy_stage
 from labs.model import loss_fn
 
 REFERENCE = "labs.memory.toy_stage_bytes"
+FORBIDDEN = (REFERENCE, "labs.exercises.nb06.measured_stage_bytes")  # the grader's measurement is no answer
 
 
 def measured_stage_bytes(layers: int, microbatch_size: int, width: int, last_stage: bool = False) -> int:
@@ -51,7 +52,7 @@ def bytes_problem(case, got) -> str | None:
 def check_stage_activation_bytes(fn) -> bool:
     cases = [(2, 8, 64, False), (2, 8, 64, True), (3, 16, 32, False), (1, 4, 128, True)]
     return check(fn, cases, bytes_problem, "stage_activation_bytes", "labs.memory.toy_stage_bytes",
-                 forbidden=(REFERENCE,), call=call_with_keyword,
+                 forbidden=FORBIDDEN, call=call_with_keyword,
                  passed=f"stage_activation_bytes: {len(cases)} predictions equal the measured bytes exactly -> correct")
 
 
@@ -62,4 +63,4 @@ def _cases(rng) -> list[tuple]:
 
 GRADED = [Graded(name="stage_activation_bytes", points=2, cases=_cases,
                  score=lambda cases, outputs: score_cases(cases, outputs, bytes_problem),
-                 run="labs.exercises.nb06:call_with_keyword", forbidden=(REFERENCE,))]
+                 run="labs.exercises.nb06:call_with_keyword", forbidden=FORBIDDEN)]
