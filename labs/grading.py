@@ -177,7 +177,10 @@ def grade_notebook(path: str, timeout: float = 600.0, cwd: str | None = None, mo
     from labs.grading_session import run_session
 
     module = module or module_for(path)
-    graded_list = importlib.import_module(module).GRADED  # an unknown notebook number fails here, before any kernel
+    try:
+        graded_list = importlib.import_module(module).GRADED  # an unknown number fails here, before any kernel
+    except ModuleNotFoundError:
+        raise ValueError(f"no graded exercises for {os.path.basename(path)!r}: there is no {module}") from None
     nb = _load(path)
     seed = secrets.randbits(32) if seed is None else int(seed)
     drawn = _draw_cases(graded_list, seed)
@@ -230,7 +233,8 @@ def main(args) -> int:
         folder = os.path.dirname(os.path.abspath(args.json))
         if not os.path.isdir(folder):
             raise ValueError(f"--json {args.json}: the folder {folder} does not exist")
-    result = grade_notebook(args.notebook, timeout=args.timeout, seed=getattr(args, "seed", None))
+    result = grade_notebook(args.notebook, timeout=args.timeout, seed=getattr(args, "seed", None),
+                            step_timeout=getattr(args, "step_timeout", 180.0))
     print(format_table(result))
     if getattr(args, "json", None):
         with open(args.json, "w") as handle:

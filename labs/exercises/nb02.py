@@ -18,6 +18,7 @@ from labs.simulate import idle_fraction as _idle
 
 TOLERANCE = 1e-9
 OVERHEAD_REFERENCE, IDLE_REFERENCE = "labs.simulate.bubble_overhead", "labs.simulate.idle_fraction"
+REFERENCES = (OVERHEAD_REFERENCE, IDLE_REFERENCE)  # either one gives the other: idle = overhead / (1 + overhead)
 SIMULATED = [(4, 8, 1.0, 2.0), (3, 5, 2.0, 1.0), (6, 4, 1.0, 3.0), (2, 1, 1.0, 1.0), (5, 12, 1.0, 2.0)]
 
 
@@ -65,13 +66,13 @@ CHECK_CASES = [(4, 8), (4, 16), (2, 3), (8, 32), (4, 1)]
 
 def check_bubble_overhead(fn) -> bool:
     return check(fn, CHECK_CASES, overhead_problem, "bubble_overhead", "labs.bubble_overhead",
-                 forbidden=(OVERHEAD_REFERENCE,),
+                 forbidden=REFERENCES,
                  passed=f"bubble_overhead: {len(CHECK_CASES)} cases match (P-1)/M, e.g. P=4, M=1 -> 3.0 (300%) "
                         f"-> correct")
 
 
 def check_idle_fraction(fn) -> bool:
-    return check(fn, CHECK_CASES, idle_problem, "idle_fraction", "labs.idle_fraction", forbidden=(IDLE_REFERENCE,),
+    return check(fn, CHECK_CASES, idle_problem, "idle_fraction", "labs.idle_fraction", forbidden=REFERENCES,
                  passed=f"idle_fraction: {len(CHECK_CASES)} cases match the idle share of a simulated GPipe step, "
                         f"e.g. P=4, M=8 -> 3/11 = 0.27 -> correct")
 
@@ -86,8 +87,8 @@ def _cases(rng) -> list[tuple]:
 GRADED = [
     Graded(name="bubble_overhead", points=1, cases=_cases,
            score=lambda cases, outputs: score_cases(cases, outputs, overhead_problem),
-           forbidden=(OVERHEAD_REFERENCE,)),
+           forbidden=REFERENCES),
     Graded(name="idle_fraction", points=2, cases=_cases,
            score=lambda cases, outputs: score_cases(cases, outputs, idle_problem),
-           forbidden=(IDLE_REFERENCE,)),
+           forbidden=REFERENCES),
 ]
