@@ -1,193 +1,199 @@
-"""Notebook 02 (micro-batching): checks and graded tests of ``idle_fraction`` and ``idle_from_events``.
+"""Notebook 02 (micro-batching): checks and graded scores of ``idle_fraction`` and ``idle_from_events``.
 
 * ``idle_fraction(P, M)`` -> the share of a GPipe step the ranks sit idle, derived by counting slots:
-  (P-1)/(M+P-1) (0.75 at P=4, M=1). Compared with the idle share of *simulated* GPipe timelines, not a formula.
+  (P-1)/(M+P-1) (0.75 at P=4, M=1). Judged against the idle share of *simulated* GPipe timelines (several costs)
+  and the closed form; calling ``labs.idle_fraction`` (the reference) is not an answer.
 * ``idle_from_events(events, step_time)`` -> the idle share of a step read off a trace: ``events[r]`` is rank r's
-  list of ``(start, end)`` pairs; the answer is 1 - (busy rank-time) / (P * step_time). Compared with
-  ``Trace.idle_fraction`` on synthetic traces (staggered ranks, a rank with no events) and on real ones.
+  list of ``(start, end)`` pairs; the answer is 1 - (busy rank-time) / (P * step_time). Judged on synthetic traces
+  (staggered ranks, gaps, a rank with no events) and, in the notebook, on the six real traces of the sweep.
 
-The visible checks say when the learner's function only calls the reference it is asked to write.
+``visible_check`` (also used by notebook 03) runs the learner's function under the forbidden-reference guard and
+judges the outputs *after* leaving it, so a judge may use any labs function.
 """
 from __future__ import annotations
 
-import contextlib
 import random
-import sys
 
-import labs
-from labs.exercises._common import Answer, collect, report
+from labs.exercises._common import fraction_of_cases, forbidden_message, not_implemented_message, report, special
 from labs.grading import Graded
+from labs.grading_kernel import describe, forbidden_calls, plain
 from labs.schedules import gpipe
 from labs.simulate import Costs, simulate
-from labs.simulate import bubble_overhead as _overhead
-from labs.simulate import idle_fraction as _idle
-from labs.trace import Event, RankTrace, Trace
 
 TOLERANCE = 1e-9
-IDLE_CASES = [(4, 1, 1.0, 2.0), (4, 8, 1.0, 2.0), (4, 16, 2.0, 1.0), (2, 3, 1.0, 3.0), (8, 32, 1.0, 2.0)]
+IDLE_REFERENCE = "labs.simulate.idle_fraction"
+SIMULATED_COSTS = [(1.0, 2.0), (2.0, 1.0), (1.0, 3.0)]
 
 
-@contextlib.contextmanager
-def watching(module_attributes):
-    """Replace each ``(module, name)`` by a wrapper that records its calls; yields the list of names called."""
-    called, saved = [], []
-    for module, name in module_attributes:
-        original = getattr(module, name)
-        saved.append((module, name, original))
+def visible_check(fn, cases: list, judge, name: str, reference: str, forbidden: tuple = (), passed: str = "") -> bool:
+    """The notebook's check: ``fn(*case)`` for every case under the guard, then ``judge(case, output)`` outside it.
 
-        def spy(*args, _original=original, _name=f"{module.__name__}.{name}", **kwargs):
-            called.append(_name)
-            return _original(*args, **kwargs)
-        setattr(module, name, spy)
-    try:
-        yield called
-    finally:
-        for module, name, original in saved:
-            setattr(module, name, original)
-
-
-# labs.simulate is also the name of a function in labs/__init__: take the module itself
-REFERENCE_IDLE = ((labs, "idle_fraction"), (sys.modules["labs.simulate"], "idle_fraction"))
-
-
-def _number(answer: Answer, where: str):
-    if answer.problem:
-        return None, answer.problem
-    try:
-        return float(answer.value), None
-    except (TypeError, ValueError):
-        return None, f"{where} returned {answer.value!r}, expected a number"
-
-
-def simulated_idle(P: int, M: int, forward: float = 1.0, backward: float = 2.0) -> float:
-    """The idle share of a simulated GPipe step (equal stages): what ``idle_fraction`` must predict."""
-    return simulate(gpipe(P, M), Costs(forward, backward)).idle_fraction
-
-
-def idle_problem(fn, P: int, M: int, want: float) -> str | None:
-    where = f"{fn.__name__}({P}, {M})"
-    got, error = _number(Answer(fn, where, P, M), where)
-    if error:
-        return error
-    if abs(got - want) <= TOLERANCE * max(1.0, abs(want)):
-        return None
-    hint = ""
-    if abs(got - 100 * want) <= 1e-6 * max(1.0, 100 * abs(want)):
-        hint = " (return a ratio, not a percentage)"
-    elif abs(got - _overhead(P, M)) <= TOLERANCE:
-        hint = (" - that is (P-1)/M, the bubble relative to the ideal compute time M(F+B), not a share of the "
-                "step: count the slots of the whole step")
-    elif abs(got - (1 - want)) <= TOLERANCE:
-        hint = " - that is the busy share; the idle share is what is left"
-    return f"{where} returned {got:.6g}, expected {want:.6g} (the idle share of a simulated GPipe step){hint}"
-
-
-def check_idle_fraction(fn) -> bool:
-    with watching(REFERENCE_IDLE) as called:
-        problems = collect(lambda P, M, f, b: idle_problem(fn, P, M, simulated_idle(P, M, f, b)), IDLE_CASES,
-                           "idle_fraction", "labs.idle_fraction")
-    if problems is None:
-        return False
-    if called:
-        print(f"idle_fraction calls {called[0]}, the function this exercise asks you to write: derive it from the "
-              f"slots instead (carrying on with the reference)")
-        return False
-    ok = report(problems, f"idle_fraction: {len(IDLE_CASES)} cases match the idle share of simulated GPipe steps, "
-                          f"e.g. P=4, M=8 -> 3/11 = 0.27 -> correct", shown=1)
+    ``judge`` returns None or ``(sort_key, message)``; the most instructive message is printed first (see
+    ``_common.report``). Never raises; says "not implemented yet" or "just calls the reference" and returns False.
+    """
+    outputs = []
+    with forbidden_calls(forbidden) as calls:
+        for case in cases:
+            del calls[:]
+            try:
+                value = plain(fn(*case))
+            except KeyboardInterrupt:
+                raise
+            except BaseException as error:  # noqa: BLE001 - a check never raises
+                value = describe(error)
+            if calls:
+                value = {"forbidden": calls[0]}
+            if value == {"not_implemented": True}:
+                print(not_implemented_message(name, reference))
+                return False
+            if isinstance(value, dict) and len(value) == 1 and "forbidden" in value:
+                print(forbidden_message(name, value["forbidden"]))
+                return False
+            outputs.append(value)
+    problems = [p for p in (judge(case, value) for case, value in zip(cases, outputs)) if p]
+    ok = report(problems, passed)
     if not ok:
-        print("(carrying on with the reference, labs.idle_fraction)")
+        print(f"(carrying on with the labs reference, {reference})")
     return ok
 
 
-# --- idle_from_events ---------------------------------------------------------------------------------------------
+def _number(where: str, got):
+    message = special(where, got)
+    if message:
+        return None, message
+    if isinstance(got, bool) or not isinstance(got, (int, float)):
+        return None, f"{where} returned {got!r}, expected a number"
+    return float(got), None
 
-def events_of(trace: Trace) -> list[list[tuple[float, float]]]:
+
+# ---------------------------------------------------------------- idle_fraction
+def simulated_idle(P: int, M: int, forward: float = 1.0, backward: float = 2.0) -> float:
+    """The idle share of a simulated GPipe step on equal stages: what ``idle_fraction`` must predict."""
+    return simulate(gpipe(P, M), Costs(forward, backward)).idle_fraction
+
+
+def idle_judge(case, got):
+    P, M = case
+    where = f"idle_fraction({P}, {M})"
+    value, message = _number(where, got)
+    if message:
+        return (P, M), message
+    closed = (P - 1) / (M + P - 1)
+    wants = [("the idle share of the step", closed)]
+    if P * M <= 64:
+        wants = [(f"the idle share of a simulated GPipe step (F={f:g}, B={b:g})", simulated_idle(P, M, f, b))
+                 for f, b in SIMULATED_COSTS]
+    for what, want in wants:
+        if abs(value - want) > TOLERANCE * max(1.0, abs(want)):
+            hint = ""
+            if abs(value - 100 * want) <= 1e-6 * max(1.0, 100 * abs(want)):
+                hint = " (return a ratio, not a percentage)"
+            elif M and abs(value - (P - 1) / M) <= TOLERANCE:
+                hint = (" - that is (P-1)/M, the bubble relative to the ideal time M(F+B), not a share of the step: "
+                        "count the slots of the whole step")
+            elif abs(value - (1 - want)) <= TOLERANCE:
+                hint = " - that is the busy share; the idle share is what is left"
+            return (P, M), f"{where} returned {value:.6g}, expected {want:.6g} ({what}){hint}"
+    return None
+
+
+IDLE_CHECK_CASES = [(4, 8), (4, 16), (2, 3), (8, 32), (4, 1)]
+
+
+def check_idle_fraction(fn) -> bool:
+    return visible_check(fn, IDLE_CHECK_CASES, idle_judge, "idle_fraction", "labs.idle_fraction",
+                         forbidden=(IDLE_REFERENCE,),
+                         passed=f"idle_fraction: {len(IDLE_CHECK_CASES)} cases match the idle share of simulated "
+                                f"GPipe steps, e.g. P=4, M=8 -> 3/11 = 0.27 -> correct")
+
+
+def idle_cases(rng) -> list[tuple]:
+    grid = [(P, M) for P in range(1, 13) for M in (1, 2, 3, 4, 5, 7, 8, 16, 32, 64, 100)]
+    return grid + [(rng.randint(2, 64), rng.randint(1, 512)) for _ in range(20)]
+
+
+def idle_score(cases, outputs):
+    return fraction_of_cases([p for p in map(idle_judge, cases, outputs) if p], len(cases))
+
+
+# ---------------------------------------------------------------- idle_from_events
+def events_of(trace) -> list[list[tuple[float, float]]]:
     """A trace's events as plain data: per rank, the (start, end) of each action."""
     return [[(e.start, e.end) for e in events] for events in trace.events]
 
 
-def trace_from(events, step_time: float) -> Trace:
-    """The Trace of plain (start, end) events (actions are placeholders: only the times matter here)."""
-    ranks = []
-    for rank, pairs in enumerate(events):
-        rt = RankTrace(rank=rank, events=[Event(labs.Action(rank, "F", i), s, e) for i, (s, e) in enumerate(pairs)])
-        rt.finish = step_time
-        ranks.append(rt)
-    return Trace(ranks)
-
-
 def synthetic_events(rng: random.Random, ranks: int, actions: int, empty_rank: bool = False):
-    """Per rank, ``actions`` non-overlapping (start, end) pairs at random times; the step ends after the last."""
+    """Per rank, ``actions`` non-overlapping (start, end) pairs at staggered random times; the step ends after the
+    last of them (or a little later)."""
     events, latest = [], 0.0
     for rank in range(ranks):
         t, pairs = rng.uniform(0, 2), []
         for _ in range(0 if (empty_rank and rank == ranks - 1) else actions):
-            t += rng.uniform(0, 1)                     # a gap (maybe none)
+            t += rng.uniform(0, 1)
             duration = rng.uniform(0.1, 2)
-            pairs.append((round(t, 6), round(t + duration, 6)))
+            pairs.append([round(t, 6), round(t + duration, 6)])
             t += duration
-        latest = max([latest] + [e for _, e in pairs])
+        latest = max([latest] + [end for _, end in pairs])
         events.append(pairs)
     return events, round(latest + rng.uniform(0, 0.5), 6)
 
 
-def events_problem(fn, events, step_time: float, label: str) -> str | None:
-    where = f"{fn.__name__}(<{label}>)"
-    got, error = _number(Answer(fn, where, events, step_time), where)
-    if error:
-        return error
-    want = trace_from(events, step_time).idle_fraction
-    if abs(got - want) <= TOLERANCE * max(1.0, abs(want)):
+def expected_idle(events, step_time: float) -> float:
+    busy = sum(end - start for pairs in events for start, end in pairs)
+    return 1.0 - busy / (len(events) * step_time)
+
+
+def events_judge(case, got):
+    events, step_time = case[0], case[1]
+    label = case[2] if len(case) > 2 else f"{len(events)} ranks, {sum(map(len, events))} events"
+    where = f"idle_from_events(<{label}>, {step_time:g})"
+    key = (len(events), max((len(p) for p in events), default=0))
+    value, message = _number(where, got)
+    if message:
+        return key, message
+    want = expected_idle(events, step_time)
+    if abs(value - want) <= TOLERANCE * max(1.0, abs(want)):
         return None
     hint = ""
-    busy_share = 1 - want
-    if abs(got - busy_share) <= TOLERANCE:
+    nonempty = [p for p in events if p]
+    if abs(value - (1 - want)) <= TOLERANCE:
         hint = " - that is the busy share"
-    elif any(not pairs for pairs in events):
-        hint = " - does a rank with no events count? it sits idle the whole step"
-    return f"{where} returned {got:.6g}, expected {want:.6g}{hint}"
+    elif len(nonempty) < len(events) and nonempty and abs(value - expected_idle(nonempty, step_time)) <= 1e-9:
+        hint = " - a rank with no events counts too: it sits idle the whole step"
+    return key, f"{where} returned {value:.6g}, expected {want:.6g}{hint}"
 
 
-def _event_cases(real_traces=()):
+def event_check_cases(real_traces=()) -> list[tuple]:
     rng = random.Random(2)
     cases = [(*synthetic_events(rng, 4, 3), "4 ranks, 3 actions each, staggered"),
              (*synthetic_events(rng, 3, 5, empty_rank=True), "3 ranks, the last one with no events"),
-             ([[(0.0, 1.0)], [(1.0, 2.0)]], 2.0, "2 ranks taking turns: half idle")]
-    cases += [(events_of(t), t.step_time, f"the real trace with M={t.ranks[0].peak_activations}") for t in real_traces]
+             ([[[0.0, 1.0]], [[1.0, 2.0]]], 2.0, "2 ranks taking turns")]
+    for trace in real_traces:
+        cases.append((events_of(trace), trace.step_time,
+                      f"the real GPipe trace with M={len(trace.events[0]) // 2}"))
     return cases
 
 
 def check_idle_from_events(fn, real_traces=()) -> bool:
-    cases = _event_cases(real_traces)
-    problems = collect(lambda e, s, label: events_problem(fn, e, s, label), cases, "idle_from_events",
-                       "the trace's own idle_fraction")
-    if problems is None:
-        return False
-    ok = report(problems, f"idle_from_events: {len(cases)} traces ({len(real_traces)} of them real) match the "
-                          f"trace's idle_fraction -> correct", shown=1)
-    if not ok:
-        print("(carrying on with the trace's own idle_fraction)")
-    return ok
+    cases = event_check_cases(real_traces)
+    return visible_check(lambda events, step_time, _label: fn(events, step_time), cases, events_judge,
+                         "idle_from_events", "the trace's own idle_fraction",
+                         passed=f"idle_from_events: {len(cases)} traces ({len(real_traces)} of them real) match the "
+                                f"trace's idle_fraction -> correct")
 
 
-def _graded_idle_fraction(fn) -> None:
-    for P in range(1, 13):
-        for M in (1, 2, 3, 4, 5, 7, 8, 16, 32, 64, 100):
-            problem = idle_problem(fn, P, M, _idle(P, M))
-            assert problem is None, problem
-    for P, M, f, b in [(4, 8, 1.0, 2.0), (3, 5, 2.0, 1.0), (6, 4, 1.0, 3.0), (2, 1, 1.0, 1.0), (5, 12, 1.0, 2.0)]:
-        problem = idle_problem(fn, P, M, simulated_idle(P, M, f, b))
-        assert problem is None, f"against a simulated GPipe step (F={f}, B={b}): {problem}"
+def events_cases(rng) -> list[tuple]:
+    cases = []
+    for ranks in (2, 3, 4, 5, 8):
+        for actions in (1, 3, 6):
+            cases.append(synthetic_events(rng, ranks, actions, empty_rank=ranks > 3 and actions == 3))
+    cases.append(([[]], 1.0))            # one rank that never worked
+    return cases
 
 
-def _graded_idle_from_events(fn) -> None:
-    rng = random.Random(7)
-    for ranks in (1, 2, 3, 5, 8):
-        for actions in (1, 4):
-            events, step = synthetic_events(rng, ranks, actions, empty_rank=ranks > 2)
-            problem = events_problem(fn, events, step, f"{ranks} ranks, {actions} actions")
-            assert problem is None, problem
+def events_score(cases, outputs):
+    return fraction_of_cases([p for p in map(events_judge, cases, outputs) if p], len(cases))
 
 
-GRADED = [Graded(name="idle_fraction", points=2, test=_graded_idle_fraction),
-          Graded(name="idle_from_events", points=2, test=_graded_idle_from_events)]
+GRADED = [Graded(name="idle_fraction", points=2, cases=idle_cases, score=idle_score, forbidden=(IDLE_REFERENCE,)),
+          Graded(name="idle_from_events", points=2, cases=events_cases, score=events_score)]

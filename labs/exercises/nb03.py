@@ -1,35 +1,33 @@
-"""Notebook 03 (GPipe as data): checks and graded tests of ``stuck_at`` and ``gpipe_step_time``.
+"""Notebook 03 (GPipe as data): checks and graded scores of ``stuck_at`` and ``gpipe_step_time``.
 
 * ``stuck_at(schedule)``: the deadlock finder. ``schedule`` is a list per rank of action strings (``"1F0"``). Walk the
   lists the way the ranks would (an action runs once every action it depends on has run, see
   ``labs.schedules.dependencies``) until nothing more can run. Return None when every action ran, otherwise one entry
   per rank: the string of the action that rank waits on forever, or None for a rank that finished its list.
+  Calling ``labs.validate`` (which does this walk) is not an answer.
 * ``gpipe_step_time(forward, backward, M)``: the step time of GPipe with per-stage costs (lists, one number per
   stage, rank r running stage r) and a free link. One slow stage sets the pace of the whole pipeline:
-  sum(F) + (M-1)*max(F) + sum(B) + (M-1)*max(B). Compared with ``labs.simulate``; the notebook then measures it on
-  real ranks with an unbalanced cut.
+  sum(F) + (M-1)*max(F) + sum(B) + (M-1)*max(B). Judged against ``labs.simulate`` (which the learner may not call
+  here); the notebook then measures it on real ranks with an uneven cut.
 
-The visible checks say when the learner's function calls the reference it is asked to replace.
+Graded: the kernel returns plain outputs for the grader's cases (random shuffles of GPipe and 1F1B schedules, random
+stage costs); the grader recomputes every expected value with the walk below and the simulator.
 """
 from __future__ import annotations
 
 import random
-import sys
 
-import labs
-from labs.exercises._common import Answer, collect, report
-from labs.exercises.nb02 import watching
+from labs.exercises._common import fraction_of_cases, special
+from labs.exercises.nb02 import visible_check
 from labs.grading import Graded
-from labs.schedules import ScheduleError, dependencies, gpipe, one_f_one_b, parse, validate
+from labs.schedules import dependencies, gpipe, one_f_one_b, parse
 from labs.simulate import Costs, simulate
 
-_SCHEDULES = sys.modules["labs.schedules"]
-REFERENCE_VALIDATE = ((labs, "validate"), (_SCHEDULES, "validate"))
-REFERENCE_SIMULATE = ((labs, "simulate"), (sys.modules["labs.simulate"], "simulate"))
+VALIDATE_REFERENCE = "labs.schedules.validate"
+SIMULATE_REFERENCE = "labs.simulate.simulate"
 
 
-# --- the deadlock finder ------------------------------------------------------------------------------------------
-
+# ---------------------------------------------------------------- the deadlock finder
 def reference_stuck_at(schedule):
     """The walk: run every action whose inputs exist, until nothing moves; where each rank stopped (or None)."""
     actions = parse(schedule)
@@ -47,8 +45,8 @@ def reference_stuck_at(schedule):
     return [str(acts[c]) if c < len(acts) else None for c, acts in zip(cursor, actions)]
 
 
-def shuffled(rng: random.Random, schedule, swaps: int):
-    """A copy of ``schedule`` (as strings) with ``swaps`` random swaps of two actions inside one rank's list."""
+def shuffled(rng: random.Random, schedule, swaps: int) -> list[list[str]]:
+    """``schedule`` as strings with ``swaps`` random swaps of two actions inside one rank's list."""
     lists = [[str(a) for a in acts] for acts in parse(schedule)]
     for _ in range(swaps):
         acts = lists[rng.randrange(len(lists))]
@@ -58,130 +56,137 @@ def shuffled(rng: random.Random, schedule, swaps: int):
     return lists
 
 
-def stuck_problem(fn, schedule, label: str) -> str | None:
+def stuck_judge(case, got):
+    schedule = case[0]
+    label = case[1] if len(case) > 1 else str(schedule)
+    where = f"stuck_at({label})"
+    key = (len(schedule), max(len(acts) for acts in schedule) // 2)
+    message = special(where, got)
+    if message:
+        return key, message
     want = reference_stuck_at(schedule)
-    answer = Answer(fn, f"{fn.__name__}({label})", schedule)
-    if answer.problem:
-        return answer.problem
-    got = answer.value
-    if got is not None and not isinstance(got, (list, tuple)):
-        return f"{fn.__name__}({label}) returned {got!r}; expected None or one entry per rank"
-    normal = None if got is None else [None if a is None else str(a) for a in got]
-    if normal == want:
+    if got is not None and not (isinstance(got, list) and all(a is None or isinstance(a, str) for a in got)):
+        return key, f"{where} returned {str(got)[:200]}; expected None or one entry per rank (an action string or None)"
+    if got == want:
         return None
     if want is None:
-        return f"{fn.__name__}({label}) returned {normal}, but every action of this schedule can run: expected None"
-    if normal is None:
-        return (f"{fn.__name__}({label}) returned None, but the ranks get stuck at {want} "
-                f"(rank r's entry: the action it waits on forever; None for a rank that finished)")
-    return f"{fn.__name__}({label}) returned {normal}; expected {want}"
+        return key, f"{where} returned {got}, but every action of this schedule can run: expected None"
+    if got is None:
+        return key, (f"{where} returned None, but the ranks get stuck at {want} (rank r's entry: the action it waits "
+                     f"on forever; None for a rank that finished)")
+    return key, f"{where} returned {got}; expected {want}"
 
 
-def _visible_stuck_cases():
+def stuck_check_cases() -> list[tuple]:
     deadlock = [["0F0", "0B0", "0F1", "0B1"], ["1F0", "1F1", "1B0", "1B1"]]
     b_first = [[str(a) for a in acts] for acts in gpipe(3, 2)]
     b_first[1] = ["1B0"] + [a for a in b_first[1] if a != "1B0"]
     cycle3 = [["0F0", "0B0", "0F1", "0B1"], ["1F0", "1F1", "1B0", "1B1"], ["2F0", "2F1", "2B0", "2B1"]]
     rng = random.Random(3)
-    cases = [(deadlock, "the cross-rank deadlock above"), ([[str(a) for a in acts] for acts in gpipe(4, 4)], "GPipe(4, 4)"),
+    cases = [(deadlock, "the cross-rank deadlock above"),
+             ([[str(a) for a in acts] for acts in gpipe(4, 4)], "GPipe(4, 4)"),
              ([[str(a) for a in acts] for acts in one_f_one_b(4, 6)], "1F1B(4, 6)"),
              (b_first, "GPipe(3, 2) with rank 1 starting on 1B0"), (cycle3, "three ranks, rank 0 backward-first")]
-    cases += [(shuffled(rng, gpipe(3, 3), 2), f"a shuffled GPipe(3, 3), #{i}") for i in range(5)]
+    cases += [(shuffled(rng, gpipe(3, 3), 2), f"a shuffled GPipe(3, 3), #{i + 1}") for i in range(5)]
     return cases
 
 
 def check_stuck_at(fn) -> bool:
-    cases = _visible_stuck_cases()
-    with watching(REFERENCE_VALIDATE + REFERENCE_SIMULATE) as called:
-        problems = collect(lambda s, label: stuck_problem(fn, s, label), cases, "stuck_at", "labs.validate")
-    if problems is None:
-        return False
-    if called:
-        print(f"stuck_at calls {called[0]}, which does the walk this exercise asks you to write: walk the lists "
-              f"yourself (carrying on with the reference)")
-        return False
-    ok = report(problems, f"stuck_at: {len(cases)} schedules (2 valid, 3 broken by hand, 5 shuffled at random) -> correct",
-                shown=1)
-    if not ok:
-        print("(carrying on with the reference)")
-    return ok
+    cases = stuck_check_cases()
+    return visible_check(lambda schedule, _label: fn(schedule), cases, stuck_judge, "stuck_at", "labs.validate",
+                         forbidden=(VALIDATE_REFERENCE,),
+                         passed=f"stuck_at: {len(cases)} schedules (2 valid, 3 broken by hand, 5 shuffled at random) "
+                                f"-> correct")
 
 
-# --- the unbalanced stage -----------------------------------------------------------------------------------------
+def stuck_cases(rng) -> list[tuple]:
+    """Per shape: the generated schedule, one shuffle that still runs and two that get stuck (when they exist)."""
+    cases = []
+    for P in (2, 3, 4, 5):
+        for M in (1, 2, 3, 5):
+            for make in (gpipe, one_f_one_b):
+                base = [[str(a) for a in acts] for acts in make(P, M)]
+                cases.append((base,))
+                runs, stuck = [], []
+                for _ in range(60):
+                    candidate = shuffled(rng, base, rng.randint(1, 3))
+                    if candidate == base:
+                        continue
+                    (runs if reference_stuck_at(candidate) is None else stuck).append(candidate)
+                    if len(runs) >= 1 and len(stuck) >= 2:
+                        break
+                cases += [(c,) for c in runs[:1] + stuck[:2]]
+    return cases
 
+
+def stuck_score(cases, outputs):
+    """The share right among schedules that finish times the share right among those that get stuck: answering
+    None (or "stuck") for everything scores 0, a walk that misnames some stuck actions keeps partial credit."""
+    finishing = [i for i, case in enumerate(cases) if reference_stuck_at(case[0]) is None]
+    stuck = [i for i in range(len(cases)) if i not in set(finishing)]
+    problems = {i: p for i, p in enumerate(map(stuck_judge, cases, outputs)) if p}
+    share = [(len(group) - sum(i in problems for i in group)) / len(group) if group else 1.0
+             for group in (finishing, stuck)]
+    _, message = fraction_of_cases(list(problems.values()), len(cases), "schedules")
+    return share[0] * share[1], (f"{message} ({len(finishing)} schedules finish, {len(stuck)} get stuck; "
+                                 f"score = share right of each, multiplied)")
+
+
+# ---------------------------------------------------------------- one slow stage
 def simulated_gpipe_step(forward, backward, M: int) -> float:
+    """The simulated step of GPipe with these per-stage costs and a free link."""
     return simulate(gpipe(len(forward), M), Costs(list(forward), list(backward))).step_time
 
 
-def step_problem(fn, forward, backward, M: int) -> str | None:
-    where = f"{fn.__name__}({forward}, {backward}, {M})"
-    answer = Answer(fn, where, list(forward), list(backward), M)
-    if answer.problem:
-        return answer.problem
-    try:
-        got = float(answer.value)
-    except (TypeError, ValueError):
-        return f"{where} returned {answer.value!r}, expected a number"
+reference_gpipe_step_time = simulated_gpipe_step
+
+
+def step_judge(case, got):
+    forward, backward, M = case
+    where = f"gpipe_step_time({forward}, {backward}, {M})"
+    key = (len(forward), M)
+    message = special(where, got)
+    if message:
+        return key, message
+    if isinstance(got, bool) or not isinstance(got, (int, float)):
+        return key, f"{where} returned {got!r}, expected a number"
     want = simulated_gpipe_step(forward, backward, M)
     if abs(got - want) <= 1e-9 * max(1.0, want):
         return None
     P = len(forward)
-    balanced_guess = (M + P - 1) * (sum(forward) + sum(backward)) / P
     hint = ""
-    if abs(got - balanced_guess) <= 1e-9 * max(1.0, want):
+    if abs(got - (M + P - 1) * (sum(forward) + sum(backward)) / P) <= 1e-9 * max(1.0, want):
         hint = " - that is (M+P-1) times the *average* stage: with unequal stages the slowest one sets the pace"
     elif abs(got - (M + P - 1) * (max(forward) + max(backward))) <= 1e-9 * max(1.0, want):
         hint = " - that prices every slot of the fill and drain at the slowest stage; only the M-1 repeats wait on it"
-    return f"{where} returned {got:.6g}; the simulated GPipe step takes {want:.6g}{hint}"
+    return key, f"{where} returned {got:.6g}; the simulated GPipe step takes {want:.6g}{hint}"
 
 
-VISIBLE_COSTS = [([1.0] * 4, [2.0] * 4, 8), ([1.5, 1.0, 1.0, 1.0], [3.0, 2.0, 2.0, 2.0], 8),
-                 ([1.0, 1.0, 3.0], [2.0, 1.0, 2.0], 5), ([1.0, 2.0], [4.0, 1.0], 3), ([2.0], [3.0], 4)]
+STEP_CHECK_CASES = [([1.0] * 4, [2.0] * 4, 8), ([1.5, 1.0, 1.0, 1.0], [3.0, 2.0, 2.0, 2.0], 8),
+                    ([1.0, 1.0, 3.0], [2.0, 1.0, 2.0], 5), ([1.0, 2.0], [4.0, 1.0], 3), ([2.0], [3.0], 4)]
 
 
 def check_gpipe_step_time(fn) -> bool:
-    with watching(REFERENCE_SIMULATE) as called:
-        problems = collect(lambda f, b, M: step_problem(fn, f, b, M), VISIBLE_COSTS, "gpipe_step_time",
-                           "labs.simulate")
-    if problems is None:
-        return False
-    if called:
-        print(f"gpipe_step_time calls {called[0]}: predict the step from the costs instead (carrying on with the "
-              f"reference)")
-        return False
-    ok = report(problems, f"gpipe_step_time: {len(VISIBLE_COSTS)} cost models (balanced, one slow stage, slow "
-                          f"forward and slow backward on different stages) match the simulated step -> correct",
-                shown=1)
-    if not ok:
-        print("(carrying on with the reference)")
-    return ok
+    return visible_check(fn, STEP_CHECK_CASES, step_judge, "gpipe_step_time", "labs.simulate",
+                         forbidden=(SIMULATE_REFERENCE,),
+                         passed=f"gpipe_step_time: {len(STEP_CHECK_CASES)} cost models (balanced, one slow stage, "
+                                f"slow forward and slow backward on different stages) match the simulated step "
+                                f"-> correct")
 
 
-def reference_gpipe_step_time(forward, backward, M: int) -> float:
-    """The simulated step of GPipe with these per-stage costs and a free link."""
-    return simulated_gpipe_step(forward, backward, M)
-
-
-def _graded_stuck_at(fn) -> None:
-    rng = random.Random(11)
-    for P in (2, 3, 4, 5):
-        for M in (1, 2, 3, 5):
-            for base in (gpipe(P, M), one_f_one_b(P, M)):
-                for swaps in (0, 1, 3):
-                    schedule = shuffled(rng, base, swaps)
-                    problem = stuck_problem(fn, schedule, f"{P} ranks, {M} micro-batches, {swaps} swaps: {schedule}")
-                    assert problem is None, problem
-
-
-def _graded_gpipe_step_time(fn) -> None:
-    rng = random.Random(5)
+def step_cases(rng) -> list[tuple]:
+    cases = []
     for P in (1, 2, 3, 4, 6):
         for M in (1, 2, 4, 7):
-            forward = [rng.choice([1.0, 1.5, 2.0, 3.0]) for _ in range(P)]
-            backward = [rng.choice([1.0, 2.0, 2.5, 4.0]) for _ in range(P)]
-            problem = step_problem(fn, forward, backward, M)
-            assert problem is None, problem
+            cases.append(([rng.choice([1.0, 1.5, 2.0, 3.0]) for _ in range(P)],
+                          [rng.choice([1.0, 2.0, 2.5, 4.0]) for _ in range(P)], M))
+    return cases
 
 
-GRADED = [Graded(name="stuck_at", points=2, test=_graded_stuck_at),
-          Graded(name="gpipe_step_time", points=2, test=_graded_gpipe_step_time)]
+def step_score(cases, outputs):
+    return fraction_of_cases([p for p in map(step_judge, cases, outputs) if p], len(cases), "cost models")
+
+
+GRADED = [Graded(name="stuck_at", points=2, cases=stuck_cases, score=stuck_score, forbidden=(VALIDATE_REFERENCE,)),
+          Graded(name="gpipe_step_time", points=2, cases=step_cases, score=step_score,
+                 forbidden=(SIMULATE_REFERENCE,))]
