@@ -1,94 +1,200 @@
-"""Notebook 02 (micro-batching): checks and graded scores of ``bubble_overhead`` and ``idle_fraction``.
+"""Notebook 02 (micro-batching): checks and graded scores of ``idle_fraction`` and ``idle_from_events``.
 
-* ``bubble_overhead(P, M)`` -> the bubble time relative to the ideal compute time, (P-1)/M (3.0 at P=4, M=1: 300%).
-* ``idle_fraction(P, M)`` -> the share of the step the ranks sit idle, (P-1)/(M+P-1) (0.75 at P=4, M=1).
+* ``idle_fraction(P, M)`` -> the share of a GPipe step the ranks sit idle, derived by counting slots:
+  (P-1)/(M+P-1) (0.75 at P=4, M=1). Judged against the idle share of *simulated* GPipe timelines (several costs)
+  and the closed form; calling ``labs.idle_fraction`` (the reference) is not an answer.
+* ``idle_from_events(events, step_time)`` -> the idle share of a step read off a trace: ``events[r]`` is rank r's
+  list of ``(start, end)`` pairs; the answer is 1 - (busy rank-time) / (P * step_time). Judged on synthetic traces
+  (staggered ranks, gaps, a rank with no events) and, in the notebook, on the six real traces of the sweep.
 
-Both are compared with ``labs.simulate``'s closed forms and, for ``idle_fraction``, with the idle fraction of a
-simulated GPipe timeline (any F and B costs give the same fraction when every stage costs the same). The references
-``labs.bubble_overhead`` and ``labs.idle_fraction`` are what the exercises ask for: calling them is not an answer.
+``visible_check`` (also used by notebook 03) runs the learner's function under the forbidden-reference guard and
+judges the outputs *after* leaving it, so a judge may use any labs function.
 """
 from __future__ import annotations
 
-from labs.exercises._common import check, exercise, score_cases
+import random
+
+from labs.exercises._common import fraction_of_cases, forbidden_message, not_implemented_message, report, special
 from labs.grading import Graded
+from labs.grading_kernel import describe, forbidden_calls, plain
 from labs.schedules import gpipe
 from labs.simulate import Costs, simulate
-from labs.simulate import bubble_overhead as _overhead
-from labs.simulate import idle_fraction as _idle
 
 TOLERANCE = 1e-9
-OVERHEAD_REFERENCE, IDLE_REFERENCE = "labs.simulate.bubble_overhead", "labs.simulate.idle_fraction"
-REFERENCES = (OVERHEAD_REFERENCE, IDLE_REFERENCE)  # either one gives the other: idle = overhead / (1 + overhead)
-SIMULATED = [(4, 8, 1.0, 2.0), (3, 5, 2.0, 1.0), (6, 4, 1.0, 3.0), (2, 1, 1.0, 1.0), (5, 12, 1.0, 2.0)]
+IDLE_REFERENCE = "labs.simulate.idle_fraction"
+OVERHEAD_REFERENCE = "labs.simulate.bubble_overhead"  # gives the idle share too: idle = overhead / (1 + overhead)
+SIMULATED_COSTS = [(1.0, 2.0), (2.0, 1.0), (1.0, 3.0)]
 
 
-def _simulated_idle(P: int, M: int, forward: float = 1.0, backward: float = 2.0) -> float:
+def visible_check(fn, cases: list, judge, name: str, reference: str, forbidden: tuple = (), passed: str = "") -> bool:
+    """The notebook's check: ``fn(*case)`` for every case under the guard, then ``judge(case, output)`` outside it.
+
+    ``judge`` returns None or ``(sort_key, message)``; the most instructive message is printed first (see
+    ``_common.report``). Never raises; says "not implemented yet" or "just calls the reference" and returns False.
+    """
+    outputs = []
+    with forbidden_calls(forbidden) as calls:
+        for case in cases:
+            del calls[:]
+            try:
+                value = plain(fn(*case))
+            except KeyboardInterrupt:
+                raise
+            except BaseException as error:  # noqa: BLE001 - a check never raises
+                value = describe(error)
+            if calls:
+                value = {"forbidden": calls[0]}
+            if value == {"not_implemented": True}:
+                print(not_implemented_message(name, reference))
+                return False
+            if isinstance(value, dict) and len(value) == 1 and "forbidden" in value:
+                print(forbidden_message(name, value["forbidden"]))
+                return False
+            outputs.append(value)
+    problems = [p for p in (judge(case, value) for case, value in zip(cases, outputs)) if p]
+    ok = report(problems, passed)
+    if not ok:
+        print(f"(carrying on with the labs reference, {reference})")
+    return ok
+
+
+def _number(where: str, got):
+    message = special(where, got)
+    if message:
+        return None, message
+    if isinstance(got, bool) or not isinstance(got, (int, float)):
+        return None, f"{where} returned {got!r}, expected a number"
+    return float(got), None
+
+
+# ---------------------------------------------------------------- idle_fraction
+def simulated_idle(P: int, M: int, forward: float = 1.0, backward: float = 2.0) -> float:
+    """The idle share of a simulated GPipe step on equal stages: what ``idle_fraction`` must predict."""
     return simulate(gpipe(P, M), Costs(forward, backward)).idle_fraction
 
 
-def _judge(name: str, P: int, M: int, got, want: float, what: str) -> str | None:
-    if isinstance(got, bool) or not isinstance(got, (int, float)):
-        return f"{name}({P}, {M}) returned {got!r}, expected a number"
-    if abs(got - want) <= TOLERANCE * max(1.0, abs(want)):
-        return None
-    hint = ""
-    if abs(got - 100 * want) <= 1e-6 * max(1.0, 100 * abs(want)):
-        hint = " (return a ratio, not a percentage)"
-    elif what == "idle" and abs(got - _overhead(P, M)) <= TOLERANCE:
-        hint = " - that is (P-1)/M, the bubble relative to the compute time, not a share of the step"
-    elif what == "overhead" and abs(got - _idle(P, M)) <= TOLERANCE:
-        hint = " - that is the idle share of the step; the overhead divides the bubble by the compute time only"
-    return f"{name}({P}, {M}) returned {got:.6g}, expected {want:.6g}{hint}"
-
-
-@exercise("bubble_overhead")
-def overhead_problem(case, got) -> str | None:
+def idle_judge(case, got):
     P, M = case
-    return _judge("bubble_overhead", P, M, got, _overhead(P, M), "overhead")
+    where = f"idle_fraction({P}, {M})"
+    value, message = _number(where, got)
+    if message:
+        return (P, M), message
+    closed = (P - 1) / (M + P - 1)
+    wants = [("the idle share of the step", closed)]
+    if P * M <= 64:
+        wants = [(f"the idle share of a simulated GPipe step (F={f:g}, B={b:g})", simulated_idle(P, M, f, b))
+                 for f, b in SIMULATED_COSTS]
+    for what, want in wants:
+        if abs(value - want) > TOLERANCE * max(1.0, abs(want)):
+            hint = ""
+            if abs(value - 100 * want) <= 1e-6 * max(1.0, 100 * abs(want)):
+                hint = " (return a ratio, not a percentage)"
+            elif M and abs(value - (P - 1) / M) <= TOLERANCE:
+                hint = (" - that is (P-1)/M, the bubble relative to the ideal time M(F+B), not a share of the step: "
+                        "count the slots of the whole step")
+            elif abs(value - (1 - want)) <= TOLERANCE:
+                hint = " - that is the busy share; the idle share is what is left"
+            return (P, M), f"{where} returned {value:.6g}, expected {want:.6g} ({what}){hint}"
+    return None
 
 
-@exercise("idle_fraction")
-def idle_problem(case, got) -> str | None:
-    """Against the closed form and, for small pipelines, against simulated GPipe steps with several costs."""
-    P, M = case
-    problem = _judge("idle_fraction", P, M, got, _idle(P, M), "idle")
-    if problem is None and P * M <= 64:
-        for _, _, f, b in SIMULATED[:3]:
-            simulated = _judge("idle_fraction", P, M, got, _simulated_idle(P, M, f, b), "idle")
-            if simulated:
-                return f"against a simulated GPipe step (F={f}, B={b}): {simulated}"
-    return problem
-
-
-# ---------------------------------------------------------------- visible checks (in the notebook)
-CHECK_CASES = [(4, 8), (4, 16), (2, 3), (8, 32), (4, 1)]
-
-
-def check_bubble_overhead(fn) -> bool:
-    return check(fn, CHECK_CASES, overhead_problem, "bubble_overhead", "labs.bubble_overhead",
-                 forbidden=REFERENCES,
-                 passed=f"bubble_overhead: {len(CHECK_CASES)} cases match (P-1)/M, e.g. P=4, M=1 -> 3.0 (300%) "
-                        f"-> correct")
+IDLE_CHECK_CASES = [(4, 8), (4, 16), (2, 3), (8, 32), (4, 1)]
 
 
 def check_idle_fraction(fn) -> bool:
-    return check(fn, CHECK_CASES, idle_problem, "idle_fraction", "labs.idle_fraction", forbidden=REFERENCES,
-                 passed=f"idle_fraction: {len(CHECK_CASES)} cases match the idle share of a simulated GPipe step, "
-                        f"e.g. P=4, M=8 -> 3/11 = 0.27 -> correct")
+    return visible_check(fn, IDLE_CHECK_CASES, idle_judge, "idle_fraction", "labs.idle_fraction",
+                         forbidden=(IDLE_REFERENCE, OVERHEAD_REFERENCE),
+                         passed=f"idle_fraction: {len(IDLE_CHECK_CASES)} cases match the idle share of simulated "
+                                f"GPipe steps, e.g. P=4, M=8 -> 3/11 = 0.27 -> correct")
 
 
-# ---------------------------------------------------------------- graded (cases drawn by the grader, scored there)
-def _cases(rng) -> list[tuple]:
+def idle_cases(rng) -> list[tuple]:
     grid = [(P, M) for P in range(1, 13) for M in (1, 2, 3, 4, 5, 7, 8, 16, 32, 64, 100)]
-    hidden = [(rng.randint(2, 64), rng.randint(1, 512)) for _ in range(20)]
-    return grid + [(P, M) for P, M, _, _ in SIMULATED] + hidden
+    return grid + [(rng.randint(2, 64), rng.randint(1, 512)) for _ in range(20)]
 
 
-GRADED = [
-    Graded(name="bubble_overhead", points=1, cases=_cases,
-           score=lambda cases, outputs: score_cases(cases, outputs, overhead_problem),
-           forbidden=REFERENCES),
-    Graded(name="idle_fraction", points=2, cases=_cases,
-           score=lambda cases, outputs: score_cases(cases, outputs, idle_problem),
-           forbidden=REFERENCES),
-]
+def idle_score(cases, outputs):
+    return fraction_of_cases([p for p in map(idle_judge, cases, outputs) if p], len(cases))
+
+
+# ---------------------------------------------------------------- idle_from_events
+def events_of(trace) -> list[list[tuple[float, float]]]:
+    """A trace's events as plain data: per rank, the (start, end) of each action."""
+    return [[(e.start, e.end) for e in events] for events in trace.events]
+
+
+def synthetic_events(rng: random.Random, ranks: int, actions: int, empty_rank: bool = False):
+    """Per rank, ``actions`` non-overlapping (start, end) pairs at staggered random times; the step ends after the
+    last of them (or a little later)."""
+    events, latest = [], 0.0
+    for rank in range(ranks):
+        t, pairs = rng.uniform(0, 2), []
+        for _ in range(0 if (empty_rank and rank == ranks - 1) else actions):
+            t += rng.uniform(0, 1)
+            duration = rng.uniform(0.1, 2)
+            pairs.append([round(t, 6), round(t + duration, 6)])
+            t += duration
+        latest = max([latest] + [end for _, end in pairs])
+        events.append(pairs)
+    return events, round(latest + rng.uniform(0, 0.5), 6)
+
+
+def expected_idle(events, step_time: float) -> float:
+    busy = sum(end - start for pairs in events for start, end in pairs)
+    return 1.0 - busy / (len(events) * step_time)
+
+
+def events_judge(case, got):
+    events, step_time = case[0], case[1]
+    label = case[2] if len(case) > 2 else f"{len(events)} ranks, {sum(map(len, events))} events"
+    where = f"idle_from_events(<{label}>, {step_time:g})"
+    key = (len(events), max((len(p) for p in events), default=0))
+    value, message = _number(where, got)
+    if message:
+        return key, message
+    want = expected_idle(events, step_time)
+    if abs(value - want) <= TOLERANCE * max(1.0, abs(want)):
+        return None
+    hint = ""
+    nonempty = [p for p in events if p]
+    if abs(value - (1 - want)) <= TOLERANCE:
+        hint = " - that is the busy share"
+    elif len(nonempty) < len(events) and nonempty and abs(value - expected_idle(nonempty, step_time)) <= 1e-9:
+        hint = " - a rank with no events counts too: it sits idle the whole step"
+    return key, f"{where} returned {value:.6g}, expected {want:.6g}{hint}"
+
+
+def event_check_cases(real_traces=()) -> list[tuple]:
+    rng = random.Random(2)
+    cases = [(*synthetic_events(rng, 4, 3), "4 ranks, 3 actions each, staggered"),
+             (*synthetic_events(rng, 3, 5, empty_rank=True), "3 ranks, the last one with no events"),
+             ([[[0.0, 1.0]], [[1.0, 2.0]]], 2.0, "2 ranks taking turns")]
+    for trace in real_traces:
+        cases.append((events_of(trace), trace.step_time,
+                      f"the real GPipe trace with M={len(trace.events[0]) // 2}"))
+    return cases
+
+
+def check_idle_from_events(fn, real_traces=()) -> bool:
+    cases = event_check_cases(real_traces)
+    return visible_check(lambda events, step_time, _label: fn(events, step_time), cases, events_judge,
+                         "idle_from_events", "the trace's own idle_fraction",
+                         passed=f"idle_from_events: {len(cases)} traces ({len(real_traces)} of them real) match the "
+                                f"trace's idle_fraction -> correct")
+
+
+def events_cases(rng) -> list[tuple]:
+    cases = []
+    for ranks in (2, 3, 4, 5, 8):
+        for actions in (1, 3, 6):
+            cases.append(synthetic_events(rng, ranks, actions, empty_rank=ranks > 3 and actions == 3))
+    cases.append(([[]], 1.0))            # one rank that never worked
+    return cases
+
+
+def events_score(cases, outputs):
+    return fraction_of_cases([p for p in map(events_judge, cases, outputs) if p], len(cases))
+
+
+GRADED = [Graded(name="idle_fraction", points=2, cases=idle_cases, score=idle_score, forbidden=(IDLE_REFERENCE, OVERHEAD_REFERENCE)),
+          Graded(name="idle_from_events", points=2, cases=events_cases, score=events_score)]

@@ -1,131 +1,192 @@
-"""Notebook 03 (GPipe as data): checks and graded score of ``gpipe_schedule``.
+"""Notebook 03 (GPipe as data): checks and graded scores of ``stuck_at`` and ``gpipe_step_time``.
 
-``gpipe_schedule(P, M)`` returns GPipe (fill-drain) as action lists: entry r is rank r's list, each action a
-``labs.Action`` or a string such as ``"2F5"``. Rank r owns stage r: it runs the forwards of every micro-batch, then
-their backwards. Checked: it parses; it has P lists; every rank runs exactly its own stage's F and B of every
-micro-batch; ``labs.validate`` accepts it; and its simulated step time equals ``labs.gpipe``'s. The visible check and
-the graded score then run it for real on small pipelines (gradients equal to one process's). Graded: the kernel
-returns the schedules as strings; the grader checks them and makes the real run in its own process. Calling
-``labs.gpipe`` is not an answer.
+* ``stuck_at(schedule)``: the deadlock finder. ``schedule`` is a list per rank of action strings (``"1F0"``). Walk the
+  lists the way the ranks would (an action runs once every action it depends on has run, see
+  ``labs.schedules.dependencies``) until nothing more can run. Return None when every action ran, otherwise one entry
+  per rank: the string of the action that rank waits on forever, or None for a rank that finished its list.
+  Calling ``labs.validate`` (which does this walk) is not an answer.
+* ``gpipe_step_time(forward, backward, M)``: the step time of GPipe with per-stage costs (lists, one number per
+  stage, rank r running stage r) and a free link. One slow stage sets the pace of the whole pipeline:
+  sum(F) + (M-1)*max(F) + sum(B) + (M-1)*max(B). Judged against ``labs.simulate`` (which the learner may not call
+  here); the notebook then measures it on real ranks with an uneven cut.
+
+Graded: the kernel returns plain outputs for the grader's cases (random shuffles of GPipe and 1F1B schedules, random
+stage costs); the grader recomputes every expected value with the walk below and the simulator.
 """
 from __future__ import annotations
 
-from collections import Counter
+import random
 
-from labs.exercises._common import check, exercise, score_cases, special
+from labs.exercises._common import fraction_of_cases, special
+from labs.exercises.nb02 import visible_check
 from labs.grading import Graded
-from labs.launch import LaunchTimeout, RankFailed
-from labs.pipeline import run_pipeline
-from labs.schedules import ScheduleError, gpipe, parse, validate
+from labs.schedules import dependencies, gpipe, one_f_one_b, parse
 from labs.simulate import Costs, simulate
 
-COSTS = (Costs(1.0, 2.0), Costs([1.0, 2.0, 1.5, 1.0, 3.0, 1.0], [2.0, 1.0, 3.0, 2.0, 1.0, 2.5]))
-GRAD_TOLERANCE = 1e-5
-REFERENCE = "labs.schedules.gpipe"
-REAL_CASE = (4, 3)
+VALIDATE_REFERENCE = "labs.schedules.validate"
+SIMULATE_REFERENCE = "labs.simulate.simulate"
 
 
-def _show(actions) -> str:
-    return ", ".join(str(a) for a in actions)
+# ---------------------------------------------------------------- the deadlock finder
+def reference_stuck_at(schedule):
+    """The walk: run every action whose inputs exist, until nothing moves; where each rank stopped (or None)."""
+    actions = parse(schedule)
+    stages = 1 + max(a.stage for acts in actions for a in acts)
+    done, cursor, moved = set(), [0] * len(actions), True
+    while moved:
+        moved = False
+        for rank, acts in enumerate(actions):
+            while cursor[rank] < len(acts) and all(d in done for d in dependencies(acts[cursor[rank]], stages)):
+                done.add(acts[cursor[rank]])
+                cursor[rank] += 1
+                moved = True
+    if all(c == len(acts) for c, acts in zip(cursor, actions)):
+        return None
+    return [str(acts[c]) if c < len(acts) else None for c, acts in zip(cursor, actions)]
 
 
-@exercise("gpipe_schedule")
-def schedule_problem(case, value) -> str | None:
-    """What is wrong with ``value`` (what gpipe_schedule(P, M) returned) as GPipe, naming the rank and the action."""
-    P, M = case
-    where = f"gpipe_schedule({P}, {M})"
-    try:
-        schedule = parse(value)
-    except ScheduleError as error:
-        return f"{where}: {error}"
-    want = gpipe(P, M)
-    if len(schedule) != P:
-        return f"{where} returned {len(schedule)} lists; expected {P}, one per rank"
-    for rank, (mine, ref) in enumerate(zip(schedule, want)):
-        extra = Counter(mine) - Counter(ref)
-        missing = Counter(ref) - Counter(mine)
-        if extra or missing:
-            parts = []
-            if missing:
-                parts.append(f"is missing {_show(sorted(missing.elements()))}")
-            if extra:
-                twice = [a for a in extra if a in Counter(ref)]
-                foreign = [a for a in extra if a not in Counter(ref)]
-                if twice:
-                    parts.append(f"runs {_show(sorted(twice))} more than once")
-                if foreign:
-                    parts.append(f"runs {_show(sorted(foreign))}, which rank {rank} does not own "
-                                 f"(rank r runs stage r only)")
-            return f"{where}: rank {rank} " + " and ".join(parts)
-    try:
-        validate(schedule)
-    except ScheduleError as error:
-        return f"{where} does not validate: {error}"
-    for costs, label in zip(COSTS, ("equal stages, F=1, B=2", "unequal stage costs")):
-        if P > 6 and isinstance(costs.forward, list):
-            continue
-        mine_t, ref_t = simulate(schedule, costs).step_time, simulate(want, costs).step_time
-        if abs(mine_t - ref_t) > 1e-9 * ref_t:
-            rank, i = next((r, i) for r in range(P) for i in range(len(want[r])) if schedule[r][i] != want[r][i])
-            return (f"{where}: valid, but its simulated step ({label}) takes {mine_t:g} time units where GPipe takes "
-                    f"{ref_t:g}; "
-                    f"first difference: rank {rank}, position {i}: you run {schedule[rank][i]}, GPipe runs "
-                    f"{want[rank][i]} (all forwards first, then the backwards)")
-    return None
+def shuffled(rng: random.Random, schedule, swaps: int) -> list[list[str]]:
+    """``schedule`` as strings with ``swaps`` random swaps of two actions inside one rank's list."""
+    lists = [[str(a) for a in acts] for acts in parse(schedule)]
+    for _ in range(swaps):
+        acts = lists[rng.randrange(len(lists))]
+        if len(acts) > 1:
+            i, j = rng.sample(range(len(acts)), 2)
+            acts[i], acts[j] = acts[j], acts[i]
+    return lists
 
 
-def real_run_problem(value, P: int, M: int) -> str | None:
-    """Run ``value`` (gpipe_schedule(P, M)'s schedule) for real on P ranks (paced, small); compare the gradients."""
-    try:
-        run = run_pipeline(parse(value), layers=P, batch_size=8 * M, pace_ms=(2, 4), warmup_steps=0, timeout=30)
-    except (RankFailed, LaunchTimeout, ScheduleError) as error:
-        return f"the real run of gpipe_schedule({P}, {M}) failed: {error}"
-    if run.max_grad_error > GRAD_TOLERANCE:
-        return f"the real run of gpipe_schedule({P}, {M}) gave gradients off by {run.max_grad_error:.2e}"
-    if run.trace.peak_activations != [M] * P:
-        return (f"the real run of gpipe_schedule({P}, {M}) held {run.trace.peak_activations} micro-batches "
-                f"of activations per rank at the peak; GPipe holds M={M} on every rank")
-    return None
+def stuck_judge(case, got):
+    schedule = case[0]
+    label = case[1] if len(case) > 1 else str(schedule)
+    where = f"stuck_at({label})"
+    key = (len(schedule), max(len(acts) for acts in schedule) // 2)
+    message = special(where, got)
+    if message:
+        return key, message
+    want = reference_stuck_at(schedule)
+    if got is not None and not (isinstance(got, list) and all(a is None or isinstance(a, str) for a in got)):
+        return key, f"{where} returned {str(got)[:200]}; expected None or one entry per rank (an action string or None)"
+    if got == want:
+        return None
+    if want is None:
+        return key, f"{where} returned {got}, but every action of this schedule can run: expected None"
+    if got is None:
+        return key, (f"{where} returned None, but the ranks get stuck at {want} (rank r's entry: the action it waits "
+                     f"on forever; None for a rank that finished)")
+    return key, f"{where} returned {got}; expected {want}"
 
 
-def check_gpipe_schedule(fn) -> bool:
-    cases = [(2, 3), (3, 2), (4, 4), (4, 8), (2, 1)]
-    if not check(fn, cases, schedule_problem, "gpipe_schedule", "labs.gpipe", forbidden=(REFERENCE,),
-                 passed=f"gpipe_schedule: {len(cases)} cases valid, same actions per rank and same simulated step "
-                        f"time as labs.gpipe -> correct"):
-        return False
-    problem = real_run_problem(fn(2, 3), 2, 3)
-    if problem:
-        print(problem)
-        return False
-    print("gpipe_schedule(2, 3) run for real on 2 ranks: gradients equal one process's, 3 activations held "
-          "per rank -> correct")
-    return True
+def stuck_check_cases() -> list[tuple]:
+    deadlock = [["0F0", "0B0", "0F1", "0B1"], ["1F0", "1F1", "1B0", "1B1"]]
+    b_first = [[str(a) for a in acts] for acts in gpipe(3, 2)]
+    b_first[1] = ["1B0"] + [a for a in b_first[1] if a != "1B0"]
+    cycle3 = [["0F0", "0B0", "0F1", "0B1"], ["1F0", "1F1", "1B0", "1B1"], ["2F0", "2F1", "2B0", "2B1"]]
+    rng = random.Random(3)
+    cases = [(deadlock, "the cross-rank deadlock above"),
+             ([[str(a) for a in acts] for acts in gpipe(4, 4)], "GPipe(4, 4)"),
+             ([[str(a) for a in acts] for acts in one_f_one_b(4, 6)], "1F1B(4, 6)"),
+             (b_first, "GPipe(3, 2) with rank 1 starting on 1B0"), (cycle3, "three ranks, rank 0 backward-first")]
+    cases += [(shuffled(rng, gpipe(3, 3), 2), f"a shuffled GPipe(3, 3), #{i + 1}") for i in range(5)]
+    return cases
 
 
-def _cases(rng) -> list[tuple]:
-    return [(P, M) for P in range(1, 9) for M in (1, 2, 3, 4, 5, 8, 12)]
+def check_stuck_at(fn) -> bool:
+    cases = stuck_check_cases()
+    return visible_check(lambda schedule, _label: fn(schedule), cases, stuck_judge, "stuck_at", "labs.validate",
+                         forbidden=(VALIDATE_REFERENCE,),
+                         passed=f"stuck_at: {len(cases)} schedules (2 valid, 3 broken by hand, 5 shuffled at random) "
+                                f"-> correct")
 
 
-def score(cases, outputs) -> tuple[float, str]:
-    """Three quarters for the schedules (validator, simulator, per-rank actions), one quarter for a real run."""
-    offline, message = score_cases(cases, outputs, schedule_problem)
-    return real_run_score(cases, outputs, offline, message, REAL_CASE, schedule_problem, real_run_problem)
+def stuck_cases(rng) -> list[tuple]:
+    """Per shape: the generated schedule, one shuffle that still runs and two that get stuck (when they exist)."""
+    cases = []
+    for P in (2, 3, 4, 5):
+        for M in (1, 2, 3, 5):
+            for make in (gpipe, one_f_one_b):
+                base = [[str(a) for a in acts] for acts in make(P, M)]
+                cases.append((base,))
+                runs, stuck = [], []
+                for _ in range(60):
+                    candidate = shuffled(rng, base, rng.randint(1, 3))
+                    if candidate == base:
+                        continue
+                    (runs if reference_stuck_at(candidate) is None else stuck).append(candidate)
+                    if len(runs) >= 1 and len(stuck) >= 2:
+                        break
+                cases += [(c,) for c in runs[:1] + stuck[:2]]
+    return cases
 
 
-def real_run_score(cases, outputs, offline: float, message: str, real_case, problem, real_problem):
-    """(0.75 * offline + 0.25 * the real run of ``real_case``'s schedule, message); no run if that schedule is wrong."""
-    output = outputs[cases.index(real_case)]
-    try:
-        wrong = special("", output) or problem(real_case, output)
-    except Exception as error:  # noqa: BLE001 - an output of an unexpected shape
-        wrong = str(error)
-    if wrong:
-        return 0.75 * offline, f"{message}\nno real run: the schedule for {real_case} is wrong"
-    trouble = real_run_problem(output, *real_case) if real_problem is None else real_problem(output, *real_case)
-    if trouble:
-        return 0.75 * offline, f"{message}\n{trouble}"
-    return 0.75 * offline + 0.25, f"{message}; the real run of {real_case} on processes matches one process"
+def stuck_score(cases, outputs):
+    """The share right among schedules that finish times the share right among those that get stuck: answering
+    None (or "stuck") for everything scores 0, a walk that misnames some stuck actions keeps partial credit."""
+    finishing = [i for i, case in enumerate(cases) if reference_stuck_at(case[0]) is None]
+    stuck = [i for i in range(len(cases)) if i not in set(finishing)]
+    problems = {i: p for i, p in enumerate(map(stuck_judge, cases, outputs)) if p}
+    share = [(len(group) - sum(i in problems for i in group)) / len(group) if group else 1.0
+             for group in (finishing, stuck)]
+    _, message = fraction_of_cases(list(problems.values()), len(cases), "schedules")
+    return share[0] * share[1], (f"{message} ({len(finishing)} schedules finish, {len(stuck)} get stuck; "
+                                 f"score = share right of each, multiplied)")
 
 
-GRADED = [Graded(name="gpipe_schedule", points=3, cases=_cases, score=score, forbidden=(REFERENCE,))]
+# ---------------------------------------------------------------- one slow stage
+def simulated_gpipe_step(forward, backward, M: int) -> float:
+    """The simulated step of GPipe with these per-stage costs and a free link."""
+    return simulate(gpipe(len(forward), M), Costs(list(forward), list(backward))).step_time
+
+
+reference_gpipe_step_time = simulated_gpipe_step
+
+
+def step_judge(case, got):
+    forward, backward, M = case
+    where = f"gpipe_step_time({forward}, {backward}, {M})"
+    key = (len(forward), M)
+    message = special(where, got)
+    if message:
+        return key, message
+    if isinstance(got, bool) or not isinstance(got, (int, float)):
+        return key, f"{where} returned {got!r}, expected a number"
+    want = simulated_gpipe_step(forward, backward, M)
+    if abs(got - want) <= 1e-9 * max(1.0, want):
+        return None
+    P = len(forward)
+    hint = ""
+    if abs(got - (M + P - 1) * (sum(forward) + sum(backward)) / P) <= 1e-9 * max(1.0, want):
+        hint = " - that is (M+P-1) times the *average* stage: with unequal stages the slowest one sets the pace"
+    elif abs(got - (M + P - 1) * (max(forward) + max(backward))) <= 1e-9 * max(1.0, want):
+        hint = " - that prices every slot of the fill and drain at the slowest stage; only the M-1 repeats wait on it"
+    return key, f"{where} returned {got:.6g}; the simulated GPipe step takes {want:.6g}{hint}"
+
+
+STEP_CHECK_CASES = [([1.0] * 4, [2.0] * 4, 8), ([1.5, 1.0, 1.0, 1.0], [3.0, 2.0, 2.0, 2.0], 8),
+                    ([1.0, 1.0, 3.0], [2.0, 1.0, 2.0], 5), ([1.0, 2.0], [4.0, 1.0], 3), ([2.0], [3.0], 4)]
+
+
+def check_gpipe_step_time(fn) -> bool:
+    return visible_check(fn, STEP_CHECK_CASES, step_judge, "gpipe_step_time", "labs.simulate",
+                         forbidden=(SIMULATE_REFERENCE,),
+                         passed=f"gpipe_step_time: {len(STEP_CHECK_CASES)} cost models (balanced, one slow stage, "
+                                f"slow forward and slow backward on different stages) match the simulated step "
+                                f"-> correct")
+
+
+def step_cases(rng) -> list[tuple]:
+    cases = []
+    for P in (1, 2, 3, 4, 6):
+        for M in (1, 2, 4, 7):
+            cases.append(([rng.choice([1.0, 1.5, 2.0, 3.0]) for _ in range(P)],
+                          [rng.choice([1.0, 2.0, 2.5, 4.0]) for _ in range(P)], M))
+    return cases
+
+
+def step_score(cases, outputs):
+    return fraction_of_cases([p for p in map(step_judge, cases, outputs) if p], len(cases), "cost models")
+
+
+GRADED = [Graded(name="stuck_at", points=2, cases=stuck_cases, score=stuck_score, forbidden=(VALIDATE_REFERENCE,)),
+          Graded(name="gpipe_step_time", points=2, cases=step_cases, score=step_score,
+                 forbidden=(SIMULATE_REFERENCE,))]
