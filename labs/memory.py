@@ -3,6 +3,7 @@
     out, nbytes = saved_bytes(stage, x)                      # bytes autograd saved during stage(x)
     out, nbytes = saved_bytes(checkpointed(stage), x)        # the same stage under activation checkpointing
     plain_s, ckpt_s = backward_seconds_pair(stage, checkpointed(stage), x)   # median backward times, alternated
+    f_s, b_s, ckpt_b_s = recompute_seconds(stage, checkpointed(stage), x)  # forward, backward, checkpointed backward
     toy_stage_bytes(layers=2, microbatch_size=8, width=64)   # what one stage of the toy model saves per micro-batch
     transformer_activation_bytes(...)                        # the GPT-3 175B calculator of notebook 06
 
@@ -93,6 +94,38 @@ def backward_seconds_pair(first: nn.Module, second: nn.Module, x: torch.Tensor, 
             if i:
                 bucket.append(time.perf_counter() - start)
     return statistics.median(times[0]), statistics.median(times[1])
+
+
+def recompute_seconds(plain: nn.Module, ckpt: nn.Module, x: torch.Tensor, repeats: int = 9,
+                      threads: int | None = 1) -> tuple:
+    """Median seconds of (plain forward, plain backward, checkpointed backward), measured alternately.
+
+    The three are timed in turn, ``repeats`` times after one untimed round, so that a burst of load from elsewhere
+    slows all of them alike. ``threads`` (default 1) pins torch's intra-op threads for the measurement and restores
+    them after: with one thread a core kept busy by another process slows every kernel the same way, instead of
+    making a two-thread kernel wait for its slower half. ``(F + B) / B`` predicts the checkpointed backward's cost.
+    """
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    times: tuple = ([], [], [])
+    try:
+        for i in range(repeats + 1):
+            for module in (plain, ckpt):
+                module.zero_grad(set_to_none=True)
+                start = time.perf_counter()
+                loss = module(x).square().mean()
+                middle = time.perf_counter()
+                loss.backward()
+                end = time.perf_counter()
+                if i and module is plain:
+                    times[0].append(middle - start)
+                    times[1].append(end - middle)
+                elif i:
+                    times[2].append(end - middle)
+    finally:
+        torch.set_num_threads(old)
+    return tuple(statistics.median(t) for t in times)
 
 
 def toy_stage_bytes(layers: int, microbatch_size: int, width: int, last_stage: bool = False,

@@ -4,8 +4,9 @@
     labs.plots.compare(run.trace, run.ideal)                       # measured above simulated, same time axis
     labs.plots.sweep(ms, measured, theory, xlabel="micro-batches M")
 
-Boxes are labelled with the micro-batch (and ``.c`` for the model chunk when a rank holds several); the white gaps
-between boxes are the bubble. Everything returns the matplotlib Figure, so notebooks can show or save it.
+Boxes are labelled with the micro-batch, or, when a rank holds several model chunks, with the whole action in
+PyTorch's notation (``4F3``: stage 4, forward, micro-batch 3) and shaded by chunk (darkest: chunk 0); a label that
+does not fit its box is left out. The white gaps between boxes are the bubble. Everything returns the matplotlib Figure, so notebooks can show or save it.
 """
 from __future__ import annotations
 
@@ -22,15 +23,24 @@ def draw_timeline(ax, trace: Trace, title: str = "", time_unit: str = "ms", x_ma
     ranks = trace.world_size
     span = (x_max if x_max is not None else trace.step_time) * scale
     several_chunks = len({e.action.stage for events in trace.events for e in events}) > ranks
+    chunks = max(e.action.stage for events in trace.events for e in events) // ranks + 1
+    points_per_unit = _points_per_unit(ax, span)
     for rank, events in enumerate(trace.events):
         for e in events:
             start, width = e.start * scale, e.duration * scale
-            ax.broken_barh([(start, width)], (rank - 0.4, 0.8), facecolors=COLOURS[e.action.kind],
+            colour = chunk_colour(e.action.kind, e.action.stage // ranks, chunks) if several_chunks else None
+            ax.broken_barh([(start, width)], (rank - 0.4, 0.8), facecolors=colour or COLOURS[e.action.kind],
                            edgecolors="white", linewidth=0.5)
-            label = f"{e.action.microbatch}" + (f".{e.action.stage // ranks}" if several_chunks else "")
-            if width > 0.006 * span * len(label):  # label only boxes wide enough to hold it
-                ax.text(start + width / 2, rank, label, ha="center", va="center", color="white",
-                        fontsize=7 if len(events) > 24 else 8, clip_on=True)
+            # several chunks per rank: the action in PyTorch's notation (4F3: stage 4, forward, micro-batch 3)
+            label = str(e.action) if several_chunks else f"{e.action.microbatch}"
+            fits = [size for size in ((7, 6.5) if len(events) > 24 else (8, 7))
+                    if width * points_per_unit > 0.64 * size * len(label) + 2]  # a digit is ~0.64 em wide
+            if fits:  # label only boxes wide enough to hold it
+                dark_text = colour is not None and sum(colour) / 3 > 0.7  # light shades of later chunks
+                ax.text(start + width / 2, rank, label, ha="center", va="center", fontsize=fits[0], clip_on=True,
+                        color="#222222" if dark_text else "white")
+    if several_chunks:  # added as an artist, so the forward/backward legend below keeps its own place
+        ax.add_artist(_chunk_legend(ax, chunks, ranks))
     ax.set_yticks(range(ranks), [f"rank {r}" for r in range(ranks)])
     ax.set_ylim(ranks - 0.5, -0.5)
     ax.set_xlim(0, span)
@@ -40,6 +50,36 @@ def draw_timeline(ax, trace: Trace, title: str = "", time_unit: str = "ms", x_ma
     handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[k]) for k in ("F", "B")]
     ax.legend(handles, ["forward", "backward"], loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=7,
               frameon=False, borderaxespad=0.2)
+
+
+def chunk_colour(kind: str, chunk: int, chunks: int) -> tuple:
+    """The colour of ``kind`` (F, B, W) for model chunk ``chunk`` of ``chunks``: darkest for chunk 0, lighter after."""
+    from matplotlib.colors import to_rgb
+    base = to_rgb(COLOURS[kind])
+    if chunks < 2:
+        return base
+    t = chunk / (chunks - 1)  # 0 for the first chunk, 1 for the last
+    dark, light = 0.72, 0.45  # chunk 0: 72% of the base colour; the last chunk: 45% of the way to white
+    return tuple(c * dark * (1 - t) + (c + (1 - c) * light) * t for c in base)
+
+
+def _points_per_unit(ax, span: float) -> float:
+    """Typographic points per x unit of ``ax`` (after a tight layout the axes are a little narrower: 0.9)."""
+    return 0.9 * ax.get_position().width * ax.figure.get_figwidth() * 72 / max(span, 1e-12)
+
+
+def _chunk_legend(ax, chunks: int, ranks: int):
+    """One entry per model chunk (its forward and backward shades side by side), one row above the F/B legend."""
+    from matplotlib.legend import Legend
+    from matplotlib.legend_handler import HandlerTuple
+    from matplotlib.transforms import offset_copy
+    handles = [tuple(plt.Rectangle((0, 0), 1, 1, color=chunk_colour(kind, chunk, chunks)) for kind in ("F", "B"))
+               for chunk in range(chunks)]
+    labels = [f"chunk {chunk} (stages {chunk * ranks}-{chunk * ranks + ranks - 1})" for chunk in range(chunks)]
+    return Legend(ax, handles, labels, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=chunks, fontsize=7,
+                  bbox_transform=offset_copy(ax.transAxes, fig=ax.figure, y=11, units="points"),
+                  frameon=False, borderaxespad=0.2, handlelength=1.6, handletextpad=0.4, columnspacing=1.0,
+                  handler_map={tuple: HandlerTuple(ndivide=None, pad=0.1)})
 
 
 def timeline(trace: Trace, title: str = "", time_unit: str = "ms", width: float = 10.0):
