@@ -10,15 +10,19 @@ closed-form bubble, so every number is checked against something independent of 
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 import statistics
 from dataclasses import dataclass
 
 from .launch import launch
+from .links import TransportSpec, as_network
 from .model import ToyModel, check_microbatches, max_grad_error, reference_gradients, split_layers
 from .runtime import PipelineJob, run_rank
-from .schedules import make, parse, shape, validate
+from .schedules import make, parse, shape, stage_owners, validate
 from .simulate import Costs, idle_fraction, simulate
 from .trace import Trace
+from .uneven import stage_paces
 
 
 @dataclass
@@ -33,6 +37,7 @@ class PipelineRun:
     loss: float
     reference_loss: float
     max_grad_error: float
+    simulated: Trace | None = None  # the same schedule simulated with the same costs, network included
 
     @property
     def bubble_fraction(self) -> float:
@@ -67,11 +72,16 @@ class PipelineRun:
 
 def run_pipeline(schedule="gpipe", stages: int = 4, microbatches: int = 8, virtual_stages: int = 1,
                  layers: int = 8, width: int = 64, batch_size: int = 64, pace_ms: tuple | None = (5, 10),
-                 warmup_steps: int = 1, timeout: float = 60.0, device: str = "cpu") -> PipelineRun:
+                 warmup_steps: int = 1, timeout: float = 60.0, device: str = "cpu", network=None,
+                 blocking: bool = False, slow_stages: dict | None = None, straggler: tuple | None = None
+                 ) -> PipelineRun:
     """Run one real pipeline-parallel training step (after ``warmup_steps``) and check it.
 
     ``pace_ms=(F, B)`` pads each layer's forward to F and backward to B milliseconds (None: unpaced, the real
     compute time). ``stages`` is the number of ranks P; with ``virtual_stages`` v each rank holds v chunks.
+    ``network`` (a ``labs.Link`` or ``labs.Network``) makes every message pay its link's cost; ``blocking`` sends and
+    receives in action order (``labs.links``); ``slow_stages`` {stage: factor} and ``straggler`` (rank, factor)
+    slow one stage or one rank down (``labs.uneven``). ``run.simulated`` mirrors all of them.
     """
     name = schedule if isinstance(schedule, str) else "custom"
     if isinstance(schedule, str):
@@ -86,19 +96,28 @@ def run_pipeline(schedule="gpipe", stages: int = 4, microbatches: int = 8, virtu
     blocks = split_layers(layers, num_stages, require_equal=num_stages > ranks)  # bad cuts fail here, not on ranks
     check_microbatches(batch_size, microbatches)
     pace = None if pace_ms is None else (pace_ms[0] / 1000, pace_ms[1] / 1000)
-    job = PipelineJob(actions, model, batch_size, pace, warmup_steps, device)
+    pace = stage_paces(pace, stage_owners(actions), slow_stages, straggler)
+    network = as_network(network)
+    if network is not None:
+        network.check_ranks(ranks)
+    job = PipelineJob(actions, model, batch_size, pace, warmup_steps, device, TransportSpec(network, blocking))
     results = launch(run_rank, world_size=ranks, args=(job,), timeout=timeout)
     trace = Trace([r.trace for r in results])
     grads = {k: v for r in results for k, v in r.grads.items()}
     loss = sum(v for r in results for v in r.losses.values())
     reference_loss, reference = reference_gradients(model, batch_size)
-    ideal = simulate(actions, _costs(pace, blocks, trace))
+    costs = _costs(pace, blocks, trace)
+    ideal = simulate(actions, costs)
+    message_bytes = 4 * math.prod(model.boundary_shape(batch_size // microbatches))
+    simulated = simulate(actions, dataclasses.replace(costs, network=network, message_bytes=message_bytes))
     return PipelineRun(name, actions, ranks, microbatches, virtual_stages, trace, ideal, loss, reference_loss,
-                       max_grad_error(grads, reference))
+                       max_grad_error(grads, reference), simulated)
 
 
 def _costs(pace, blocks, trace: Trace) -> Costs:
     """The per-stage costs: the paced durations, or (unpaced) the mean measured durations of each stage's actions."""
+    if isinstance(pace, list):  # one pace per stage (labs.uneven)
+        return Costs([p[0] * len(b) for p, b in zip(pace, blocks)], [p[1] * len(b) for p, b in zip(pace, blocks)])
     if pace is not None:
         return Costs([pace[0] * len(b) for b in blocks], [pace[1] * len(b) for b in blocks])
     durations: dict = {}

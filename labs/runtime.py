@@ -45,9 +45,10 @@ class PipelineJob:
     schedule: list
     model: ToyModel = field(default_factory=ToyModel)
     batch_size: int = 64
-    pace: tuple[float, float] | None = None  # seconds per layer: (forward, backward)
+    pace: tuple[float, float] | list | None = None  # seconds per layer: (forward, backward), or one pair per stage
     warmup_steps: int = 1
     device: str = "cpu"
+    transport: object = None  # builds the step's links like _Links(...) does; None: _Links (see labs.links)
 
 
 @dataclass
@@ -138,7 +139,8 @@ def build_stages(rank: int, job: PipelineJob, owners: dict, num_stages: int) -> 
     for stage, owner in owners.items():
         if owner == rank:
             core = torch.nn.Sequential(*[layers[i] for i in blocks[stage]]).to(job.device)
-            stages[stage] = Stage(blocks[stage], core, paced(core, job.pace, len(blocks[stage])),
+            pace = job.pace[stage] if isinstance(job.pace, list) else job.pace  # a list: one pace per stage
+            stages[stage] = Stage(blocks[stage], core, paced(core, pace, len(blocks[stage])),
                                   SavedBytes(core.parameters()))
     return stages
 
@@ -171,7 +173,7 @@ def _step(rank, job, stages, owners, num_stages, inputs, targets):
     num_microbatches = len(inputs)
     trace = RankTrace(rank=rank)
     dist.barrier()
-    links = _Links(rank, actions, owners, num_stages, num_microbatches,
+    links = (job.transport or _Links)(rank, actions, owners, num_stages, num_microbatches,
                    job.model.boundary_shape(job.batch_size // num_microbatches), job.device, trace)
     clock_zero = time.perf_counter()
     held, losses, previous = {}, {}, "nothing"
@@ -217,6 +219,8 @@ def _align_to_earliest_rank(trace: RankTrace, clock_zero: float) -> None:
     shifted by that much. On one machine ``perf_counter`` is a single clock for all processes, so the ranks agree on
     the earliest exit and count from it. Across machines (torchrun on several hosts) clocks differ: keep each rank's own.
     """
+    for message in trace.messages:  # stamped with raw perf_counter: count from this rank's zero, like its events
+        message.sent, message.needed, message.received = (t - clock_zero for t in message.times)
     if under_torchrun() and int(os.environ.get("LOCAL_WORLD_SIZE", "0")) != dist.get_world_size():
         return
     device = "cuda" if dist.get_backend() == "nccl" else "cpu"
@@ -226,4 +230,6 @@ def _align_to_earliest_rank(trace: RankTrace, clock_zero: float) -> None:
     for event in trace.events:
         event.start += offset
         event.end += offset
+    for message in trace.messages:
+        message.sent, message.needed, message.received = (t + offset for t in message.times)
     trace.finish += offset

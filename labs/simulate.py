@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .schedules import BACKWARD, FORWARD, WEIGHT, dependencies, shape, stage_owners, uses_weight_step, validate
-from .trace import Event, RankTrace, Trace
+from .trace import Event, Message, RankTrace, Trace
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class Costs:
     backward: float | list = 2.0
     weight: float | list = 0.0
     link: float = 0.0
+    network: object = None  # a labs.Network: each message also pays its link's latency + message_bytes / bandwidth
+    message_bytes: int = 0
 
     @classmethod
     def per_layer(cls, forward: float, backward: float, layers_per_stage: int | list, link: float = 0.0,
@@ -37,6 +39,12 @@ class Costs:
             return cls(forward * layers_per_stage, backward * layers_per_stage, weight * layers_per_stage, link)
         return cls([forward * n for n in layers_per_stage], [backward * n for n in layers_per_stage],
                    [weight * n for n in layers_per_stage], link)
+
+    def message(self, src: int, dst: int) -> float:
+        """Time a message from rank ``src`` to rank ``dst`` takes (0 within a rank)."""
+        if src == dst:
+            return 0.0
+        return self.link + (self.network.seconds(src, dst, self.message_bytes) if self.network is not None else 0.0)
 
     def of(self, kind: str, stage: int) -> float:
         value = {FORWARD: self.forward, BACKWARD: self.backward, WEIGHT: self.weight}[kind]
@@ -61,8 +69,13 @@ def simulate(schedule, costs: Costs = Costs()) -> Trace:
                 deps = dependencies(action, stages, weight)
                 if any(d not in finished for d in deps):
                     break
-                ready = max([free_at[rank]] + [finished[d] + (costs.link if owners[d.stage] != rank else 0.0)
-                                               for d in deps])
+                ready = max([free_at[rank]] + [finished[d] + costs.message(owners[d.stage], rank) for d in deps])
+                for d in (d for d in deps if owners[d.stage] != rank):  # what the runtime's transport records
+                    arrives = max(free_at[rank], finished[d] + costs.message(owners[d.stage], rank))
+                    ranks[rank].messages.append(Message(owners[d.stage], rank, action.kind, action.stage,
+                                                        action.microbatch, costs.message_bytes, finished[d],
+                                                        free_at[rank], arrives))
+                    ranks[rank].wait_time += arrives - free_at[rank]
                 end = ready + costs.of(action.kind, action.stage)
                 ranks[rank].events.append(Event(action, ready, end))
                 finished[action] = end
@@ -87,7 +100,7 @@ def _message_targets(action, stages: int) -> list[int]:
 
 def ideal_time(schedule, costs: Costs) -> float:
     """Step time of the schedule with these costs and a free link: what a perfect runtime would take."""
-    free = Costs(costs.forward, costs.backward, costs.weight, link=0.0)
+    free = Costs(costs.forward, costs.backward, costs.weight, link=0.0, message_bytes=costs.message_bytes)
     return simulate(schedule, free).step_time
 
 
