@@ -5,10 +5,11 @@
     run.simulated                                                    # the same schedule, same costs, same links
     labs.run_pipeline(schedule, blocking=True, timeout=5)            # send/recv in action order (can deadlock)
 
-**A link** costs ``latency + bytes / bandwidth`` per message. A ``Network`` gives every pair of ranks the ``default``
-link, except the pairs named in ``slow`` (a pair is a cable: both directions). The cost is applied where the message
-is received: every message carries the time it was sent (8 bytes appended to the payload, never counted as data),
-and the receiver sleeps until ``sent + cost`` if the data came sooner. That is exactly the simulator's rule (an action
+**A link** costs ``latency + bytes / bandwidth`` per message, and carries one message at a time in each direction (a
+message waits for the one before it to finish its transfer; latencies overlap). A ``Network`` gives every pair of
+ranks the ``default`` link, except the pairs named in ``slow`` (a pair is a cable: both directions). The cost is
+applied where the message is received: every message carries the time it was sent (8 bytes appended to the payload,
+never counted as data), and the receiver sleeps until the message's arrival if the data came sooner. That is exactly the simulator's rule (an action
 starts at ``max(rank free, producer's end + link)``), so a measured and a simulated timeline with the same network
 can be compared. All ranks read one clock (``perf_counter`` on one machine); across machines the stamps disagree,
 so use link costs on one machine.
@@ -54,10 +55,23 @@ class Link:
             raise ValueError(f"Link bandwidth_mb_s must be a number > 0 (or None for unlimited), "
                              f"got {self.bandwidth_mb_s!r}")
 
+    def transfer(self, nbytes: int) -> float:
+        """Seconds the link is busy sending ``nbytes`` (0 with unlimited bandwidth)."""
+        return 0.0 if self.bandwidth_mb_s is None else nbytes / (self.bandwidth_mb_s * 1e6)
+
     def seconds(self, nbytes: int) -> float:
-        """Time one message of ``nbytes`` takes on this link."""
-        transfer = 0.0 if self.bandwidth_mb_s is None else nbytes / (self.bandwidth_mb_s * 1e6)
-        return self.latency_ms / 1000 + transfer
+        """Time one message of ``nbytes`` takes on an idle link: latency + bytes / bandwidth."""
+        return self.latency_ms / 1000 + self.transfer(nbytes)
+
+    def deliver(self, nbytes: int, sent: float, free: float) -> tuple[float, float]:
+        """(when a message sent at ``sent`` arrives, when the link is free again), for a link busy until ``free``.
+
+        A link carries one message at a time: a message waits for the one before it, then occupies the link for
+        bytes / bandwidth; the latency (the signal's trip) overlaps with the next message's transfer.
+        """
+        start = max(sent, free)
+        done = start + self.transfer(nbytes)
+        return done + self.latency_ms / 1000, done
 
     @classmethod
     def parse(cls, text: str) -> "Link":
@@ -94,6 +108,10 @@ class Network:
 
     def seconds(self, src: int, dst: int, nbytes: int) -> float:
         return self.link(src, dst).seconds(nbytes)
+
+    def deliver(self, src: int, dst: int, nbytes: int, sent: float, free: float) -> tuple[float, float]:
+        """``Link.deliver`` on the link from ``src`` to ``dst`` (each direction of a cable is its own queue)."""
+        return self.link(src, dst).deliver(nbytes, sent, free)
 
     def check_ranks(self, world_size: int) -> None:
         """Raise ValueError when a slow link names a rank the run does not have."""
@@ -149,6 +167,7 @@ class Transport(_Links):
 
     def __init__(self, spec: TransportSpec, *args):
         self.network, self.blocking = spec.network, spec.blocking  # before the base class posts its receives
+        self.link_free: dict[int, float] = {}  # source rank -> when its link to this rank is free again
         super().__init__(*args)
 
     def _post(self, action, source):
@@ -177,8 +196,10 @@ class Transport(_Links):
         data = buffer[:-extra].view(self.shape).clone()  # its own storage: saved bytes count the data, not the stamp
         nbytes = data.numel() * data.element_size()
         src_rank = self.owners[source]
-        if self.network is not None:
-            sleep_until(sent + self.network.seconds(src_rank, self.rank, nbytes))
+        if self.network is not None:  # one message at a time per link, in the order this rank receives them
+            arrives, self.link_free[src_rank] = self.network.deliver(src_rank, self.rank, nbytes, sent,
+                                                                     self.link_free.get(src_rank, sent))
+            sleep_until(arrives)
         received = time.perf_counter()
         self.trace.wait_time += received - needed
         self.trace.bytes_received += nbytes

@@ -28,7 +28,7 @@ class Costs:
     backward: float | list = 2.0
     weight: float | list = 0.0
     link: float = 0.0
-    network: object = None  # a labs.Network: each message also pays its link's latency + message_bytes / bandwidth
+    network: object = None  # a labs.Network: messages of message_bytes pay latency + bytes/bandwidth, one at a time
     message_bytes: int = 0
 
     @classmethod
@@ -39,12 +39,6 @@ class Costs:
             return cls(forward * layers_per_stage, backward * layers_per_stage, weight * layers_per_stage, link)
         return cls([forward * n for n in layers_per_stage], [backward * n for n in layers_per_stage],
                    [weight * n for n in layers_per_stage], link)
-
-    def message(self, src: int, dst: int) -> float:
-        """Time a message from rank ``src`` to rank ``dst`` takes (0 within a rank)."""
-        if src == dst:
-            return 0.0
-        return self.link + (self.network.seconds(src, dst, self.message_bytes) if self.network is not None else 0.0)
 
     def of(self, kind: str, stage: int) -> float:
         value = {FORWARD: self.forward, BACKWARD: self.backward, WEIGHT: self.weight}[kind]
@@ -60,6 +54,7 @@ def simulate(schedule, costs: Costs = Costs()) -> Trace:
     finished: dict = {}
     ranks = [RankTrace(rank=r) for r in range(len(schedule))]
     free_at = [0.0] * len(schedule)
+    links: dict = {}  # (src, dst) -> when that link is free again (a Network carries one message at a time)
     cursor = [0] * len(schedule)
     remaining = sum(len(acts) for acts in schedule)
     while remaining:
@@ -69,13 +64,16 @@ def simulate(schedule, costs: Costs = Costs()) -> Trace:
                 deps = dependencies(action, stages, weight)
                 if any(d not in finished for d in deps):
                     break
-                ready = max([free_at[rank]] + [finished[d] + costs.message(owners[d.stage], rank) for d in deps])
-                for d in (d for d in deps if owners[d.stage] != rank):  # what the runtime's transport records
-                    arrives = max(free_at[rank], finished[d] + costs.message(owners[d.stage], rank))
-                    ranks[rank].messages.append(Message(owners[d.stage], rank, action.kind, action.stage,
-                                                        action.microbatch, costs.message_bytes, finished[d],
-                                                        free_at[rank], arrives))
-                    ranks[rank].wait_time += arrives - free_at[rank]
+                arrivals = [finished[d] if owners[d.stage] == rank else _arrival(costs, links, owners[d.stage], rank,
+                                                                                  finished[d]) for d in deps]
+                ready = max([free_at[rank]] + arrivals)
+                for d, arrives in zip(deps, arrivals):  # what the runtime's transport records
+                    if owners[d.stage] != rank:
+                        received = max(free_at[rank], arrives)
+                        ranks[rank].messages.append(Message(owners[d.stage], rank, action.kind, action.stage,
+                                                            action.microbatch, costs.message_bytes, finished[d],
+                                                            free_at[rank], received))
+                        ranks[rank].wait_time += received - free_at[rank]
                 end = ready + costs.of(action.kind, action.stage)
                 ranks[rank].events.append(Event(action, ready, end))
                 finished[action] = end
@@ -87,6 +85,15 @@ def simulate(schedule, costs: Costs = Costs()) -> Trace:
     for r in ranks:
         r.finish = free_at[r.rank]
     return Trace(ranks)
+
+
+def _arrival(costs: Costs, links: dict, src: int, dst: int, sent: float) -> float:
+    """When a message sent at ``sent`` reaches ``dst``: ``link`` seconds later, plus its way through the network."""
+    if costs.network is None:
+        return sent + costs.link
+    arrives, links[(src, dst)] = costs.network.deliver(src, dst, costs.message_bytes, sent + costs.link,
+                                                       links.get((src, dst), 0.0))
+    return arrives
 
 
 def _message_targets(action, stages: int) -> list[int]:

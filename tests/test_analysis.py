@@ -131,3 +131,12 @@ def test_chrome_trace_is_valid_and_matches_the_trace(tmp_path):
     assert {k: pytest.approx(v) for k, v in analysis.link_times(back).items()} == original
     assert [r.messages_sent for r in back.ranks] == [r.messages_sent for r in trace.ranks]
     assert from_chrome_trace(to_chrome_trace(back)).step_time == pytest.approx(trace.step_time)
+
+
+def test_a_link_carries_one_message_at_a_time():
+    """Transfer 2 > forward 1: the link, not the stage, sets the pace of rank 1's forwards (3, 5, 7, 9)."""
+    net = Network(Link(latency_ms=0, bandwidth_mb_s=1e-6))  # 1 byte per second
+    trace = simulate(labs.gpipe(2, 4), Costs(1.0, 2.0, network=net, message_bytes=2))
+    assert [e.start for e in trace.ranks[1].events if e.action.kind == "F"] == [3, 5, 7, 9]
+    latency_only = simulate(labs.gpipe(2, 4), Costs(1.0, 2.0, network=Network(Link(latency_ms=2000))))
+    assert [e.start for e in latency_only.ranks[1].events if e.action.kind == "F"] == [3, 4, 5, 6]  # overlaps
