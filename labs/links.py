@@ -129,6 +129,15 @@ def as_network(value) -> Network | None:
     raise ValueError(f"network must be a labs.Link, a labs.Network or None, got {value!r}")
 
 
+def traffic(P: int, M: int, v: int, microbatch_bytes: int) -> tuple[int, int]:
+    """(messages, bytes) one training step sends between ranks: every boundary between consecutive stages (v*P - 1 of
+    them, stage s on rank s % P) carries each of the M micro-batches twice, its activation forward and its gradient
+    back, unless both stages sit on the same rank (P = 1)."""
+    crossing = v * P - 1 if P > 1 else 0
+    messages = 2 * crossing * M
+    return messages, messages * microbatch_bytes
+
+
 def network_from_text(link: str | None, slow_links: list[str]) -> Network | None:
     """The command line's ``--link MS[,MB/S]`` and ``--slow-link A-B:MS[,MB/S]`` options as a Network (or None)."""
     if link is None and not slow_links:

@@ -38,6 +38,7 @@ class PipelineRun:
     reference_loss: float
     max_grad_error: float
     simulated: Trace | None = None  # the same schedule simulated with the same costs, network included
+    grads: dict | None = None  # the pipeline's gradients, by parameter name (as the one-process model names them)
 
     @property
     def bubble_fraction(self) -> float:
@@ -111,7 +112,7 @@ def run_pipeline(schedule="gpipe", stages: int = 4, microbatches: int = 8, virtu
     message_bytes = 4 * math.prod(model.boundary_shape(batch_size // microbatches))
     simulated = simulate(actions, dataclasses.replace(costs, network=network, message_bytes=message_bytes))
     return PipelineRun(name, actions, ranks, microbatches, virtual_stages, trace, ideal, loss, reference_loss,
-                       max_grad_error(grads, reference), simulated)
+                       max_grad_error(grads, reference), simulated, grads)
 
 
 def _costs(pace, blocks, trace: Trace) -> Costs:
