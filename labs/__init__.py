@@ -5,6 +5,7 @@ Real multi-process pipelines in a few hundred lines: schedules as data (``schedu
 (``runtime``), traces and plots. ``python -m labs --help`` lists the command-line tools.
 """
 from .launch import LaunchTimeout, RankFailed, launch, report
+from .links import Link, Network
 from .model import ModelError, ToyModel, split_layers
 from .pipeline import PipelineRun, run_pipeline
 from .schedules import (Action, ScheduleError, gpipe, interleaved, make, naive, one_f_one_b, parse, parse_action,
@@ -12,7 +13,7 @@ from .schedules import (Action, ScheduleError, gpipe, interleaved, make, naive, 
 from .simulate import Costs, bubble_overhead, idle_fraction, simulate
 from .trace import Trace
 
-__all__ = ["Action", "Costs", "LaunchTimeout", "ModelError", "PipelineRun", "RankFailed", "ScheduleError",
+__all__ = ["Action", "Costs", "Link", "Network", "LaunchTimeout", "ModelError", "PipelineRun", "RankFailed", "ScheduleError",
            "ToyModel", "Trace", "bubble_overhead", "gpipe", "idle_fraction", "interleaved", "launch", "make",
            "naive", "one_f_one_b", "parse", "parse_action", "render", "run_pipeline", "simulate", "split_layers",
            "validate", "report"]

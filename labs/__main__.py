@@ -47,6 +47,14 @@ def _run_parser(sub) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds before a hung run is stopped")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
     p.add_argument("--plot", metavar="FILE.png", help="save the measured and simulated timelines")
+    p.add_argument("--link", metavar="MS[,MB/S]", help="every message costs this latency (and bandwidth), e.g. 1,100")
+    p.add_argument("--slow-link", metavar="A-B:MS[,MB/S]", action="append", default=[],
+                   help="the link between ranks A and B costs this instead (repeatable), e.g. 1-2:30,5")
+    p.add_argument("--slow-stage", metavar="S:FACTOR", action="append", default=[],
+                   help="stage S's compute takes FACTOR times the pace (repeatable), e.g. 2:3")
+    p.add_argument("--straggler", metavar="R:FACTOR", help="every action of rank R takes FACTOR times longer")
+    p.add_argument("--blocking", action="store_true", help="blocking send/recv in action order (may deadlock)")
+    p.add_argument("--chrome-trace", metavar="FILE.json", help="save the measured trace for Perfetto / chrome://tracing")
 
 
 def _run(args) -> int:
@@ -54,11 +62,23 @@ def _run(args) -> int:
     from .pipeline import run_pipeline
     from .schedules import render
 
+    from .links import network_from_text
+    from .uneven import parse_factor
+    try:
+        network = network_from_text(args.link, args.slow_link)
+        slow_stages = dict(parse_factor(text, "--slow-stage") for text in args.slow_stage)
+        straggler = parse_factor(args.straggler, "--straggler") if args.straggler else None
+    except ValueError as error:
+        raise SystemExit(f"error: {error}")
     run = run_pipeline(args.schedule, args.stages, args.microbatches, args.virtual_stages, args.layers,
-                       args.width, args.batch_size, args.pace_ms, timeout=args.timeout)
+                       args.width, args.batch_size, args.pace_ms, timeout=args.timeout, network=network,
+                       blocking=args.blocking, slow_stages=slow_stages, straggler=straggler)
     summary = run.summary()
     if os.environ.get("RANK", "0") != "0":  # under torchrun every rank gets the results; rank 0 reports them
         return 0
+    if args.chrome_trace:
+        from .chrome_trace import save
+        save(run.trace, args.chrome_trace, name=f"{run.name} P={run.stages} M={run.microbatches}")
     if args.plot:
         plots.compare(run.trace, run.ideal).savefig(args.plot, dpi=120)
     if args.json:
@@ -71,6 +91,9 @@ def _run(args) -> int:
     print(f"step time        {run.step_time * 1000:8.1f} ms   ideal {run.ideal_time * 1000:.1f} ms "
           f"(x{run.step_time / run.ideal_time:.3f})")
     print(f"idle fraction    {run.bubble_fraction:8.3f}      theory (P-1)/(vM+P-1) = {run.bubble_fraction_theory:.3f}")
+    if network or slow_stages or straggler:
+        print(f"simulated        {run.simulated.step_time * 1000:8.1f} ms   same links and stages "
+              f"(measured x{run.step_time / run.simulated.step_time:.3f})")
     print(f"peak activations {run.trace.peak_activations} micro-batches per rank")
     print(f"bytes moved      {run.trace.bytes_moved} in {run.trace.messages} messages")
     verdict = "OK" if run.max_grad_error <= 1e-5 else "MISMATCH"
@@ -80,7 +103,7 @@ def _run(args) -> int:
 
 def _check_paths(args) -> str | None:
     """What is wrong with the files a command would read or write, found before anything runs."""
-    outputs = [getattr(args, "plot", None)] + ([args.json] if args.command == "grade" else [])
+    outputs = [getattr(args, "plot", None), getattr(args, "chrome_trace", None)] + ([args.json] if args.command == "grade" else [])
     for path in filter(None, outputs):
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
@@ -145,7 +168,7 @@ def main(argv=None) -> int:
                 return 2
         from .bench import main as bench_main
         return bench_main(args)
-    except (ScheduleError, ModelError, InputError) as error:
+    except (ScheduleError, ModelError, ValueError) as error:  # bad input (InputError too): what to change
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (RankFailed, LaunchTimeout) as error:

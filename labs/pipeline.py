@@ -10,17 +10,21 @@ closed-form bubble, so every number is checked against something independent of 
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 import statistics
 from dataclasses import dataclass, field
 
 from . import checks
 from .launch import MAX_RANKS, default_backend, launch, under_torchrun
+from .links import TransportSpec, as_network
 from .model import ToyModel, check_microbatches, max_grad_error, reference_gradients, split_layers
 from .runtime import RUNNABLE_KINDS, PipelineJob, run_rank, uses_tags
-from .schedules import ScheduleError, make, parse, shape, validate
+from .schedules import ScheduleError, make, parse, shape, stage_owners, validate
 from .transport import check_in_order
 from .simulate import Costs, idle_fraction, simulate
 from .trace import Trace
+from .uneven import stage_paces
 
 
 @dataclass
@@ -36,6 +40,8 @@ class PipelineRun:
     reference_loss: float
     max_grad_error: float
     step_times: list = field(default_factory=list)  # every timed step; ``trace`` is the median one's
+    simulated: Trace | None = None  # the same schedule simulated with the same costs, network included
+    grads: dict | None = None  # the pipeline's gradients, by parameter name (as the one-process model names them)
 
     @property
     def bubble_fraction(self) -> float:
@@ -72,7 +78,8 @@ class PipelineRun:
 def run_pipeline(schedule="gpipe", stages: int = 4, microbatches: int = 8, virtual_stages: int = 1,
                  layers: int = 8, width: int = 64, batch_size: int = 64, pace_ms: tuple | None = (5, 10),
                  warmup_steps: int = 1, timeout: float = 60.0, device: str = "cpu", steps: int = 3,
-                 transport: str = "auto") -> PipelineRun:
+                 transport: str = "auto", network=None, blocking: bool = False, slow_stages: dict | None = None,
+                 straggler: tuple | None = None) -> PipelineRun:
     """Run real pipeline-parallel training steps and check them: ``warmup_steps`` untimed, then ``steps`` timed.
 
     ``pace_ms=(F, B)`` pads each layer's forward to F and backward to B milliseconds (None: unpaced, the real
@@ -87,6 +94,9 @@ def run_pipeline(schedule="gpipe", stages: int = 4, microbatches: int = 8, virtu
 
     ``transport``: "auto" matches messages by tag on gloo and in order on NCCL; "in_order" emulates NCCL's
     first-in-first-out matching on gloo. In order, the schedule must pass ``labs.transport.check_in_order``.
+    ``network`` (a ``labs.Link`` or ``labs.Network``) makes every message pay its link's cost; ``blocking`` sends and
+    receives in action order (``labs.links``); ``slow_stages`` {stage: factor} and ``straggler`` (rank, factor)
+    slow one stage or one rank down (``labs.uneven``). ``run.simulated`` mirrors all of them.
     """
     name = schedule if isinstance(schedule, str) else "custom"
     timeout = checks.positive_seconds("timeout", timeout)
@@ -123,16 +133,24 @@ def run_pipeline(schedule="gpipe", stages: int = 4, microbatches: int = 8, virtu
     model = ToyModel(num_layers=layers, width=width)
     blocks = split_layers(layers, num_stages, require_equal=num_stages > ranks)  # bad cuts fail here, not on ranks
     check_microbatches(batch_size, microbatches)
-    job = PipelineJob(actions, model, batch_size, pace, warmup_steps, device, steps, transport)
+    pace = stage_paces(pace, stage_owners(actions), slow_stages, straggler)
+    network = as_network(network)
+    if network is not None:
+        network.check_ranks(ranks)
+    job = PipelineJob(actions, model, batch_size, pace, warmup_steps, device, steps, transport,
+                      links=TransportSpec(network, blocking))
     results = launch(run_rank, world_size=ranks, args=(job,), timeout=timeout)
     step_traces = [Trace([r.traces[i] for r in results]) for i in range(steps)]
     trace = sorted(step_traces, key=lambda t: t.step_time)[(steps - 1) // 2]
     grads = {k: v for r in results for k, v in r.grads.items()}
     loss = sum(v for r in results for v in r.losses.values())
     reference_loss, reference = reference_gradients(model, batch_size)
-    ideal = simulate(actions, _costs(pace, blocks, trace))
+    costs = _costs(pace, blocks, trace)
+    ideal = simulate(actions, costs)
+    message_bytes = 4 * math.prod(model.boundary_shape(batch_size // microbatches))
+    simulated = simulate(actions, dataclasses.replace(costs, network=network, message_bytes=message_bytes))
     return PipelineRun(name, actions, ranks, microbatches, virtual_stages, trace, ideal, loss, reference_loss,
-                       max_grad_error(grads, reference), [t.step_time for t in step_traces])
+                       max_grad_error(grads, reference), [t.step_time for t in step_traces], simulated, grads)
 
 
 def _count(error, name, value, high, why=""):
@@ -144,6 +162,8 @@ def _count(error, name, value, high, why=""):
 
 def _costs(pace, blocks, trace: Trace) -> Costs:
     """The per-stage costs: the paced durations, or (unpaced) the mean measured durations of each stage's actions."""
+    if isinstance(pace, list):  # one pace per stage (labs.uneven)
+        return Costs([p[0] * len(b) for p, b in zip(pace, blocks)], [p[1] * len(b) for p, b in zip(pace, blocks)])
     if pace is not None:
         return Costs([pace[0] * len(b) for b in blocks], [pace[1] * len(b) for b in blocks])
     durations: dict = {}

@@ -55,11 +55,12 @@ class PipelineJob:
     schedule: list
     model: ToyModel = field(default_factory=ToyModel)
     batch_size: int = 64
-    pace: tuple[float, float] | None = None  # seconds per layer: (forward, backward)
+    pace: tuple[float, float] | list | None = None  # seconds per layer: (forward, backward), or one pair per stage
     warmup_steps: int = 1
     device: str = "cpu"
     steps: int = 1  # timed steps recorded after the warm-up
     transport: str = "auto"  # "tagged", "in_order" (NCCL's matching, also on gloo), or "auto": in order on NCCL
+    links: object = None  # builds the step's links like Links(...) does (labs.links.TransportSpec); None: Links
 
 
 @dataclass
@@ -114,7 +115,8 @@ def build_stages(rank: int, job: PipelineJob, owners: dict, num_stages: int) -> 
     for stage, owner in owners.items():
         if owner == rank:
             core = torch.nn.Sequential(*[layers[i] for i in blocks[stage]]).to(job.device)
-            stages[stage] = Stage(blocks[stage], core, paced(core, job.pace, len(blocks[stage])),
+            pace = job.pace[stage] if isinstance(job.pace, list) else job.pace  # a list: one pace per stage
+            stages[stage] = Stage(blocks[stage], core, paced(core, pace, len(blocks[stage])),
                                   SavedBytes(core.parameters()))
     return stages
 
@@ -166,8 +168,8 @@ def _step(rank, job, stages, owners, num_stages, inputs, targets, tagged):
     num_microbatches = len(inputs)
     trace = RankTrace(rank=rank)
     dist.barrier()
-    links = Links(rank, actions, owners, num_stages, num_microbatches,
-                  job.model.boundary_shape(job.batch_size // num_microbatches), job.device, trace, tagged)
+    links = (job.links or Links)(rank, actions, owners, num_stages, num_microbatches,
+                                 job.model.boundary_shape(job.batch_size // num_microbatches), job.device, trace, tagged)
     clock_zero = time.perf_counter()
     held, losses, previous = {}, {}, "nothing"
     for action in actions:
@@ -216,6 +218,8 @@ def _align_to_earliest_rank(trace: RankTrace, clock_zero: float) -> None:
     shifted by that much. On one machine ``perf_counter`` is a single clock for all processes, so the ranks agree on
     the earliest exit and count from it. Across machines (torchrun on several hosts) clocks differ: keep each rank's own.
     """
+    for message in trace.messages:  # stamped with raw perf_counter: count from this rank's zero, like its events
+        message.sent, message.needed, message.received = (t - clock_zero for t in message.times)
     if under_torchrun() and int(os.environ.get("LOCAL_WORLD_SIZE", "0")) != dist.get_world_size():
         return
     device = "cuda" if dist.get_backend() == "nccl" else "cpu"
@@ -225,4 +229,6 @@ def _align_to_earliest_rank(trace: RankTrace, clock_zero: float) -> None:
     for event in trace.events:
         event.start += offset
         event.end += offset
+    for message in trace.messages:
+        message.sent, message.needed, message.received = (t + offset for t in message.times)
     trace.finish += offset

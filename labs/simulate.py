@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .schedules import BACKWARD, FORWARD, WEIGHT, dependencies, shape, stage_owners, uses_weight_step, validate
-from .trace import Event, RankTrace, Trace
+from .trace import Event, Message, RankTrace, Trace
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class Costs:
     backward: float | list = 2.0
     weight: float | list = 0.0
     link: float = 0.0
+    network: object = None  # a labs.Network: messages of message_bytes pay latency + bytes/bandwidth, one at a time
+    message_bytes: int = 0
 
     def __post_init__(self):
         for name in ("forward", "backward", "weight", "link"):
@@ -69,6 +71,7 @@ def simulate(schedule, costs: Costs = Costs()) -> Trace:
     finished: dict = {}
     ranks = [RankTrace(rank=r) for r in range(len(schedule))]
     free_at = [0.0] * len(schedule)
+    links: dict = {}  # (src, dst) -> when that link is free again (a Network carries one message at a time)
     cursor = [0] * len(schedule)
     remaining = sum(len(acts) for acts in schedule)
     while remaining:
@@ -78,8 +81,16 @@ def simulate(schedule, costs: Costs = Costs()) -> Trace:
                 deps = dependencies(action, stages, weight)
                 if any(d not in finished for d in deps):
                     break
-                ready = max([free_at[rank]] + [finished[d] + (costs.link if owners[d.stage] != rank else 0.0)
-                                               for d in deps])
+                arrivals = [finished[d] if owners[d.stage] == rank else _arrival(costs, links, owners[d.stage], rank,
+                                                                                  finished[d]) for d in deps]
+                ready = max([free_at[rank]] + arrivals)
+                for d, arrives in zip(deps, arrivals):  # what the runtime's transport records
+                    if owners[d.stage] != rank:
+                        received = max(free_at[rank], arrives)
+                        ranks[rank].messages.append(Message(owners[d.stage], rank, action.kind, action.stage,
+                                                            action.microbatch, costs.message_bytes, finished[d],
+                                                            free_at[rank], received))
+                        ranks[rank].wait_time += received - free_at[rank]
                 end = ready + costs.of(action.kind, action.stage)
                 ranks[rank].events.append(Event(action, ready, end))
                 finished[action] = end
@@ -93,6 +104,15 @@ def simulate(schedule, costs: Costs = Costs()) -> Trace:
     return Trace(ranks)
 
 
+def _arrival(costs: Costs, links: dict, src: int, dst: int, sent: float) -> float:
+    """When a message sent at ``sent`` reaches ``dst``: ``link`` seconds later, plus its way through the network."""
+    if costs.network is None:
+        return sent + costs.link
+    arrives, links[(src, dst)] = costs.network.deliver(src, dst, costs.message_bytes, sent + costs.link,
+                                                       links.get((src, dst), 0.0))
+    return arrives
+
+
 def _message_targets(action, stages: int) -> list[int]:
     """Stages that receive a message when ``action`` finishes: the next stage's input, or the previous one's grad."""
     if action.kind == FORWARD and action.stage < stages - 1:
@@ -104,7 +124,7 @@ def _message_targets(action, stages: int) -> list[int]:
 
 def ideal_time(schedule, costs: Costs) -> float:
     """Step time of the schedule with these costs and a free link: what a perfect runtime would take."""
-    free = Costs(costs.forward, costs.backward, costs.weight, link=0.0)
+    free = Costs(costs.forward, costs.backward, costs.weight, link=0.0, message_bytes=costs.message_bytes)
     return simulate(schedule, free).step_time
 
 

@@ -25,6 +25,27 @@ class Event:
 
 
 @dataclass
+class Message:
+    """One message as its receiver saw it (times on the step's clock, like events): from rank ``src`` to ``dst``,
+    the input of action ``stage kind microbatch``; sent when the producer finished, needed when the receiver asked
+    for it, received when the receiver had it (after any link cost, see ``labs.links``)."""
+
+    src: int
+    dst: int
+    kind: str
+    stage: int
+    microbatch: int
+    nbytes: int
+    sent: float
+    needed: float
+    received: float
+
+    @property
+    def times(self) -> tuple[float, float, float]:
+        return self.sent, self.needed, self.received
+
+
+@dataclass
 class RankTrace:
     rank: int
     events: list[Event] = field(default_factory=list)
@@ -34,6 +55,7 @@ class RankTrace:
     messages_sent: int = 0
     messages_received: int = 0
     wait_time: float = 0.0  # time spent blocked on receives
+    messages: list[Message] = field(default_factory=list)  # received messages, when the transport records them
 
     @property
     def busy(self) -> float:

@@ -1,0 +1,117 @@
+"""Export a trace to the Trace Event Format (JSON), to open in Perfetto (ui.perfetto.dev) or ``chrome://tracing``.
+
+    labs.chrome_trace.save(run.trace, "step.json")     # then drag step.json into https://ui.perfetto.dev
+    trace = labs.chrome_trace.load("step.json")         # the same Trace back (events, messages, counters)
+
+What the file holds (the format's "JSON Object Format": ``{"traceEvents": [...], "displayTimeUnit": "ms"}``):
+
+* one **process per rank** (``pid`` = rank, named ``rank r`` by a ``process_name`` metadata event), with two threads:
+  ``tid 0`` "compute" holds **one complete slice (``ph: "X"``) per action**, named like the action (``2F5``), with
+  ``args`` stage, kind, micro-batch and saved bytes; ``tid 1`` "receives" holds one slice per received message, from
+  when the rank asked for it to when it had it (the wait a slow link or a late producer causes);
+* one **flow** per message (``ph: "s"`` inside the producing slice, ``ph: "f"`` with ``bp: "e"`` inside the slice
+  that consumes it), drawn as an arrow from the action that sent it to the action that used it;
+* the rank totals (finish, bytes and messages sent and received, wait time) under ``otherData`` so ``load`` rebuilds
+  the Trace exactly. Times are microseconds from the step's start, as the format wants.
+"""
+from __future__ import annotations
+
+import json
+
+from .schedules import BACKWARD, FORWARD, WEIGHT, Action
+from .trace import Event, Message, RankTrace, Trace
+
+_CATEGORY = {FORWARD: "forward", BACKWARD: "backward", WEIGHT: "weight"}
+_COUNTERS = ("finish", "bytes_sent", "bytes_received", "messages_sent", "messages_received", "wait_time")
+COMPUTE, RECEIVES = 0, 1  # thread ids inside each rank's process
+
+
+def _us(seconds: float) -> float:
+    return seconds * 1e6
+
+
+def _producer(message: Message) -> Action:
+    """The action whose output this message carries."""
+    stage = message.stage - 1 if message.kind == FORWARD else message.stage + 1
+    return Action(stage, message.kind, message.microbatch)
+
+
+def to_chrome_trace(trace: Trace, name: str = "pipeline step") -> dict:
+    """The trace as a Trace Event Format object (a dict ready for ``json.dump``)."""
+    events: list[dict] = []
+    ends = {e.action: e for r in trace.ranks for e in r.events}
+    for rank in trace.ranks:
+        pid = rank.rank
+        events += [{"name": "process_name", "ph": "M", "pid": pid, "tid": COMPUTE, "args": {"name": f"rank {pid}"}},
+                   {"name": "process_sort_index", "ph": "M", "pid": pid, "tid": COMPUTE, "args": {"sort_index": pid}},
+                   {"name": "thread_name", "ph": "M", "pid": pid, "tid": COMPUTE, "args": {"name": "compute"}},
+                   {"name": "thread_name", "ph": "M", "pid": pid, "tid": RECEIVES, "args": {"name": "receives"}}]
+        for e in rank.events:
+            a = e.action
+            events.append({"name": str(a), "cat": _CATEGORY[a.kind], "ph": "X", "ts": _us(e.start),
+                           "dur": _us(e.duration), "pid": pid, "tid": COMPUTE,
+                           "args": {"stage": a.stage, "kind": a.kind, "microbatch": a.microbatch,
+                                    "saved_bytes": e.saved_bytes}})
+    flow_id = 0
+    for rank in trace.ranks:
+        for m in rank.messages:
+            label = f"{m.stage}{m.kind}{m.microbatch}"
+            args = {"src": m.src, "dst": m.dst, "kind": m.kind, "stage": m.stage, "microbatch": m.microbatch,
+                    "bytes": m.nbytes, "sent_us": _us(m.sent), "needed_us": _us(m.needed),
+                    "received_us": _us(m.received)}
+            events.append({"name": f"recv {label} from rank {m.src}", "cat": "message", "ph": "X",
+                           "ts": _us(m.needed), "dur": _us(max(m.received - m.needed, 0.0)), "pid": m.dst,
+                           "tid": RECEIVES, "args": args})
+            producer, consumer = ends.get(_producer(m)), ends.get(Action(m.stage, m.kind, m.microbatch))
+            if producer is None or consumer is None:
+                continue
+            flow_id += 1
+            low, high = _us(producer.start), _us(producer.start) + _us(producer.duration)  # the slice's own numbers
+            start = min(max(_us(m.sent), low), high)  # inside the producing slice, so the arrow binds to it
+            events.append({"name": f"{m.src}->{m.dst}", "cat": "message", "ph": "s", "id": flow_id,
+                           "ts": start, "pid": m.src, "tid": COMPUTE, "args": {"bytes": m.nbytes}})
+            events.append({"name": f"{m.src}->{m.dst}", "cat": "message", "ph": "f", "bp": "e", "id": flow_id,
+                           "ts": _us(consumer.start) + min(1.0, _us(consumer.duration)), "pid": m.dst, "tid": COMPUTE,
+                           "args": {"bytes": m.nbytes}})
+    ranks = [{"rank": r.rank, **{k: getattr(r, k) for k in _COUNTERS}} for r in trace.ranks]
+    return {"traceEvents": events, "displayTimeUnit": "ms",
+            "otherData": {"name": name, "producer": "labs (pipeline-parallelism course)", "ranks": ranks}}
+
+
+def from_chrome_trace(data: dict) -> Trace:
+    """Rebuild a ``Trace`` from ``to_chrome_trace``'s object (or the parsed JSON file)."""
+    counters = {r["rank"]: r for r in data.get("otherData", {}).get("ranks", [])}
+    pids = sorted({e["pid"] for e in data["traceEvents"] if e.get("ph") == "X"} | set(counters))
+    ranks = {pid: RankTrace(rank=pid) for pid in pids}
+    for e in data["traceEvents"]:
+        if e.get("ph") != "X":
+            continue
+        args = e.get("args", {})
+        if e.get("tid") == COMPUTE:
+            action = Action(args["stage"], args["kind"], args["microbatch"])
+            start = e["ts"] / 1e6
+            ranks[e["pid"]].events.append(Event(action, start, start + e["dur"] / 1e6, args.get("saved_bytes", 0)))
+        elif e.get("tid") == RECEIVES:
+            ranks[e["pid"]].messages.append(Message(args["src"], args["dst"], args["kind"], args["stage"],
+                                                    args["microbatch"], args["bytes"], args["sent_us"] / 1e6,
+                                                    args["needed_us"] / 1e6, args["received_us"] / 1e6))
+    for pid, rank in ranks.items():
+        rank.events.sort(key=lambda e: e.start)
+        for key in _COUNTERS:
+            if key in counters.get(pid, {}):
+                setattr(rank, key, counters[pid][key])
+        if "finish" not in counters.get(pid, {}):
+            rank.finish = max((e.end for e in rank.events), default=0.0)
+    return Trace([ranks[pid] for pid in pids])
+
+
+def save(trace: Trace, path: str, name: str = "pipeline step") -> str:
+    """Write the trace to ``path`` as Trace Event Format JSON; returns the path."""
+    with open(path, "w") as handle:
+        json.dump(to_chrome_trace(trace, name), handle)
+    return path
+
+
+def load(path: str) -> Trace:
+    with open(path) as handle:
+        return from_chrome_trace(json.load(handle))

@@ -1,0 +1,142 @@
+"""Trace analysis and Trace Event Format export, on simulated timelines whose answers are known (no processes)."""
+import json
+
+import pytest
+
+import labs
+from labs import analysis
+from labs.chrome_trace import from_chrome_trace, save, to_chrome_trace, load
+from labs.links import Link, Network
+from labs.simulate import Costs, simulate
+
+
+def _naive_with_link():
+    """P=2, M=1, F=1, B=2, every message 0.5: 0F0 [0,1], 1F0 [1.5,2.5], 1B0 [2.5,4.5], 0B0 [5,7]."""
+    return simulate(labs.naive(2), Costs(1.0, 2.0, link=0.5))
+
+
+def test_rank_times_add_up_and_split_wait_from_idle():
+    times = analysis.rank_times(_naive_with_link())
+    assert times[0] == pytest.approx({"rank": 0, "compute": 3.0, "wait": 4.0, "idle": 0.0, "idle_fraction": 4 / 7})
+    assert times[1] == pytest.approx({"rank": 1, "compute": 3.0, "wait": 1.5, "idle": 2.5, "idle_fraction": 4 / 7})
+
+
+def test_rank_times_of_gpipe_match_the_bubble_formula():
+    trace = simulate(labs.gpipe(4, 8), Costs(1.0, 2.0))
+    for t in analysis.rank_times(trace):
+        assert t["compute"] + t["wait"] + t["idle"] == pytest.approx(trace.step_time)
+        assert t["idle_fraction"] == pytest.approx(labs.idle_fraction(4, 8))
+
+
+def test_stage_means_see_an_unbalanced_stage():
+    trace = simulate(labs.one_f_one_b(4, 6), Costs([1, 1, 3, 1], [2, 2, 6, 2]))
+    assert analysis.stage_means(trace) == {0: {"B": 2, "F": 1}, 1: {"B": 2, "F": 1}, 2: {"B": 6, "F": 3},
+                                           3: {"B": 2, "F": 1}}
+
+
+def test_link_times_count_messages_bytes_and_the_slow_link():
+    net = Network(Link(latency_ms=100), {(1, 2): Link(latency_ms=1000, bandwidth_mb_s=1e-3)})  # 1 s + 1000 B / 1000 B/s
+    trace = simulate(labs.gpipe(4, 3), Costs(1.0, 2.0, network=net, message_bytes=1000))
+    links = analysis.link_times(trace)
+    assert sorted(links) == [(0, 1), (1, 0), (1, 2), (2, 1), (2, 3), (3, 2)]
+    assert all(v["messages"] == 3 and v["bytes"] == 3000 for v in links.values())
+    assert links[(1, 2)]["mean_in_flight_s"] == pytest.approx(2.0)  # rank 2 waits for every forward: full cost
+    assert links[(0, 1)]["mean_in_flight_s"] == pytest.approx(0.1)
+    assert links[(1, 2)]["mean_held_up_s"] > 10 * links[(0, 1)]["mean_held_up_s"]
+    assert trace.messages == 18  # 2 (P-1) M
+
+
+def test_critical_path_of_a_known_timeline():
+    path = analysis.critical_path(_naive_with_link())
+    assert [(s.kind, s.label, s.start, s.end) for s in path] == [
+        ("compute", "0F0", 0, 1), ("message", "0->1", 1, 1.5), ("compute", "1F0", 1.5, 2.5),
+        ("compute", "1B0", 2.5, 4.5), ("message", "1->0", 4.5, 5), ("compute", "0B0", 5, 7)]
+    summary = analysis.path_summary(path)
+    assert summary["compute"] == 6 and summary["message"] == 1 and summary["by_link"] == {(0, 1): 0.5, (1, 0): 0.5}
+
+
+def test_critical_path_runs_through_the_slow_stage_and_tiles_the_step():
+    trace = simulate(labs.gpipe(4, 8), Costs([1, 1, 3, 1], [2, 2, 6, 2]))
+    path = analysis.critical_path(trace)
+    assert path[0].start == 0 and path[-1].end == pytest.approx(trace.step_time)
+    assert all(a.end == pytest.approx(b.start) for a, b in zip(path, path[1:]))  # no holes
+    summary = analysis.path_summary(path)
+    assert max(summary["by_stage"], key=summary["by_stage"].get) == 2
+    assert summary["by_stage"][2] == pytest.approx(8 * (3 + 6))  # every F and B of the slow stage is on it
+
+
+@pytest.mark.parametrize("costs,expected", [
+    (dict(forward=[1, 1, 3, 1], backward=[2, 2, 6, 2]), {"cause": "slow stage", "where": 2}),
+    (dict(network=Network(Link(10), {(2, 3): Link(800)}), message_bytes=10), {"cause": "slow link", "where": [2, 3]}),
+])
+def test_diagnose_finds_what_was_injected(costs, expected):
+    trace = simulate(labs.one_f_one_b(4, 8), Costs(**{"forward": 1.0, "backward": 2.0, **costs}))
+    assert analysis.diagnose(trace) == expected
+
+
+def test_diagnose_tells_few_microbatches_from_healthy():
+    assert analysis.diagnose(simulate(labs.gpipe(4, 2)))["cause"] == "few micro-batches"
+    assert analysis.diagnose(simulate(labs.gpipe(4, 16)))["cause"] == "healthy"
+
+
+# ------------------------------------------------------------------ Trace Event Format
+REQUIRED = {"X": {"name", "ph", "ts", "dur", "pid", "tid"}, "M": {"name", "ph", "pid", "args"},
+            "s": {"name", "ph", "ts", "pid", "tid", "id", "cat"}, "f": {"name", "ph", "ts", "pid", "tid", "id", "cat"}}
+
+
+def check_trace_event_format(data: dict) -> None:
+    """The documented fields of the JSON Object Format (Trace Event Format, Catapult): raise AssertionError."""
+    assert isinstance(data["traceEvents"], list) and data["displayTimeUnit"] in ("ms", "ns")
+    flows: dict = {}
+    for e in data["traceEvents"]:
+        assert e["ph"] in REQUIRED, e
+        assert REQUIRED[e["ph"]] <= set(e), (e, REQUIRED[e["ph"]] - set(e))
+        assert isinstance(e["pid"], int) and isinstance(e.get("tid", 0), int)
+        if "ts" in e:
+            assert isinstance(e["ts"], (int, float)) and e["ts"] >= 0
+        if e["ph"] == "X":
+            assert e["dur"] >= 0
+        if e["ph"] == "M":
+            assert e["name"] in ("process_name", "process_sort_index", "thread_name", "thread_sort_index")
+        if e["ph"] in "sf":
+            flows.setdefault(e["id"], []).append(e)
+    for ident, pair in flows.items():  # each flow: one start, then one finish bound to its enclosing slice
+        assert sorted(p["ph"] for p in pair) == ["f", "s"], pair
+        start, finish = sorted(pair, key=lambda p: p["ph"] == "f")
+        assert finish.get("bp") == "e" and finish["ts"] >= start["ts"]
+        for point in pair:  # inside a slice of its own process and thread
+            assert any(x["ph"] == "X" and x["pid"] == point["pid"] and x["tid"] == point["tid"]
+                       and x["ts"] <= point["ts"] <= x["ts"] + x["dur"] for x in data["traceEvents"]), point
+    json.dumps(data)  # plain JSON, nothing else
+
+
+def test_chrome_trace_is_valid_and_matches_the_trace(tmp_path):
+    net = Network(Link(0.5), {(1, 2): Link(3)})
+    trace = simulate(labs.one_f_one_b(4, 4), Costs(0.01, 0.02, network=net, message_bytes=4096))
+    path = save(trace, str(tmp_path / "step.json"))
+    data = json.load(open(path))
+    check_trace_event_format(data)
+    slices = [e for e in data["traceEvents"] if e["ph"] == "X" and e["cat"] != "message"]
+    assert len(slices) == sum(len(r.events) for r in trace.ranks) == 4 * 2 * 4
+    names = {e["args"]["name"] for e in data["traceEvents"] if e["name"] == "process_name"}
+    assert names == {"rank 0", "rank 1", "rank 2", "rank 3"}
+    for e in slices:
+        event = next(x for x in trace.ranks[e["pid"]].events if str(x.action) == e["name"])
+        assert e["dur"] == pytest.approx(event.duration * 1e6) and e["ts"] == pytest.approx(event.start * 1e6)
+    assert len([e for e in data["traceEvents"] if e["ph"] == "s"]) == trace.messages == 2 * 3 * 4
+    back = load(path)
+    assert back.step_time == pytest.approx(trace.step_time)
+    assert back.idle_fractions == pytest.approx(trace.idle_fractions)
+    original = analysis.link_times(trace)
+    assert {k: pytest.approx(v) for k, v in analysis.link_times(back).items()} == original
+    assert [r.messages_sent for r in back.ranks] == [r.messages_sent for r in trace.ranks]
+    assert from_chrome_trace(to_chrome_trace(back)).step_time == pytest.approx(trace.step_time)
+
+
+def test_a_link_carries_one_message_at_a_time():
+    """Transfer 2 > forward 1: the link, not the stage, sets the pace of rank 1's forwards (3, 5, 7, 9)."""
+    net = Network(Link(latency_ms=0, bandwidth_mb_s=1e-6))  # 1 byte per second
+    trace = simulate(labs.gpipe(2, 4), Costs(1.0, 2.0, network=net, message_bytes=2))
+    assert [e.start for e in trace.ranks[1].events if e.action.kind == "F"] == [3, 5, 7, 9]
+    latency_only = simulate(labs.gpipe(2, 4), Costs(1.0, 2.0, network=Network(Link(latency_ms=2000))))
+    assert [e.start for e in latency_only.ranks[1].events if e.action.kind == "F"] == [3, 4, 5, 6]  # overlaps
