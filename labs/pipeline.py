@@ -2,6 +2,8 @@
 
     run = labs.run_pipeline("1f1b", stages=4, microbatches=8, pace_ms=(5, 10))
     run.bubble_fraction, run.bubble_fraction_theory, run.max_grad_error, run.trace.peak_activations
+    run = labs.run_pipeline("1f1b", stages=2, microbatches=4, tensor_parallel=2, data_parallel=2)   # 8 ranks
+    run.grid, run.trace.traffic     # the rank layout; bytes inside a stage, between stages, across replicas
 
 ``schedule`` is a name (``naive``, ``gpipe``, ``1f1b``, ``interleaved``) or a hand-written schedule (lists of actions
 or strings such as ``"0F0"``). The run's trace comes back from the workers; the parent computes the one-process
@@ -10,12 +12,15 @@ closed-form bubble, so every number is checked against something independent of 
 """
 from __future__ import annotations
 
+import os
 import statistics
 from dataclasses import dataclass
 
+from .grid import Grid
 from .launch import launch
 from .model import ToyModel, check_microbatches, max_grad_error, reference_gradients, split_layers
 from .runtime import PipelineJob, run_rank
+from .tensor_parallel import MLPModel
 from .schedules import make, parse, shape, validate
 from .simulate import Costs, idle_fraction, simulate
 from .trace import Trace
@@ -33,6 +38,7 @@ class PipelineRun:
     loss: float
     reference_loss: float
     max_grad_error: float
+    grid: Grid | None = None  # None: one rank per pipeline rank (no tensor or data parallelism)
 
     @property
     def bubble_fraction(self) -> float:
@@ -62,16 +68,21 @@ class PipelineRun:
                 "peak_activations": self.trace.peak_activations,
                 "peak_activation_bytes": self.trace.peak_activation_bytes,
                 "bytes_moved": self.trace.bytes_moved, "messages": self.trace.messages,
-                "max_grad_error": self.max_grad_error, "loss": self.loss, "reference_loss": self.reference_loss}
+                "max_grad_error": self.max_grad_error, "loss": self.loss, "reference_loss": self.reference_loss,
+                "grid": (self.grid or Grid(self.stages)).summary(), **self.trace.traffic}
 
 
 def run_pipeline(schedule="gpipe", stages: int = 4, microbatches: int = 8, virtual_stages: int = 1,
                  layers: int = 8, width: int = 64, batch_size: int = 64, pace_ms: tuple | None = (5, 10),
-                 warmup_steps: int = 1, timeout: float = 60.0, device: str = "cpu") -> PipelineRun:
+                 warmup_steps: int = 1, timeout: float = 60.0, device: str = "cpu", tensor_parallel: int = 1,
+                 data_parallel: int = 1, model=None) -> PipelineRun:
     """Run one real pipeline-parallel training step (after ``warmup_steps``) and check it.
 
     ``pace_ms=(F, B)`` pads each layer's forward to F and backward to B milliseconds (None: unpaced, the real
     compute time). ``stages`` is the number of ranks P; with ``virtual_stages`` v each rank holds v chunks.
+    ``tensor_parallel`` T and ``data_parallel`` D run the schedule on a grid of P*T*D ranks (``labs.grid``); the
+    model is then ``labs.tensor_parallel.MLPModel(layers, width)`` unless ``model`` says otherwise, and each layer
+    split T ways is paced at 1/T of the time.
     """
     name = schedule if isinstance(schedule, str) else "custom"
     if isinstance(schedule, str):
@@ -82,19 +93,29 @@ def run_pipeline(schedule="gpipe", stages: int = 4, microbatches: int = 8, virtu
         virtual_stages = num_stages // stages
     actions = validate(actions, num_microbatches=microbatches)
     ranks, num_stages, _ = shape(actions)
-    model = ToyModel(num_layers=layers, width=width)
-    blocks = split_layers(layers, num_stages, require_equal=num_stages > ranks)  # bad cuts fail here, not on ranks
+    hybrid = tensor_parallel != 1 or data_parallel != 1
+    if model is None:
+        model = MLPModel(num_layers=layers, width=width) if tensor_parallel != 1 else ToyModel(layers, width)
+    blocks = split_layers(model.num_layers, num_stages, require_equal=num_stages > ranks)  # fails here, not on ranks
     check_microbatches(batch_size, microbatches)
+    grid = Grid(ranks, tensor_parallel, data_parallel)
+    grid.check(model, batch_size, microbatches, world_size=_torchrun_world_size() if hybrid else None)
     pace = None if pace_ms is None else (pace_ms[0] / 1000, pace_ms[1] / 1000)
-    job = PipelineJob(actions, model, batch_size, pace, warmup_steps, device)
-    results = launch(run_rank, world_size=ranks, args=(job,), timeout=timeout)
+    job = PipelineJob(actions, model, batch_size, pace, warmup_steps, device, grid if hybrid else None)
+    results = launch(run_rank, world_size=grid.size, args=(job,), timeout=timeout)
     trace = Trace([r.trace for r in results])
-    grads = {k: v for r in results for k, v in r.grads.items()}
-    loss = sum(v for r in results for v in r.losses.values())
+    grads, loss = grid.gather(results)
     reference_loss, reference = reference_gradients(model, batch_size)
-    ideal = simulate(actions, _costs(pace, blocks, trace))
+    layer_pace = None if pace is None else (pace[0] / tensor_parallel, pace[1] / tensor_parallel)
+    ideal = simulate(actions, _costs(layer_pace, blocks, trace))
     return PipelineRun(name, actions, ranks, microbatches, virtual_stages, trace, ideal, loss, reference_loss,
-                       max_grad_error(grads, reference))
+                       max_grad_error(grads, reference), grid if hybrid else None)
+
+
+def _torchrun_world_size() -> int | None:
+    """The number of processes torchrun started (None outside torchrun): a grid must match it."""
+    from .launch import under_torchrun
+    return int(os.environ["WORLD_SIZE"]) if under_torchrun() else None
 
 
 def _costs(pace, blocks, trace: Trace) -> Costs:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from .grid import Place
 from .launch import report, under_torchrun
 from .memory import SavedBytes
 from .model import ToyModel, loss_fn, parameter_name, split_batch, split_layers
@@ -48,6 +49,7 @@ class PipelineJob:
     pace: tuple[float, float] | None = None  # seconds per layer: (forward, backward)
     warmup_steps: int = 1
     device: str = "cpu"
+    grid: object = None  # a labs.grid.Grid for tensor/data parallel runs; None: one rank per pipeline rank
 
 
 @dataclass
@@ -130,15 +132,16 @@ class Stage:
                 for i, layer in zip(self.layer_indices, self.layers) for name, p in layer.named_parameters()}
 
 
-def build_stages(rank: int, job: PipelineJob, owners: dict, num_stages: int) -> dict[int, Stage]:
-    """This rank's stages of the model, by stage number."""
+def build_stages(rank: int, job: PipelineJob, owners: dict, num_stages: int, place=None) -> dict[int, Stage]:
+    """This rank's stages of the model, by stage number (``place``: its tensor-parallel shards, see labs.grid)."""
     blocks = split_layers(job.model.num_layers, num_stages, require_equal=num_stages > len(job.schedule))
-    layers = job.model.layers()
+    layers = place.layers(job.model) if place else job.model.layers()
+    pace = place.pace(job.pace) if place else job.pace
     stages = {}
     for stage, owner in owners.items():
         if owner == rank:
             core = torch.nn.Sequential(*[layers[i] for i in blocks[stage]]).to(job.device)
-            stages[stage] = Stage(blocks[stage], core, paced(core, job.pace, len(blocks[stage])),
+            stages[stage] = Stage(blocks[stage], core, paced(core, pace, len(blocks[stage])),
                                   SavedBytes(core.parameters()))
     return stages
 
@@ -146,13 +149,12 @@ def build_stages(rank: int, job: PipelineJob, owners: dict, num_stages: int) -> 
 def run_rank(rank: int, job: PipelineJob) -> RankResult:
     """Run ``job.warmup_steps`` untimed steps, then one recorded step; return its trace and gradients."""
     world, num_stages, _ = shape(job.schedule)
-    if dist.get_world_size() != world:
-        raise ScheduleError(f"the schedule has {world} ranks but {dist.get_world_size()} were launched")
-    if any(a.kind not in (FORWARD, BACKWARD) for a in job.schedule[rank]):
+    place = Place(rank, world, job.grid)  # pipeline rank, tensor/data-parallel groups (labs.grid); checks the size
+    if any(a.kind not in (FORWARD, BACKWARD) for a in job.schedule[place.pp]):
         raise ScheduleError("this runtime runs F and B actions; split W steps are not supported yet")
     owners = stage_owners(job.schedule)
-    stages = build_stages(rank, job, owners, num_stages)
-    inputs, targets = job.model.batch(job.batch_size)
+    stages = build_stages(place.pp, job, owners, num_stages, place)
+    inputs, targets = place.share(job.model.batch(job.batch_size))
     num_microbatches = max(a.microbatch for acts in job.schedule for a in acts) + 1
     # clone: each micro-batch owns its storage (as a data loader's would), so saved-bytes counts one micro-batch,
     # not the whole batch that a chunk() view shares
@@ -161,18 +163,19 @@ def run_rank(rank: int, job: PipelineJob) -> RankResult:
     for _ in range(job.warmup_steps + 1):
         for stage in stages.values():
             stage.layers.zero_grad(set_to_none=True)
-        trace, losses = _step(rank, job, stages, owners, num_stages, inputs, targets)
+        trace, losses = _step(rank, job, stages, owners, num_stages, inputs, targets, place)
     grads = {name: grad for stage in stages.values() for name, grad in stage.gradients().items()}
     return RankResult(trace, grads, losses)
 
 
-def _step(rank, job, stages, owners, num_stages, inputs, targets):
-    actions = job.schedule[rank]
+def _step(rank, job, stages, owners, num_stages, inputs, targets, place):
+    actions = job.schedule[place.pp]
     num_microbatches = len(inputs)
     trace = RankTrace(rank=rank)
     dist.barrier()
-    links = _Links(rank, actions, owners, num_stages, num_microbatches,
-                   job.model.boundary_shape(job.batch_size // num_microbatches), job.device, trace)
+    links = _Links(rank, actions, place.peers(owners), num_stages, num_microbatches,
+                   job.model.boundary_shape(inputs[0].shape[0]), job.device, trace)
+    place.start_step()
     clock_zero = time.perf_counter()
     held, losses, previous = {}, {}, "nothing"
     for action in actions:
@@ -204,6 +207,7 @@ def _step(rank, job, stages, owners, num_stages, inputs, targets):
         previous = str(action)
     report(f"finished {previous}; waiting for its sends to be received")
     links.finish()
+    place.finish_step(stages, trace, clock_zero)  # data parallel: gradients averaged over replicas; all-reduces
     trace.finish = time.perf_counter() - clock_zero
     _align_to_earliest_rank(trace, clock_zero)
     report(f"finished all {len(actions)} actions")
@@ -226,4 +230,5 @@ def _align_to_earliest_rank(trace: RankTrace, clock_zero: float) -> None:
     for event in trace.events:
         event.start += offset
         event.end += offset
+    trace.collectives = [(kind, start + offset, end + offset, nbytes) for kind, start, end, nbytes in trace.collectives]
     trace.finish += offset
