@@ -95,3 +95,13 @@ def test_cli_reports_the_grid_and_both_kinds_of_traffic():
     bad = subprocess.run([sys.executable, "-m", "labs", "run", "--tp", "3"], capture_output=True, text=True,
                          timeout=60)
     assert bad.returncode == 2 and "does not split into T=3" in bad.stderr
+
+
+def test_a_grid_runs_under_torchrun():
+    result = subprocess.run(["torchrun", "--standalone", "--nproc-per-node", "4", "-m", "labs", "run", "--schedule",
+                             "1f1b", "--stages", "2", "--tp", "2", "--microbatches", "2", "--layers", "2", "--width",
+                             str(H), "--batch-size", str(B), "--pace-ms", "off"],
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("gradient check") == 1 and "OK" in result.stdout
+    assert "replica 0, stage 1: ranks 2 3" in result.stdout
