@@ -114,7 +114,7 @@ class Place:
         if self.grid.pp != pipeline_ranks:
             raise ScheduleError(f"the schedule has {pipeline_ranks} ranks but the grid has P={self.grid.pp} stages")
         if dist.get_world_size() != self.grid.size:
-            what = "the schedule has" if grid is None else f"the grid (P*T*D) has"
+            what = "the schedule has" if grid is None else "the grid (P*T*D) has"
             raise ScheduleError(f"{what} {self.grid.size} ranks but {dist.get_world_size()} were launched")
         self.rank = rank
         self.dp, self.pp, self.tp = self.grid.coordinates(rank)
