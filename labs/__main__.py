@@ -2,6 +2,7 @@
 
     python -m labs run --schedule 1f1b --stages 4 --microbatches 8 --pace-ms 10,20
     python -m labs run --schedule interleaved --stages 4 --microbatches 8 --virtual-stages 2 --json
+    python -m labs run --schedule 1f1b --stages 2 --tp 2 --dp 2 --microbatches 4 --json     # 8 ranks, a 3-D grid
     python -m labs bench
     python -m labs grade notebooks/03_gpipe.ipynb --json scores.json
 """
@@ -39,6 +40,8 @@ def _run_parser(sub) -> None:
     p.add_argument("--stages", type=_whole, default=4, help="pipeline ranks P")
     p.add_argument("--microbatches", type=_whole, default=8, help="micro-batches M")
     p.add_argument("--virtual-stages", type=_whole, default=1, help="model chunks per rank v (interleaved)")
+    p.add_argument("--tp", type=_whole, default=1, help="tensor-parallel ranks T per stage (MLP blocks split T ways)")
+    p.add_argument("--dp", type=_whole, default=1, help="data-parallel replicas D (P*T*D ranks in all)")
     p.add_argument("--layers", type=_whole, default=8)
     p.add_argument("--width", type=_whole, default=64)
     p.add_argument("--batch-size", type=_whole, default=64)
@@ -72,7 +75,8 @@ def _run(args) -> int:
         raise SystemExit(f"error: {error}")
     run = run_pipeline(args.schedule, args.stages, args.microbatches, args.virtual_stages, args.layers,
                        args.width, args.batch_size, args.pace_ms, timeout=args.timeout, network=network,
-                       blocking=args.blocking, slow_stages=slow_stages, straggler=straggler)
+                       blocking=args.blocking, slow_stages=slow_stages, straggler=straggler,
+                       tensor_parallel=args.tp, data_parallel=args.dp)
     summary = run.summary()
     if os.environ.get("RANK", "0") != "0":  # under torchrun every rank gets the results; rank 0 reports them
         return 0
@@ -95,7 +99,11 @@ def _run(args) -> int:
         print(f"simulated        {run.simulated.step_time * 1000:8.1f} ms   same links and stages "
               f"(measured x{run.step_time / run.simulated.step_time:.3f})")
     print(f"peak activations {run.trace.peak_activations} micro-batches per rank")
-    print(f"bytes moved      {run.trace.bytes_moved} in {run.trace.messages} messages")
+    print(f"bytes moved      {run.trace.bytes_moved} in {run.trace.messages} messages between stages")
+    if run.grid:
+        traffic = run.trace.traffic
+        print(f"all-reduced      {traffic['bytes_inside_stages']} bytes inside stages (tensor parallel), "
+              f"{traffic['bytes_across_replicas']} across replicas (data parallel)\n{run.grid.layout()}")
     verdict = "OK" if run.max_grad_error <= 1e-5 else "MISMATCH"
     print(f"gradient check   max |pipeline - one process| = {run.max_grad_error:.2e}  {verdict}")
     return 0 if verdict == "OK" else 1

@@ -2,6 +2,8 @@
 
     run = labs.run_pipeline("1f1b", stages=4, microbatches=8, pace_ms=(5, 10))
     run.bubble_fraction, run.bubble_fraction_theory, run.max_grad_error, run.trace.peak_activations
+    run = labs.run_pipeline("1f1b", stages=2, microbatches=4, tensor_parallel=2, data_parallel=2)   # 8 ranks
+    run.grid, run.trace.traffic     # the rank layout; bytes inside a stage, between stages, across replicas
 
 ``schedule`` is a name (``naive``, ``gpipe``, ``1f1b``, ``interleaved``) or a hand-written schedule (lists of actions
 or strings such as ``"0F0"``). The run's trace comes back from the workers; the parent computes the one-process
@@ -12,15 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import statistics
 from dataclasses import dataclass, field
 
 from . import checks
+from .grid import Grid
 from .launch import MAX_RANKS, default_backend, launch, under_torchrun
 from .links import TransportSpec, as_network
 from .model import ToyModel, check_microbatches, max_grad_error, reference_gradients, split_layers
 from .runtime import RUNNABLE_KINDS, PipelineJob, run_rank, uses_tags
 from .schedules import ScheduleError, make, parse, shape, stage_owners, validate
+from .tensor_parallel import MLPModel
 from .transport import check_in_order
 from .simulate import Costs, idle_fraction, simulate
 from .trace import Trace
@@ -42,6 +47,7 @@ class PipelineRun:
     step_times: list = field(default_factory=list)  # every timed step; ``trace`` is the median one's
     simulated: Trace | None = None  # the same schedule simulated with the same costs, network included
     grads: dict | None = None  # the pipeline's gradients, by parameter name (as the one-process model names them)
+    grid: Grid | None = None  # None: one rank per pipeline rank (no tensor or data parallelism)
 
     @property
     def bubble_fraction(self) -> float:
@@ -72,14 +78,16 @@ class PipelineRun:
                 "peak_activation_bytes": self.trace.peak_activation_bytes,
                 "bytes_moved": self.trace.bytes_moved, "messages": self.trace.messages,
                 "max_grad_error": self.max_grad_error, "loss": self.loss, "reference_loss": self.reference_loss,
-                "step_times_s": self.step_times}
+                "step_times_s": self.step_times, "grid": (self.grid or Grid(self.stages)).summary(),
+                **self.trace.traffic}
 
 
 def run_pipeline(schedule="gpipe", stages: int = 4, microbatches: int = 8, virtual_stages: int = 1,
                  layers: int = 8, width: int = 64, batch_size: int = 64, pace_ms: tuple | None = (5, 10),
                  warmup_steps: int = 1, timeout: float = 60.0, device: str = "cpu", steps: int = 3,
                  transport: str = "auto", network=None, blocking: bool = False, slow_stages: dict | None = None,
-                 straggler: tuple | None = None) -> PipelineRun:
+                 straggler: tuple | None = None, tensor_parallel: int = 1, data_parallel: int = 1,
+                 model=None) -> PipelineRun:
     """Run real pipeline-parallel training steps and check them: ``warmup_steps`` untimed, then ``steps`` timed.
 
     ``pace_ms=(F, B)`` pads each layer's forward to F and backward to B milliseconds (None: unpaced, the real
@@ -97,6 +105,9 @@ def run_pipeline(schedule="gpipe", stages: int = 4, microbatches: int = 8, virtu
     ``network`` (a ``labs.Link`` or ``labs.Network``) makes every message pay its link's cost; ``blocking`` sends and
     receives in action order (``labs.links``); ``slow_stages`` {stage: factor} and ``straggler`` (rank, factor)
     slow one stage or one rank down (``labs.uneven``). ``run.simulated`` mirrors all of them.
+    ``tensor_parallel`` T and ``data_parallel`` D run the schedule on a grid of P*T*D ranks (``labs.grid``); the
+    model is then ``labs.tensor_parallel.MLPModel(layers, width)`` unless ``model`` says otherwise, and each layer
+    split T ways is paced at 1/T of the time.
     """
     name = schedule if isinstance(schedule, str) else "custom"
     timeout = checks.positive_seconds("timeout", timeout)
@@ -130,27 +141,40 @@ def run_pipeline(schedule="gpipe", stages: int = 4, microbatches: int = 8, virtu
     backend = "nccl" if under_torchrun() and device.startswith("cuda") else default_backend(ranks)
     if not uses_tags(transport, backend):
         check_in_order(actions)
-    model = ToyModel(num_layers=layers, width=width)
-    blocks = split_layers(layers, num_stages, require_equal=num_stages > ranks)  # bad cuts fail here, not on ranks
+    hybrid = tensor_parallel != 1 or data_parallel != 1
+    if model is None:
+        model = MLPModel(num_layers=layers, width=width) if tensor_parallel != 1 else ToyModel(layers, width)
+    blocks = split_layers(model.num_layers, num_stages, require_equal=num_stages > ranks)  # fails here, not on ranks
     check_microbatches(batch_size, microbatches)
+    grid = Grid(ranks, tensor_parallel, data_parallel)
+    grid.check(model, batch_size, microbatches, world_size=_torchrun_world_size() if hybrid else None)
     pace = stage_paces(pace, stage_owners(actions), slow_stages, straggler)
     network = as_network(network)
     if network is not None:
         network.check_ranks(ranks)
     job = PipelineJob(actions, model, batch_size, pace, warmup_steps, device, steps, transport,
-                      links=TransportSpec(network, blocking))
-    results = launch(run_rank, world_size=ranks, args=(job,), timeout=timeout)
+                      links=TransportSpec(network, blocking), grid=grid if hybrid else None)
+    results = launch(run_rank, world_size=grid.size, args=(job,), timeout=timeout)
     step_traces = [Trace([r.traces[i] for r in results]) for i in range(steps)]
     trace = sorted(step_traces, key=lambda t: t.step_time)[(steps - 1) // 2]
-    grads = {k: v for r in results for k, v in r.grads.items()}
-    loss = sum(v for r in results for v in r.losses.values())
+    grads, loss = grid.gather(results)
     reference_loss, reference = reference_gradients(model, batch_size)
-    costs = _costs(pace, blocks, trace)
+    costs = _costs(_per_shard(pace, tensor_parallel), blocks, trace)
     ideal = simulate(actions, costs)
     message_bytes = 4 * math.prod(model.boundary_shape(batch_size // microbatches))
     simulated = simulate(actions, dataclasses.replace(costs, network=network, message_bytes=message_bytes))
     return PipelineRun(name, actions, ranks, microbatches, virtual_stages, trace, ideal, loss, reference_loss,
-                       max_grad_error(grads, reference), [t.step_time for t in step_traces], simulated, grads)
+                       max_grad_error(grads, reference), [t.step_time for t in step_traces], simulated, grads,
+                       grid if hybrid else None)
+
+
+def _per_shard(pace, tensor_parallel: int):
+    """A layer split T ways is paced at 1/T of the time on each rank (labs.grid.Place.pace)."""
+    if pace is None or tensor_parallel == 1:
+        return pace
+    if isinstance(pace, list):
+        return [(f / tensor_parallel, b / tensor_parallel) for f, b in pace]
+    return pace[0] / tensor_parallel, pace[1] / tensor_parallel
 
 
 def _count(error, name, value, high, why=""):
@@ -158,6 +182,11 @@ def _count(error, name, value, high, why=""):
         return checks.whole_number(name, value, 1, high, why)
     except ValueError as problem:
         raise error(str(problem)) from None
+
+
+def _torchrun_world_size() -> int | None:
+    """The number of processes torchrun started (None outside torchrun): a grid must match it."""
+    return int(os.environ["WORLD_SIZE"]) if under_torchrun() else None
 
 
 def _costs(pace, blocks, trace: Trace) -> Costs:

@@ -3,6 +3,7 @@
     labs.plots.timeline(run.trace, title="measured")              # one row per rank, F blue, B orange, W green
     labs.plots.compare(run.trace, run.ideal)                       # measured above simulated, same time axis
     labs.plots.sweep(ms, measured, theory, xlabel="micro-batches M")
+    labs.plots.draw_collectives(ax, run.trace)                     # all-reduces (tensor/data parallel) over a timeline
 
 Boxes are labelled with the micro-batch, or, when a rank holds several model chunks, with the whole action in
 PyTorch's notation (``4F3``: stage 4, forward, micro-batch 3) and shaded by chunk (darkest: chunk 0); a label that
@@ -80,6 +81,23 @@ def _chunk_legend(ax, chunks: int, ranks: int):
                   bbox_transform=offset_copy(ax.transAxes, fig=ax.figure, y=11, units="points"),
                   frameon=False, borderaxespad=0.2, handlelength=1.6, handletextpad=0.4, columnspacing=1.0,
                   handler_map={tuple: HandlerTuple(ndivide=None, pad=0.1)})
+
+
+def draw_collectives(ax, trace: Trace, time_unit: str = "ms") -> None:
+    """Mark each all-reduce of ``trace`` on its rank's row, over the action it ran in: inside a stage (tensor
+    parallel) in black, across replicas (data parallel) in purple. Draw the timeline first."""
+    scale = 1000.0 if time_unit == "ms" else 1.0
+    colours = {"tp": "black", "dp": "#8172B3"}
+    for rank, r in enumerate(trace.ranks):
+        for kind, start, end, _ in r.collectives:
+            ax.broken_barh([(start * scale, max((end - start) * scale, 0.3))], (rank - 0.4, 0.8),
+                           facecolors=colours[kind], edgecolors="none")
+    names = {"tp": "all-reduce inside a stage", "dp": "all-reduce across replicas"}
+    kinds = [k for k in ("tp", "dp") if any(c[0] == k for r in trace.ranks for c in r.collectives)]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[k]) for k in ("F", "B")]
+    handles += [plt.Rectangle((0, 0), 1, 1, color=colours[k]) for k in kinds]
+    ax.legend(handles, ["forward", "backward"] + [names[k] for k in kinds], loc="lower right",
+              bbox_to_anchor=(1.0, 1.0), ncol=2 + len(kinds), fontsize=7, frameon=False, borderaxespad=0.2)
 
 
 def timeline(trace: Trace, title: str = "", time_unit: str = "ms", width: float = 10.0):

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from .grid import Place
 from .launch import report, under_torchrun
 from .memory import SavedBytes
 from .model import ToyModel, loss_fn, parameter_name, split_batch, split_layers
@@ -61,6 +62,7 @@ class PipelineJob:
     steps: int = 1  # timed steps recorded after the warm-up
     transport: str = "auto"  # "tagged", "in_order" (NCCL's matching, also on gloo), or "auto": in order on NCCL
     links: object = None  # builds the step's links like Links(...) does (labs.links.TransportSpec); None: Links
+    grid: object = None  # a labs.grid.Grid for tensor/data parallel runs; None: one rank per pipeline rank
 
 
 @dataclass
@@ -107,15 +109,16 @@ class Stage:
                 for i, layer in zip(self.layer_indices, self.layers) for name, p in layer.named_parameters()}
 
 
-def build_stages(rank: int, job: PipelineJob, owners: dict, num_stages: int) -> dict[int, Stage]:
-    """This rank's stages of the model, by stage number."""
+def build_stages(rank: int, job: PipelineJob, owners: dict, num_stages: int, place=None) -> dict[int, Stage]:
+    """This rank's stages of the model, by stage number (``place``: its tensor-parallel shards, see labs.grid)."""
     blocks = split_layers(job.model.num_layers, num_stages, require_equal=num_stages > len(job.schedule))
-    layers = job.model.layers()
+    layers = place.layers(job.model) if place else job.model.layers()
     stages = {}
     for stage, owner in owners.items():
         if owner == rank:
             core = torch.nn.Sequential(*[layers[i] for i in blocks[stage]]).to(job.device)
             pace = job.pace[stage] if isinstance(job.pace, list) else job.pace  # a list: one pace per stage
+            pace = place.pace(pace) if place else pace
             stages[stage] = Stage(blocks[stage], core, paced(core, pace, len(blocks[stage])),
                                   SavedBytes(core.parameters()))
     return stages
@@ -135,17 +138,16 @@ def uses_tags(transport: str, backend: str) -> bool:
 def run_rank(rank: int, job: PipelineJob) -> RankResult:
     """Run ``job.warmup_steps`` untimed steps, then ``job.steps`` recorded ones; return their traces, the gradients."""
     world, num_stages, _ = shape(job.schedule)
-    if dist.get_world_size() != world:
-        raise ScheduleError(f"the schedule has {world} ranks but {dist.get_world_size()} were launched")
-    unknown = sorted({a.kind for a in job.schedule[rank]} - set(RUNNABLE_KINDS))
+    place = Place(rank, world, job.grid)  # pipeline rank, tensor/data-parallel groups (labs.grid); checks the size
+    unknown = sorted({a.kind for a in job.schedule[place.pp]} - set(RUNNABLE_KINDS))
     if unknown:
         raise ScheduleError(f"this runtime runs {'/'.join(RUNNABLE_KINDS)} actions, not {'/'.join(unknown)}")
     tagged = uses_tags(job.transport, dist.get_backend())
     if not tagged:
         check_in_order(job.schedule)
     owners = stage_owners(job.schedule)
-    stages = build_stages(rank, job, owners, num_stages)
-    inputs, targets = job.model.batch(job.batch_size)
+    stages = build_stages(place.pp, job, owners, num_stages, place)
+    inputs, targets = place.share(job.model.batch(job.batch_size))
     num_microbatches = max(a.microbatch for acts in job.schedule for a in acts) + 1
     # clone: each micro-batch owns its storage (as a data loader's would), so saved-bytes counts one micro-batch,
     # not the whole batch that a chunk() view shares
@@ -156,20 +158,21 @@ def run_rank(rank: int, job: PipelineJob) -> RankResult:
         for stage in stages.values():
             stage.layers.zero_grad(set_to_none=True)
         with _quiet_gc():
-            trace, losses = _step(rank, job, stages, owners, num_stages, inputs, targets, tagged)
+            trace, losses = _step(rank, job, stages, owners, num_stages, inputs, targets, tagged, place)
         if step >= job.warmup_steps:
             traces.append(trace)
     grads = {name: grad for stage in stages.values() for name, grad in stage.gradients().items()}
     return RankResult(traces, grads, losses)
 
 
-def _step(rank, job, stages, owners, num_stages, inputs, targets, tagged):
-    actions = job.schedule[rank]
+def _step(rank, job, stages, owners, num_stages, inputs, targets, tagged, place):
+    actions = job.schedule[place.pp]
     num_microbatches = len(inputs)
     trace = RankTrace(rank=rank)
     dist.barrier()
-    links = (job.links or Links)(rank, actions, owners, num_stages, num_microbatches,
-                                 job.model.boundary_shape(job.batch_size // num_microbatches), job.device, trace, tagged)
+    links = (job.links or Links)(rank, actions, place.peers(owners), num_stages, num_microbatches,
+                                 job.model.boundary_shape(inputs[0].shape[0]), job.device, trace, tagged)
+    place.start_step()
     clock_zero = time.perf_counter()
     held, losses, previous = {}, {}, "nothing"
     for action in actions:
@@ -205,6 +208,7 @@ def _step(rank, job, stages, owners, num_stages, inputs, targets, tagged):
         previous = str(action)
     report(f"finished {previous}; waiting for its sends to be received")
     links.finish()
+    place.finish_step(stages, trace, clock_zero)  # data parallel: gradients averaged over replicas; all-reduces
     trace.finish = time.perf_counter() - clock_zero
     _align_to_earliest_rank(trace, clock_zero)
     report(f"finished all {len(actions)} actions")
@@ -231,4 +235,5 @@ def _align_to_earliest_rank(trace: RankTrace, clock_zero: float) -> None:
         event.end += offset
     for message in trace.messages:
         message.sent, message.needed, message.received = (t + offset for t in message.times)
+    trace.collectives = [(kind, start + offset, end + offset, nbytes) for kind, start, end, nbytes in trace.collectives]
     trace.finish += offset

@@ -56,6 +56,14 @@ class RankTrace:
     messages_received: int = 0
     wait_time: float = 0.0  # time spent blocked on receives
     messages: list[Message] = field(default_factory=list)  # received messages, when the transport records them
+    # all-reduces, (kind, start, end, bytes): "tp" inside a stage (tensor parallel), "dp" across replicas
+    collectives: list = field(default_factory=list)
+
+    def collective_bytes(self, kind: str) -> int:
+        return sum(nbytes for k, _, _, nbytes in self.collectives if k == kind)
+
+    def collective_time(self, kind: str) -> float:
+        return sum(end - start for k, start, end, _ in self.collectives if k == kind)
 
     @property
     def busy(self) -> float:
@@ -128,6 +136,18 @@ class Trace:
     @property
     def messages(self) -> int:
         return sum(r.messages_sent for r in self.ranks)
+
+    @property
+    def traffic(self) -> dict:
+        """Bytes and rank-seconds of the messages between stages and of the all-reduces inside a stage (tensor
+        parallel) and across replicas (data parallel); all-reduce bytes are the payload each rank contributes."""
+        return {"bytes_between_stages": self.bytes_moved, "messages_between_stages": self.messages,
+                "wait_between_stages_s": sum(r.wait_time for r in self.ranks),
+                "bytes_inside_stages": sum(r.collective_bytes("tp") for r in self.ranks),
+                "all_reduces_inside_stages": sum(k == "tp" for r in self.ranks for k, *_ in r.collectives),
+                "time_inside_stages_s": sum(r.collective_time("tp") for r in self.ranks),
+                "bytes_across_replicas": sum(r.collective_bytes("dp") for r in self.ranks),
+                "time_across_replicas_s": sum(r.collective_time("dp") for r in self.ranks)}
 
     def summary(self) -> dict:
         return {"step_time_s": self.step_time, "idle_fraction": self.idle_fraction,

@@ -1,0 +1,107 @@
+"""Hybrid runs on real gloo ranks: PP x TP (x DP) grids give the one-process gradients for every schedule, the trace
+counts the traffic inside a stage apart from the messages between stages, and bad grids fail before any process."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from labs import ModelError, ToyModel, run_pipeline
+from labs.grid import Grid, GridError
+from labs.tensor_parallel import MLPModel
+
+L, H, B, M = 4, 8, 16, 4  # layers, width h, batch, micro-batches: small, so 8 ranks stay quick on 2 cores
+
+
+def test_layout_puts_tensor_parallel_innermost():
+    grid = Grid(pp=2, tp=2, dp=2)
+    assert [grid.coordinates(r) for r in range(8)] == [(0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1),
+                                                      (1, 0, 0), (1, 0, 1), (1, 1, 0), (1, 1, 1)]
+    assert all(grid.rank_of(*grid.coordinates(r)) == r for r in range(8))
+    assert "replica 1, stage 0: ranks 4 5" in grid.layout()
+
+
+def _expected_traffic(P, T, D, v=1, first_block_skips_f=True):
+    """Formulas: each boundary carries an activation forward and a gradient back per micro-batch, on each of the T
+    tensor-parallel ranks; each block all-reduces a (b, h) tensor forward (g) and backward (f), except the first
+    block's f; data parallel all-reduces each rank's gradients once."""
+    between = T * 2 * (v * P - 1) * B * H * 4
+    inside = T * (2 * L - first_block_skips_f) * B * H * 4 if T > 1 else 0
+    return between, inside
+
+
+@pytest.mark.parametrize("P,T,D", [(2, 2, 1), (4, 2, 1), (2, 2, 2)])
+@pytest.mark.parametrize("schedule", ["gpipe", "1f1b"])
+def test_grids_give_one_process_gradients(schedule, P, T, D):
+    run = run_pipeline(schedule, stages=P, microbatches=M, layers=L, width=H, batch_size=B, pace_ms=None,
+                       tensor_parallel=T, data_parallel=D, warmup_steps=0)
+    assert run.max_grad_error <= 1e-5
+    assert abs(run.loss - run.reference_loss) <= 1e-5
+    traffic = run.trace.traffic
+    assert run.trace.world_size == P * T * D
+    assert (traffic["bytes_between_stages"], traffic["bytes_inside_stages"]) == _expected_traffic(P, T, D)
+    assert traffic["all_reduces_inside_stages"] == T * D * M * (2 * L - 1)
+    per_rank_params = MLPModel(L, H).parameters_per_rank(T, P)
+    assert traffic["bytes_across_replicas"] == (P * T * D * per_rank_params * 4 if D > 1 else 0)
+
+
+@pytest.mark.parametrize("schedule,v", [("naive", 1), ("interleaved", 2),
+                                        ([["0F0", "0F1", "0B1", "0B0"], ["1F0", "1F1", "1B1", "1B0"]], 1)])
+def test_every_schedule_runs_on_the_grid_unchanged(schedule, v):
+    microbatches = 1 if schedule == "naive" else 2 if isinstance(schedule, list) else M
+    run = run_pipeline(schedule, stages=2, microbatches=microbatches, virtual_stages=v, layers=L, width=H,
+                       batch_size=B, pace_ms=None, tensor_parallel=2, warmup_steps=0)
+    assert run.max_grad_error <= 1e-5
+    assert run.trace.traffic["bytes_between_stages"] == _expected_traffic(2, 2, 1, v)[0]
+
+
+def test_data_parallel_alone_on_the_toy_model():
+    run = run_pipeline("1f1b", stages=2, microbatches=2, layers=L, width=H, batch_size=B, pace_ms=None,
+                       data_parallel=2, warmup_steps=0)
+    assert isinstance(run.grid, Grid) and run.trace.world_size == 4 and run.max_grad_error <= 1e-5
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(tensor_parallel=3, width=16), "hidden size 4h = 64 .* does not split into T=3"),
+    (dict(data_parallel=3, batch_size=16), "does not split into D=3 replicas x M=4"),
+    (dict(tensor_parallel=0), "tensor-parallel ranks T .* whole number >= 1"),
+    (dict(data_parallel=-1), "data-parallel replicas D .* whole number >= 1"),
+    (dict(tensor_parallel=2, model=ToyModel(4, 8)), "use labs.tensor_parallel.MLPModel or T=1"),
+])
+def test_bad_grids_fail_before_any_process_starts(kwargs, message, monkeypatch):
+    import labs.pipeline
+    monkeypatch.setattr(labs.pipeline, "launch", lambda *a, **k: pytest.fail("a process was started"))
+    with pytest.raises(GridError, match=message):
+        run_pipeline(**{"schedule": "1f1b", "stages": 2, "microbatches": 4, "layers": 4, **kwargs})
+    assert issubclass(GridError, ModelError)  # the CLI reports it as bad input (exit code 2)
+
+
+def test_a_grid_must_match_the_processes_torchrun_started():
+    with pytest.raises(GridError, match="needs P\\*T\\*D = 2\\*2\\*2 = 8 ranks but 6 were started"):
+        Grid(2, 2, 2).check(MLPModel(4, 8), batch_size=16, microbatches=2, world_size=6)
+
+
+def test_cli_reports_the_grid_and_both_kinds_of_traffic():
+    result = subprocess.run([sys.executable, "-m", "labs", "run", "--schedule", "1f1b", "--stages", "2", "--tp", "2",
+                             "--dp", "2", "--microbatches", "4", "--layers", str(L), "--width", str(H),
+                             "--batch-size", str(B), "--pace-ms", "off", "--json"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["max_grad_error"] <= 1e-5
+    assert summary["grid"]["pp"] == 2 and summary["grid"]["tp"] == 2 and summary["grid"]["dp"] == 2
+    assert summary["grid"]["coordinates"][5] == [1, 0, 1]
+    assert (summary["bytes_between_stages"], summary["bytes_inside_stages"]) == _expected_traffic(2, 2, 2)
+    bad = subprocess.run([sys.executable, "-m", "labs", "run", "--tp", "3"], capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 2 and "does not split into T=3" in bad.stderr
+
+
+def test_a_grid_runs_under_torchrun():
+    result = subprocess.run(["torchrun", "--standalone", "--nproc-per-node", "4", "-m", "labs", "run", "--schedule",
+                             "1f1b", "--stages", "2", "--tp", "2", "--microbatches", "2", "--layers", "2", "--width",
+                             str(H), "--batch-size", str(B), "--pace-ms", "off"],
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("gradient check") == 1 and "OK" in result.stdout
+    assert "replica 0, stage 1: ranks 2 3" in result.stdout
