@@ -4,7 +4,9 @@
 model, then walks its list from the schedule without knowing the schedule's name: for ``sFm`` it takes micro-batch
 m's input (the batch itself on stage 0, otherwise the activation stage s-1 sent), runs stage s and sends the output
 on; the last stage computes the loss (divided by M, so gradients accumulate to the full batch's). For ``sBm`` it
-takes the gradient stage s+1 sent back, runs the backward and sends the input's gradient to stage s-1.
+takes the gradient stage s+1 sent back, runs the backward and sends the input's gradient to stage s-1. When the
+schedule has ``sWm`` actions (zero bubble), B computes only the input's gradient and W the weights' later, from the
+graph B kept (``labs.split_backward``).
 
 Why a valid schedule cannot deadlock here: sends never block (``isend``, completed at the end of the step), and on
 gloo every receive of the step is posted up front with a tag naming its action, so messages match whatever order
@@ -23,8 +25,9 @@ import torch.distributed as dist
 from .launch import report, under_torchrun
 from .memory import SavedBytes
 from .model import ToyModel, loss_fn, parameter_name, split_batch, split_layers
-from .pacing import paced
-from .schedules import BACKWARD, FORWARD, ScheduleError, shape, stage_owners
+from .pacing import paced, three_way
+from .schedules import BACKWARD, FORWARD, WEIGHT, ScheduleError, shape, stage_owners, uses_weight_step
+from .split_backward import SplitBackward
 from .trace import Event, RankTrace
 
 
@@ -45,7 +48,7 @@ class PipelineJob:
     schedule: list
     model: ToyModel = field(default_factory=ToyModel)
     batch_size: int = 64
-    pace: tuple[float, float] | None = None  # seconds per layer: (forward, backward)
+    pace: tuple | None = None  # seconds per layer: (forward, backward) or (forward, B, W)
     warmup_steps: int = 1
     device: str = "cpu"
 
@@ -124,6 +127,7 @@ class Stage:
     layers: torch.nn.Sequential  # the real layers, for naming gradients
     module: torch.nn.Module  # what runs: the layers, paced if asked
     saved: SavedBytes
+    split: SplitBackward | None = None  # set when the schedule splits the backward into B and W
 
     def gradients(self) -> dict:
         return {parameter_name(i, name): p.grad.detach().cpu()
@@ -134,12 +138,17 @@ def build_stages(rank: int, job: PipelineJob, owners: dict, num_stages: int) -> 
     """This rank's stages of the model, by stage number."""
     blocks = split_layers(job.model.num_layers, num_stages, require_equal=num_stages > len(job.schedule))
     layers = job.model.layers()
+    split = uses_weight_step(job.schedule)
+    f, b, w = three_way(job.pace) or (None, 0.0, 0.0)
     stages = {}
     for stage, owner in owners.items():
         if owner == rank:
+            n = len(blocks[stage])
             core = torch.nn.Sequential(*[layers[i] for i in blocks[stage]]).to(job.device)
-            stages[stage] = Stage(blocks[stage], core, paced(core, job.pace, len(blocks[stage])),
-                                  SavedBytes(core.parameters()))
+            # split: the forward is paced here, B and W by SplitBackward (so the module's own backward pad is 0)
+            module = paced(core, None if job.pace is None else ((f, 0.0) if split else job.pace), n)
+            stages[stage] = Stage(blocks[stage], core, module, SavedBytes(core.parameters()),
+                                  SplitBackward(core, b * n, w * n) if split else None)
     return stages
 
 
@@ -148,8 +157,8 @@ def run_rank(rank: int, job: PipelineJob) -> RankResult:
     world, num_stages, _ = shape(job.schedule)
     if dist.get_world_size() != world:
         raise ScheduleError(f"the schedule has {world} ranks but {dist.get_world_size()} were launched")
-    if any(a.kind not in (FORWARD, BACKWARD) for a in job.schedule[rank]):
-        raise ScheduleError("this runtime runs F and B actions; split W steps are not supported yet")
+    if any(a.kind not in (FORWARD, BACKWARD, WEIGHT) for a in job.schedule[rank]):
+        raise ScheduleError("this runtime runs F, B and W actions")
     owners = stage_owners(job.schedule)
     stages = build_stages(rank, job, owners, num_stages)
     inputs, targets = job.model.batch(job.batch_size)
@@ -178,13 +187,13 @@ def _step(rank, job, stages, owners, num_stages, inputs, targets):
     for action in actions:
         report(f"finished {previous}; now at {action}")
         stage, microbatch = action.stage, action.microbatch
-        module, saved = stages[stage].module, stages[stage].saved
+        module, saved, split = stages[stage].module, stages[stage].saved, stages[stage].split
         last = stage == num_stages - 1
         if action.kind == FORWARD:
             x = inputs[microbatch] if stage == 0 else links.receive(action).requires_grad_()
             start = time.perf_counter()
             with saved.counting():
-                out = module(x)
+                out = split.forward(module, x, microbatch) if split else module(x)
                 if last:
                     out = loss_fn(out, targets[microbatch]) / num_microbatches
             if last:
@@ -193,13 +202,22 @@ def _step(rank, job, stages, owners, num_stages, inputs, targets):
                 links.send(out, FORWARD, stage + 1, microbatch)
             held[(stage, microbatch)] = (x, out)
             trace.events.append(Event(action, start - clock_zero, time.perf_counter() - clock_zero, saved.total))
-        else:
+        elif action.kind == BACKWARD:
             grad = None if last else links.receive(action)
             start = time.perf_counter()
             x, out = held.pop((stage, microbatch))
-            torch.autograd.backward(out, grad)
+            if split:  # B: the input's gradient only; the weights' wait for W
+                input_grad = split.backward_input(microbatch, out, grad, x)
+            else:
+                torch.autograd.backward(out, grad)
+                input_grad = x.grad
             if stage > 0:
-                links.send(x.grad, BACKWARD, stage - 1, microbatch)
+                links.send(input_grad, BACKWARD, stage - 1, microbatch)
+            trace.events.append(Event(action, start - clock_zero, time.perf_counter() - clock_zero,
+                                      split.kept_bytes(microbatch) if split else 0))
+        else:
+            start = time.perf_counter()
+            split.backward_weight(microbatch)
             trace.events.append(Event(action, start - clock_zero, time.perf_counter() - clock_zero))
         previous = str(action)
     report(f"finished {previous}; waiting for its sends to be received")
