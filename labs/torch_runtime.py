@@ -80,14 +80,17 @@ def _torch_train_rank(rank: int, job: TrainJob, csv_path: str) -> list[float]:
 
 def train_torch(schedule="1f1b", stages: int = 4, microbatches: int = 4, virtual_stages: int = 1, steps: int = 10,
                 batch_size: int = 16, lr: float = 1e-2, model: TinyGPT | None = None,
-                timeout: float = 180.0) -> list[float]:
-    """``labs.capstone.train``'s training, with the schedule run by PyTorch's ``_PipelineScheduleRuntime``."""
+                timeout: float = 180.0, csv_text: str | None = None) -> list[float]:
+    """``labs.capstone.train``'s training, with the schedule run by PyTorch's ``_PipelineScheduleRuntime``.
+
+    ``csv_text``: the CSV PyTorch loads (default ``to_csv(schedule)``), e.g. your own export of the same lists.
+    """
     model = model or TinyGPT()
     actions = _checked(schedule, stages, microbatches, virtual_stages, model, batch_size)
     folder = tempfile.mkdtemp(prefix="labs-torch-csv-")
     path = os.path.join(folder, "schedule.csv")
     with open(path, "w") as handle:
-        handle.write(to_csv(actions))
+        handle.write(to_csv(actions) if csv_text is None else csv_text)
     try:
         results = launch(_torch_train_rank, world_size=len(actions),
                          args=(TrainJob(actions, model, steps, batch_size, lr), path), timeout=timeout)
