@@ -56,16 +56,17 @@ def number(name: str, value, low: float = 0.0, strictly: bool = False) -> float:
 
 
 def pace_seconds(pace_ms):
-    """``pace_ms=(F, B)`` in ms per layer -> seconds; None stays None (unpaced)."""
+    """``pace_ms=(F, B)`` or ``(F, B, W)`` (a split backward's parts) in ms per layer -> seconds; None stays None."""
     if pace_ms is None:
         return None
-    usage = "pace_ms is (forward_ms, backward_ms) per layer, e.g. (10, 20), or None for unpaced compute"
-    if isinstance(pace_ms, (str, bytes)) or not hasattr(pace_ms, "__len__") or len(pace_ms) != 2:
+    usage = ("pace_ms is (forward_ms, backward_ms) per layer, e.g. (10, 20), or (forward, B, W) for a split "
+             "backward, e.g. (10, 10, 10), or None for unpaced compute")
+    if isinstance(pace_ms, (str, bytes)) or not hasattr(pace_ms, "__len__") or len(pace_ms) not in (2, 3):
         raise InputError(f"{usage}; got {pace_ms!r}")
-    forward, backward = (number(f"pace_ms[{i}]", v) for i, v in enumerate(pace_ms))
-    if max(forward, backward) > 10_000:
+    times = [number(f"pace_ms[{i}]", v) for i, v in enumerate(pace_ms)]
+    if max(times) > 10_000:
         raise InputError(f"{usage}; {pace_ms!r} asks for more than 10 s per layer")
-    return forward / 1000, backward / 1000
+    return tuple(t / 1000 for t in times)
 
 
 def positive_seconds(name: str, value) -> float:

@@ -135,7 +135,7 @@ class Place:
 
     def pace(self, pace):
         """Per-layer pacing: a layer split T ways takes 1/T of the time on each rank (its all-reduces included)."""
-        return None if pace is None else (pace[0] / self.grid.tp, pace[1] / self.grid.tp)
+        return None if pace is None else tuple(t / self.grid.tp for t in pace)
 
     def share(self, batch):
         """This replica's share of a (inputs, targets) batch."""

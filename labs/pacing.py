@@ -77,9 +77,24 @@ class Paced(nn.Module):
         return output
 
 
-def paced(module: nn.Module, pace: tuple[float, float] | None, num_layers: int) -> nn.Module:
-    """Wrap a stage of ``num_layers`` layers so each layer costs ``pace = (forward_s, backward_s)``; None: as is."""
+def three_way(pace: tuple | None) -> tuple[float, float, float] | None:
+    """``(forward, backward)`` or ``(forward, input-grad B, weight-grad W)`` per layer, as (F, B, W).
+
+    A split backward (``labs.split_backward``) pads B and W separately; a fused backward takes B + W. Given only
+    two numbers, the backward splits evenly between B and W.
+    """
+    if pace is None:
+        return None
+    if len(pace) == 3:
+        return tuple(float(t) for t in pace)
+    forward_s, backward_s = pace
+    return float(forward_s), backward_s / 2, backward_s / 2
+
+
+def paced(module: nn.Module, pace: tuple | None, num_layers: int) -> nn.Module:
+    """Wrap a stage of ``num_layers`` layers so each layer costs ``pace = (forward_s, backward_s)`` (or
+    ``(forward_s, b_s, w_s)``: a fused backward then takes b_s + w_s); None: as is."""
     if pace is None:
         return module
-    forward_s, backward_s = pace
-    return Paced(module, forward_s * num_layers, backward_s * num_layers)
+    forward_s, b_s, w_s = three_way(pace)
+    return Paced(module, forward_s * num_layers, (b_s + w_s) * num_layers)

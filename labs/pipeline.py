@@ -5,7 +5,7 @@
     run = labs.run_pipeline("1f1b", stages=2, microbatches=4, tensor_parallel=2, data_parallel=2)   # 8 ranks
     run.grid, run.trace.traffic     # the rank layout; bytes inside a stage, between stages, across replicas
 
-``schedule`` is a name (``naive``, ``gpipe``, ``1f1b``, ``interleaved``) or a hand-written schedule (lists of actions
+``schedule`` is a name (``naive``, ``gpipe``, ``1f1b``, ``interleaved``, ``zb-h1``, ``zb-v``) or a hand-written schedule (lists of actions
 or strings such as ``"0F0"``). The run's trace comes back from the workers; the parent computes the one-process
 reference gradients, the ideal time (the same schedule simulated with the same costs and a free link) and the
 closed-form bubble, so every number is checked against something independent of the runtime.
@@ -23,8 +23,9 @@ from .grid import Grid
 from .launch import MAX_RANKS, default_backend, launch, under_torchrun
 from .links import TransportSpec, as_network
 from .model import ToyModel, check_microbatches, max_grad_error, reference_gradients, split_layers
+from .pacing import three_way
 from .runtime import RUNNABLE_KINDS, PipelineJob, run_rank, uses_tags
-from .schedules import ScheduleError, make, parse, shape, stage_owners, validate
+from .schedules import ScheduleError, make, parse, shape, stage_owners, uses_weight_step, validate
 from .tensor_parallel import MLPModel
 from .transport import check_in_order
 from .simulate import Costs, idle_fraction, simulate
@@ -91,7 +92,8 @@ def run_pipeline(schedule="gpipe", stages: int = 4, microbatches: int = 8, virtu
     """Run real pipeline-parallel training steps and check them: ``warmup_steps`` untimed, then ``steps`` timed.
 
     ``pace_ms=(F, B)`` pads each layer's forward to F and backward to B milliseconds (None: unpaced, the real
-    compute time). ``stages`` is the number of ranks P; with ``virtual_stages`` v each rank holds v chunks.
+    compute time); ``(F, B, W)`` paces a split backward's B and W apart (a fused backward then takes B+W).
+    ``stages`` is the number of ranks P; with ``virtual_stages`` v each rank holds v chunks.
 
     The run reports the trace of its **median** timed step (by step time), and every step's time in ``step_times``.
     Why the median: a step's time can only grow when something outside the pipeline interferes (another process
@@ -138,6 +140,7 @@ def run_pipeline(schedule="gpipe", stages: int = 4, microbatches: int = 8, virtu
         raise ScheduleError(f"the schedule has {'/'.join(unknown)} actions, but the runtime runs only "
                             f"{'/'.join(RUNNABLE_KINDS)} actions: simulate it (labs.simulate) or drop them")
     ranks, num_stages, _ = shape(actions)
+    virtual_stages = num_stages // ranks
     backend = "nccl" if under_torchrun() and device.startswith("cuda") else default_backend(ranks)
     if not uses_tags(transport, backend):
         check_in_order(actions)
@@ -159,7 +162,7 @@ def run_pipeline(schedule="gpipe", stages: int = 4, microbatches: int = 8, virtu
     trace = sorted(step_traces, key=lambda t: t.step_time)[(steps - 1) // 2]
     grads, loss = grid.gather(results)
     reference_loss, reference = reference_gradients(model, batch_size)
-    costs = _costs(_per_shard(pace, tensor_parallel), blocks, trace)
+    costs = _costs(_per_shard(pace, tensor_parallel), blocks, trace, uses_weight_step(actions))
     ideal = simulate(actions, costs)
     message_bytes = 4 * math.prod(model.boundary_shape(batch_size // microbatches))
     simulated = simulate(actions, dataclasses.replace(costs, network=network, message_bytes=message_bytes))
@@ -173,8 +176,8 @@ def _per_shard(pace, tensor_parallel: int):
     if pace is None or tensor_parallel == 1:
         return pace
     if isinstance(pace, list):
-        return [(f / tensor_parallel, b / tensor_parallel) for f, b in pace]
-    return pace[0] / tensor_parallel, pace[1] / tensor_parallel
+        return [tuple(t / tensor_parallel for t in p) for p in pace]
+    return tuple(t / tensor_parallel for t in pace)
 
 
 def _count(error, name, value, high, why=""):
@@ -189,15 +192,18 @@ def _torchrun_world_size() -> int | None:
     return int(os.environ["WORLD_SIZE"]) if under_torchrun() else None
 
 
-def _costs(pace, blocks, trace: Trace) -> Costs:
+def _costs(pace, blocks, trace: Trace, split: bool = False) -> Costs:
     """The per-stage costs: the paced durations, or (unpaced) the mean measured durations of each stage's actions."""
-    if isinstance(pace, list):  # one pace per stage (labs.uneven)
-        return Costs([p[0] * len(b) for p, b in zip(pace, blocks)], [p[1] * len(b) for p, b in zip(pace, blocks)])
     if pace is not None:
-        return Costs([pace[0] * len(b) for b in blocks], [pace[1] * len(b) for b in blocks])
+        per_stage = pace if isinstance(pace, list) else [pace] * len(blocks)  # a list: one pace per stage (uneven)
+        f, b, w = zip(*(three_way(p) for p in per_stage))
+        if not split:
+            b, w = [x + y for x, y in zip(b, w)], [0.0] * len(blocks)
+        return Costs([t * len(n) for t, n in zip(f, blocks)], [t * len(n) for t, n in zip(b, blocks)],
+                     [t * len(n) for t, n in zip(w, blocks)])
     durations: dict = {}
     for events in trace.events:
         for e in events:
             durations.setdefault((e.action.kind, e.action.stage), []).append(e.duration)
-    return Costs([statistics.mean(durations[("F", s)]) for s in range(len(blocks))],
-                 [statistics.mean(durations[("B", s)]) for s in range(len(blocks))])
+    return Costs(*[[statistics.mean(durations[(kind, s)]) for s in range(len(blocks))]
+                   for kind in (("F", "B", "W") if split else ("F", "B"))])

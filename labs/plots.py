@@ -48,9 +48,12 @@ def draw_timeline(ax, trace: Trace, title: str = "", time_unit: str = "ms", x_ma
     ax.set_xlabel(f"time ({time_unit})" if time_unit else "time")
     bubble = f"idle {trace.idle_fraction:.0%}"
     ax.set_title(f"{title} — {bubble}" if title else bubble, fontsize=10, loc="left")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[k]) for k in ("F", "B")]
-    ax.legend(handles, ["forward", "backward"], loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=7,
-              frameon=False, borderaxespad=0.2)
+    split = any(e.action.kind == "W" for events in trace.events for e in events)
+    kinds = ("F", "B", "W") if split else ("F", "B")
+    names = {"F": "forward", "B": "backward (input grad)" if split else "backward", "W": "weight grad"}
+    handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[k]) for k in kinds]
+    ax.legend(handles, [names[k] for k in kinds], loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=len(kinds),
+              fontsize=7, frameon=False, borderaxespad=0.2)
 
 
 def chunk_colour(kind: str, chunk: int, chunks: int) -> tuple:

@@ -4,7 +4,9 @@
 model, then walks its list from the schedule without knowing the schedule's name: for ``sFm`` it takes micro-batch
 m's input (the batch itself on stage 0, otherwise the activation stage s-1 sent), runs stage s and sends the output
 on; the last stage computes the loss (divided by M, so gradients accumulate to the full batch's). For ``sBm`` it
-takes the gradient stage s+1 sent back, runs the backward and sends the input's gradient to stage s-1.
+takes the gradient stage s+1 sent back, runs the backward and sends the input's gradient to stage s-1. When the
+schedule has ``sWm`` actions (zero bubble), B computes only the input's gradient and W the weights' later, from the
+graph B kept (``labs.split_backward``).
 
 Why a valid schedule cannot deadlock here: sends never block (``isend``, completed at the end of the step), and on
 gloo every receive of the step is posted up front with a tag naming its action, so messages match whatever order
@@ -31,12 +33,13 @@ from .grid import Place
 from .launch import report, under_torchrun
 from .memory import SavedBytes
 from .model import ToyModel, loss_fn, parameter_name, split_batch, split_layers
-from .pacing import paced
-from .schedules import BACKWARD, FORWARD, ScheduleError, shape, stage_owners
+from .pacing import paced, three_way
+from .schedules import BACKWARD, FORWARD, WEIGHT, ScheduleError, shape, stage_owners, uses_weight_step
+from .split_backward import SplitBackward
 from .trace import Event, RankTrace
 from .transport import Links, check_in_order
 
-RUNNABLE_KINDS = (FORWARD, BACKWARD)  # the action kinds run_rank executes; run_pipeline refuses others up front
+RUNNABLE_KINDS = (FORWARD, BACKWARD, WEIGHT)  # the action kinds run_rank executes; run_pipeline refuses others up front
 
 
 def _warm_up_autograd() -> None:
@@ -56,7 +59,7 @@ class PipelineJob:
     schedule: list
     model: ToyModel = field(default_factory=ToyModel)
     batch_size: int = 64
-    pace: tuple[float, float] | list | None = None  # seconds per layer: (forward, backward), or one pair per stage
+    pace: tuple | list | None = None  # seconds per layer: (forward, backward) or (forward, B, W); a list: per stage
     warmup_steps: int = 1
     device: str = "cpu"
     steps: int = 1  # timed steps recorded after the warm-up
@@ -103,6 +106,7 @@ class Stage:
     layers: torch.nn.Sequential  # the real layers, for naming gradients
     module: torch.nn.Module  # what runs: the layers, paced if asked
     saved: SavedBytes
+    split: SplitBackward | None = None  # set when the schedule splits the backward into B and W
 
     def gradients(self) -> dict:
         return {parameter_name(i, name): p.grad.detach().cpu()
@@ -113,14 +117,19 @@ def build_stages(rank: int, job: PipelineJob, owners: dict, num_stages: int, pla
     """This rank's stages of the model, by stage number (``place``: its tensor-parallel shards, see labs.grid)."""
     blocks = split_layers(job.model.num_layers, num_stages, require_equal=num_stages > len(job.schedule))
     layers = place.layers(job.model) if place else job.model.layers()
+    split = uses_weight_step(job.schedule)
     stages = {}
     for stage, owner in owners.items():
         if owner == rank:
+            n = len(blocks[stage])
             core = torch.nn.Sequential(*[layers[i] for i in blocks[stage]]).to(job.device)
             pace = job.pace[stage] if isinstance(job.pace, list) else job.pace  # a list: one pace per stage
             pace = place.pace(pace) if place else pace
-            stages[stage] = Stage(blocks[stage], core, paced(core, pace, len(blocks[stage])),
-                                  SavedBytes(core.parameters()))
+            f, b, w = three_way(pace) or (None, 0.0, 0.0)
+            # split: the forward is paced here, B and W by SplitBackward (so the module's own backward pad is 0)
+            module = paced(core, None if pace is None else ((f, 0.0) if split else pace), n)
+            stages[stage] = Stage(blocks[stage], core, module, SavedBytes(core.parameters()),
+                                  SplitBackward(core, b * n, w * n) if split else None)
     return stages
 
 
@@ -178,32 +187,41 @@ def _step(rank, job, stages, owners, num_stages, inputs, targets, tagged, place)
     for action in actions:
         report(f"finished {previous}; now at {action}")
         stage, microbatch = action.stage, action.microbatch
-        module, saved = stages[stage].module, stages[stage].saved
+        module, saved, split = stages[stage].module, stages[stage].saved, stages[stage].split
         last = stage == num_stages - 1
         if action.kind == FORWARD:
             x = inputs[microbatch] if stage == 0 else links.receive(action).requires_grad_()
             start = time.perf_counter()
             with saved.counting():
-                out = module(x)
-                if last:
-                    out = loss_fn(out, targets[microbatch]) / num_microbatches
+                out = split.forward(module, x, microbatch) if split else module(x)
+                if last:  # a model may bring its own loss (labs.gpt); the toy model's is loss_fn
+                    out = getattr(job.model, "loss", loss_fn)(out, targets[microbatch]) / num_microbatches
             if last:
                 losses[microbatch] = float(out.detach())
             else:
                 links.send(out, FORWARD, stage + 1, microbatch)
             held[(stage, microbatch)] = (x, out)
             trace.events.append(Event(action, start - clock_zero, time.perf_counter() - clock_zero, saved.total))
-        else:
+        elif action.kind == BACKWARD:
             grad = None if last else links.receive(action)
             start = time.perf_counter()
             x, out = held.pop((stage, microbatch))
-            torch.autograd.backward(out, grad)
+            if split:  # B: the input's gradient only; the weights' wait for W
+                input_grad = split.backward_input(microbatch, out, grad, x)
+            else:
+                torch.autograd.backward(out, grad)
+                input_grad = x.grad
             if stage > 0:
-                if x.grad is None:
+                if input_grad is None:
                     raise RuntimeError(f"{action}: the input's gradient is None after the backward, so there is "
                                        f"nothing to send to stage {stage - 1}: the received activation must "
                                        f"require grad (x.requires_grad_()) before the forward runs on it")
-                links.send(x.grad, BACKWARD, stage - 1, microbatch)
+                links.send(input_grad, BACKWARD, stage - 1, microbatch)
+            trace.events.append(Event(action, start - clock_zero, time.perf_counter() - clock_zero,
+                                      split.kept_bytes(microbatch) if split else 0))
+        else:
+            start = time.perf_counter()
+            split.backward_weight(microbatch)
             trace.events.append(Event(action, start - clock_zero, time.perf_counter() - clock_zero))
         previous = str(action)
     report(f"finished {previous}; waiting for its sends to be received")

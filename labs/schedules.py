@@ -12,7 +12,8 @@ rank ``r`` runs, in order. The same lists feed the validator below, the simulato
     rank 0: F0 F1 -- -- B0 B1
     rank 1: -- F0 F1 B0 B1 --
 
-Generators: ``naive``, ``gpipe``, ``one_f_one_b`` and ``interleaved`` (``make(name, ...)`` picks one by name).
+Generators: ``naive``, ``gpipe``, ``one_f_one_b`` and ``interleaved``; zero-bubble ones in ``labs.zero_bubble``
+(``make(name, ...)`` picks any by name).
 ``validate`` checks a schedule before any process starts and says which rank would wait forever on what.
 """
 from __future__ import annotations
@@ -142,14 +143,17 @@ def interleaved(num_ranks: int, num_microbatches: int, virtual_stages: int) -> S
     return schedule
 
 
-SCHEDULES = ("naive", "gpipe", "1f1b", "interleaved")
+SCHEDULES = ("naive", "gpipe", "1f1b", "interleaved", "zb-h1", "zb-v")  # the last two: labs.zero_bubble
 
 
 def make(name: str, num_ranks: int, num_microbatches: int, virtual_stages: int = 1) -> Schedule:
-    """Build a schedule by name: one of ``naive``, ``gpipe``, ``1f1b``, ``interleaved``."""
+    """Build a schedule by name: one of ``naive``, ``gpipe``, ``1f1b``, ``interleaved``, ``zb-h1``, ``zb-v``."""
     if name not in SCHEDULES:
         raise ScheduleError(f"unknown schedule {name!r}: choose one of {', '.join(SCHEDULES)}")
     _check_counts(num_ranks, num_microbatches, virtual_stages)
+    if name.startswith("zb-"):
+        from . import zero_bubble
+        return zero_bubble.make(name, num_ranks, num_microbatches, virtual_stages)
     if name != "interleaved" and virtual_stages != 1:
         raise ScheduleError(f"{name} puts one stage on each rank: virtual stages v={virtual_stages} needs "
                             f"--schedule interleaved (or set v=1)")

@@ -17,7 +17,7 @@ class Event:
     action: Action
     start: float
     end: float
-    saved_bytes: int = 0  # forward only: bytes of activations kept alive until the matching backward
+    saved_bytes: int = 0  # forward: activations kept for the backward; split B: gradients kept for its W
 
     @property
     def duration(self) -> float:
@@ -71,7 +71,7 @@ class RankTrace:
 
     def activations_over_time(self) -> list[tuple[float, int, int]]:
         """(time, micro-batches held, bytes held) after each action: a forward adds one, its last backward step
-        (B, or W where the schedule splits the backward) releases it."""
+        (B, or W where the schedule splits the backward) releases it; a split B adds the gradients it keeps for W."""
         releases_on_w = {(e.action.stage, e.action.microbatch) for e in self.events if e.action.kind == WEIGHT}
         held_bytes: dict[tuple[int, int], int] = {}
         points = [(0.0, 0, 0)]
@@ -81,6 +81,8 @@ class RankTrace:
                 held_bytes[key] = e.saved_bytes
             elif (e.action.kind == WEIGHT) or (e.action.kind == BACKWARD and key not in releases_on_w):
                 held_bytes.pop(key, None)
+            elif key in held_bytes:  # a B whose W comes later: the micro-batch stays, plus what W needs
+                held_bytes[key] += e.saved_bytes
             points.append((e.end, len(held_bytes), sum(held_bytes.values())))
         return points
 

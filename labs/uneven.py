@@ -44,7 +44,7 @@ def stage_paces(pace: tuple[float, float] | None, owners: dict[int, int], slow_s
         for stage, owner in owners.items():
             if owner == rank:
                 factors[stage] *= _factor(factor, "the straggler's factor")
-    return [(pace[0] * factors[s], pace[1] * factors[s]) for s in sorted(owners)]
+    return [tuple(t * factors[s] for t in pace) for s in sorted(owners)]
 
 
 def parse_factor(text: str, what: str) -> tuple[int, float]:

@@ -60,3 +60,17 @@ def test_widget_builds_and_redraws():
     ui.children[0].value = "interleaved"  # M=3 is not a multiple of P=2: the widget reports it, does not raise
     assert sliders["chunks v"].disabled is False
     plt.close("all")
+
+
+def test_zero_bubble_schedules_take_w_time():
+    fig, h1 = explore("zb-h1", 4, 8, 1, forward=10, backward=20, weight=10)
+    fig2, v = explore("zb-v", 4, 8, 1, forward=10, backward=20, weight=10)
+    fig3, ob = explore("1f1b", 4, 8, 1, forward=10, backward=20, weight=10)
+    plt.close(fig), plt.close(fig2), plt.close(fig3)
+    assert h1["step_ms"] == pytest.approx(8 * 30 + 3 * 10)  # (P-1)(F+B-W) = 3 * 10 ms of bubble
+    assert h1["idle_fraction"] == pytest.approx(h1["idle_fraction_theory"])
+    assert v["v"] == 2 and v["idle_fraction_theory"] is None and v["step_ms"] < h1["step_ms"] < ob["step_ms"]
+    assert max(h1["peak_activations"]) == max(ob["peak_activations"]) == 4
+    assert "greedy" in describe(v) and "F+B-W" in describe(h1)
+    with pytest.raises(ScheduleError, match="weight"):
+        explore("zb-h1", 4, 8, 1, forward=10, backward=20, weight=20)

@@ -1,0 +1,142 @@
+"""Notebook 11 (zero bubble): checks and graded tests of ``zb_h1_schedule``.
+
+``zb_h1_schedule(P, M)`` returns ZB-H1 as action lists (``labs.Action`` or strings such as ``"2W5"``), rank r
+holding stage r. It is judged by what it does: the validator accepts it (every F, B and W once, nothing waits
+forever); rank r runs only stage r; simulated with F:B:W costs (1, 1, 1) and (1, 1.5, 0.5) its step takes no longer
+than M(F+B+W) + (P-1)(F+B-W) (ZB-H1's bubble; for M < P, labs' ZB-H1's simulated step); no rank holds more than P micro-batches (1F1B's peak, a micro-batch
+being held from its F to its W). Then it runs on real processes: gradients equal to one process.
+"""
+from __future__ import annotations
+
+from labs.exercises._common import Answer
+from labs.exercises._protocol import graded
+from labs.launch import LaunchTimeout, RankFailed
+from labs.pipeline import run_pipeline
+from labs.schedules import ScheduleError, parse, validate
+from labs.simulate import Costs, simulate
+from labs import zero_bubble
+from labs.zero_bubble import zb_h1_bubble
+
+
+def zb_h1(P, M):
+    """labs' ZB-H1, looked up at call time (grading may stand in a refusing version for the learner's calls only)."""
+    return _REFERENCE(P, M)
+
+
+_REFERENCE = zero_bubble.zb_h1
+
+COSTS = ((1.0, 1.0, 1.0), (1.0, 1.5, 0.5))
+TOLERANCE = 1e-5
+
+
+def schedule_problem(schedule, P: int, M: int) -> str | None:
+    """What is wrong with ``schedule`` (plain data or Actions) as ZB-H1 for (P, M); None when it is right."""
+    where = f"zb_h1_schedule({P}, {M})"
+    try:
+        actions = validate(parse(schedule), num_microbatches=M, num_stages=P, world_size=P)
+    except ScheduleError as error:
+        return f"{where}: the validator rejects it: {error}"
+    for r, acts in enumerate(actions):
+        if any(a.stage != r for a in acts):
+            return f"{where}: rank {r} runs {next(a for a in acts if a.stage != r)}, but rank r holds stage r"
+    if not any(a.kind == "W" for acts in actions for a in acts):
+        return f"{where}: no W actions: split each backward into B and W"
+    for f, b, w in COSTS:
+        trace = simulate(actions, Costs(f, b, w))
+        # M >= P: the closed form; fewer micro-batches than ranks: what labs' ZB-H1 takes there (the ramp dominates)
+        bound = M * (f + b + w) + zb_h1_bubble(P, f, b, w) if M >= P else simulate(zb_h1(P, M), Costs(f, b, w)).step_time
+        if trace.step_time > bound + 1e-9:
+            how = "M(F+B+W) + (P-1)(F+B-W)" if M >= P else "with M < P"
+            return (f"{where}: simulated step {trace.step_time:g} with F, B, W = {f:g}, {b:g}, {w:g}; ZB-H1 takes "
+                    f"{bound:g} ({how}): some W's could fill more of the gaps")
+        if max(trace.peak_activations) > P:
+            return (f"{where}: peak micro-batches held per rank {trace.peak_activations}: ZB-H1 holds at most P={P}, "
+                    f"1F1B's peak (run a W before the next F once a rank holds P)")
+    return None
+
+
+def real_problem(schedule, P: int, M: int) -> str | None:
+    where = f"real run of zb_h1_schedule({P}, {M})"
+    try:
+        run = run_pipeline(schedule, stages=P, microbatches=M, layers=P, batch_size=4 * M, pace_ms=(1, 1, 1),
+                           warmup_steps=0, timeout=30)
+    except (RankFailed, LaunchTimeout, ScheduleError) as error:
+        return f"{where} failed: {str(error).strip().splitlines()[0]}"
+    if run.max_grad_error > TOLERANCE:
+        return f"{where}: gradients differ from one process by {run.max_grad_error:.1e}"
+    return None
+
+
+def check_zb_h1_schedule(fn) -> bool:
+    """Visible check: validator and simulator on three shapes, then one real run at P=4, M=4."""
+    import labs.zero_bubble as reference
+    cases, problems, used_reference = [(4, 8), (3, 6), (4, 2)], [], False
+    original = reference.zb_h1
+
+    def spy(*args, **kwargs):
+        nonlocal used_reference
+        used_reference = True
+        return original(*args, **kwargs)
+    reference.zb_h1 = spy
+    try:
+        for P, M in cases:
+            answer = Answer(fn, f"zb_h1_schedule({P}, {M})", P, M)
+            problem = answer.problem or schedule_problem(answer.value, P, M)
+            if problem:
+                problems.append(problem)
+    except NotImplementedError:
+        print("not implemented yet: zb_h1_schedule (the notebook carries on with labs.zero_bubble.zb_h1)")
+        return False
+    finally:
+        reference.zb_h1 = original
+    if used_reference:
+        print("zb_h1_schedule calls labs' own zb_h1 (directly or through labs.make): write the lists yourself; "
+              "the graded version refuses that call")
+        return False
+    if not problems:
+        problems = [p for p in [real_problem(fn(4, 4), 4, 4)] if p]
+    for problem in problems:
+        print(problem)
+    if not problems:
+        print(f"zb_h1_schedule: valid, as fast as ZB-H1 in simulation (F:B:W 1:1:1 and 1:1.5:0.5) within 1F1B's "
+              f"peak of P micro-batches for (P, M) in {cases}; a real run at P=4, M=4 matches the one-process "
+              f"gradients -> correct")
+    return not problems
+
+
+# ---------------------------------------------------------------- graded (grader side: cases and score)
+
+
+def _cases(rng) -> list[tuple]:
+    shapes = [(P, M) for P in range(2, 7) for M in (1, 2, P - 1, P, P + 1, 2 * P, 9) if M >= 1]
+    picked = rng.sample(sorted(set(shapes)), 10)
+    return sorted(set(picked + [(4, 8), (3, 5), (4, 3)]))
+
+
+def _score(cases, outputs) -> tuple[float, str]:
+    failures = []
+    for (P, M), out in zip(cases, outputs):
+        if isinstance(out, dict):
+            failures.append((P, f"zb_h1_schedule({P}, {M}) gave {out}"))
+            continue
+        problem = schedule_problem(out, P, M)
+        if problem:
+            failures.append((P, problem))
+    offline = 1 - len(failures) / len(cases)
+    real = 0.0
+    real_case = next(((P, M), out) for (P, M), out in zip(cases, outputs) if (P, M) == (4, 3))
+    if not isinstance(real_case[1], dict) and schedule_problem(real_case[1], 4, 3) is None:
+        problem = real_problem(real_case[1], 4, 3)
+        real = 1.0 if problem is None else 0.0
+        if problem:
+            failures.append((4, problem))
+    else:
+        failures.append((0, "the real run (P=4, M=3) was skipped: the schedule must first pass the offline checks"))
+    fraction = 0.7 * offline + 0.3 * real
+    if not failures:
+        return 1.0, f"all {len(cases)} cases valid and as fast as ZB-H1; the real run matches one process"
+    worst = max(failures, key=lambda f: f[0])[1]  # the most instructive: the largest pipeline that failed
+    return fraction, f"{len(failures)} problem(s); e.g. {worst}"
+
+
+GRADED = [graded("zb_h1_schedule", 3, cases=_cases, score=_score, forbidden=("labs.zero_bubble.zb_h1",))]
