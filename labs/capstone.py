@@ -22,7 +22,7 @@ from torch import nn
 from .gpt import TinyGPT
 from .launch import launch
 from .model import check_microbatches, split_batch, split_layers
-from .runtime import PipelineJob, _step, build_stages
+from .runtime import PipelineJob, build_stages, run_step
 from .schedules import make, parse, shape, stage_owners, validate
 
 
@@ -52,7 +52,7 @@ def train_rank(rank: int, job: TrainJob) -> list[float]:
     for step in range(job.steps):
         inputs, targets = step_batches(job.model, job.batch_size, num_microbatches, step)
         adam.zero_grad(set_to_none=True)
-        _, step_losses = _step(rank, pipeline_job, stages, owners, num_stages, inputs, targets)
+        _, step_losses = run_step(rank, pipeline_job, stages, owners, num_stages, inputs, targets)
         adam.step()
         if step_losses:
             losses.append(sum(step_losses[m] for m in sorted(step_losses)))

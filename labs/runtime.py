@@ -167,14 +167,19 @@ def run_rank(rank: int, job: PipelineJob) -> RankResult:
         for stage in stages.values():
             stage.layers.zero_grad(set_to_none=True)
         with _quiet_gc():
-            trace, losses = _step(rank, job, stages, owners, num_stages, inputs, targets, tagged, place)
+            trace, losses = run_step(rank, job, stages, owners, num_stages, inputs, targets, tagged, place)
         if step >= job.warmup_steps:
             traces.append(trace)
     grads = {name: grad for stage in stages.values() for name, grad in stage.gradients().items()}
     return RankResult(traces, grads, losses)
 
 
-def _step(rank, job, stages, owners, num_stages, inputs, targets, tagged, place):
+def run_step(rank, job, stages, owners, num_stages, inputs, targets, tagged=None, place=None):
+    """One step of this rank's action list on its ``stages``; (its trace, the losses of its last stage).
+
+    ``tagged`` and ``place`` default to what ``run_rank`` decides (the job's transport; no grid)."""
+    place = place or Place(rank, len(job.schedule), job.grid)
+    tagged = uses_tags(job.transport, dist.get_backend()) if tagged is None else tagged
     actions = job.schedule[place.pp]
     num_microbatches = len(inputs)
     trace = RankTrace(rank=rank)
