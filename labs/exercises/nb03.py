@@ -187,6 +187,26 @@ def step_score(cases, outputs):
     return fraction_of_cases([p for p in map(step_judge, cases, outputs) if p], len(cases), "cost models")
 
 
+# ---------------------------------------------------------------- shared with notebook 04's score
+def real_run_score(cases, outputs, offline: float, message: str, real_case, problem, real_problem):
+    """(0.75 * offline + 0.25 * the real run of ``real_case``'s schedule, message); no run if that schedule is wrong.
+
+    ``problem(case, output)`` judges the schedule offline; ``real_problem(output, *real_case)`` runs it for real.
+    (Notebook 03's own exercises no longer run schedules; notebook 04's score uses this.)
+    """
+    output = outputs[cases.index(real_case)]
+    try:
+        wrong = special("", output) or problem(real_case, output)
+    except Exception as error:  # noqa: BLE001 - an output of an unexpected shape
+        wrong = str(error)
+    if wrong:
+        return 0.75 * offline, f"{message}\nno real run: the schedule for {real_case} is wrong"
+    trouble = real_problem(output, *real_case)
+    if trouble:
+        return 0.75 * offline, f"{message}\n{trouble}"
+    return 0.75 * offline + 0.25, f"{message}; the real run of {real_case} on processes matches one process"
+
+
 GRADED = [Graded(name="stuck_at", points=2, cases=stuck_cases, score=stuck_score, forbidden=(VALIDATE_REFERENCE,)),
           Graded(name="gpipe_step_time", points=2, cases=step_cases, score=step_score,
                  forbidden=(SIMULATE_REFERENCE,))]
