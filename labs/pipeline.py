@@ -104,12 +104,12 @@ def run_pipeline(schedule="gpipe", stages: int = 4, microbatches: int = 8, virtu
     job = PipelineJob(actions, model, batch_size, pace, warmup_steps, device, grid if hybrid else None)
     results = launch(run_rank, world_size=grid.size, args=(job,), timeout=timeout)
     trace = Trace([r.trace for r in results])
-    grads, loss = grid.gather(results)
+    replicas, loss = grid.gather(results)
     reference_loss, reference = reference_gradients(model, batch_size)
     layer_pace = None if pace is None else (pace[0] / tensor_parallel, pace[1] / tensor_parallel)
     ideal = simulate(actions, _costs(layer_pace, blocks, trace))
     return PipelineRun(name, actions, ranks, microbatches, virtual_stages, trace, ideal, loss, reference_loss,
-                       max_grad_error(grads, reference), grid if hybrid else None)
+                       max(max_grad_error(grads, reference) for grads in replicas), grid if hybrid else None)
 
 
 def _torchrun_world_size() -> int | None:
