@@ -90,15 +90,21 @@ class Grid:
                             f"M={microbatches} micro-batches: choose D*M dividing {batch_size} or change the batch "
                             f"size (e.g. {self.dp * microbatches * max(1, batch_size // (self.dp * microbatches))})")
 
-    def gather(self, results: list) -> tuple[dict, float]:
-        """The full gradients (shards of replica 0 joined; replicas agree after the all-reduce) and the loss."""
-        grads = {}
-        for pp in range(self.pp):
-            shards = [results[self.rank_of(0, pp, tp)].grads for tp in range(self.tp)]
-            grads.update(shards[0] if self.tp == 1 else tensor_parallel.gather_shards(shards))
+    def gather(self, results: list) -> tuple[list[dict], float]:
+        """Each replica's full gradients (its ranks' shards joined), and the loss of the whole batch.
+
+        After the data-parallel all-reduce every replica must hold the whole batch's gradients, so each is checked.
+        """
+        replicas = []
+        for dp in range(self.dp):
+            grads = {}
+            for pp in range(self.pp):
+                shards = [results[self.rank_of(dp, pp, tp)].grads for tp in range(self.tp)]
+                grads.update(shards[0] if self.tp == 1 else tensor_parallel.gather_shards(shards))
+            replicas.append(grads)
         loss = sum(v for dp in range(self.dp) for pp in range(self.pp)
                    for v in results[self.rank_of(dp, pp, 0)].losses.values()) / self.dp
-        return grads, loss
+        return replicas, loss
 
 
 class Place:

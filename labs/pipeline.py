@@ -160,15 +160,15 @@ def run_pipeline(schedule="gpipe", stages: int = 4, microbatches: int = 8, virtu
     results = launch(run_rank, world_size=grid.size, args=(job,), timeout=timeout)
     step_traces = [Trace([r.traces[i] for r in results]) for i in range(steps)]
     trace = sorted(step_traces, key=lambda t: t.step_time)[(steps - 1) // 2]
-    grads, loss = grid.gather(results)
+    replicas, loss = grid.gather(results)
     reference_loss, reference = reference_gradients(model, batch_size)
     costs = _costs(_per_shard(pace, tensor_parallel), blocks, trace, uses_weight_step(actions))
     ideal = simulate(actions, costs)
     message_bytes = 4 * math.prod(model.boundary_shape(batch_size // microbatches))
     simulated = simulate(actions, dataclasses.replace(costs, network=network, message_bytes=message_bytes))
     return PipelineRun(name, actions, ranks, microbatches, virtual_stages, trace, ideal, loss, reference_loss,
-                       max_grad_error(grads, reference), [t.step_time for t in step_traces], simulated, grads,
-                       grid if hybrid else None)
+                       max(max_grad_error(grads, reference) for grads in replicas),
+                       [t.step_time for t in step_traces], simulated, replicas[0], grid if hybrid else None)
 
 
 def _per_shard(pace, tensor_parallel: int):

@@ -61,6 +61,15 @@ def test_data_parallel_alone_on_the_toy_model():
     assert isinstance(run.grid, Grid) and run.trace.world_size == 4 and run.max_grad_error <= 1e-5
 
 
+def test_without_the_data_parallel_all_reduce_the_check_fails(monkeypatch):
+    """Each replica is checked: skip the gradient all-reduce (forked ranks inherit the patch) and it shows."""
+    import labs.grid
+    monkeypatch.setattr(labs.grid, "all_reduce_gradients", lambda *args: None)
+    run = run_pipeline("1f1b", stages=2, microbatches=2, layers=L, width=H, batch_size=B, pace_ms=None,
+                       data_parallel=2, warmup_steps=0)
+    assert run.max_grad_error > 1e-4
+
+
 @pytest.mark.parametrize("kwargs,message", [
     (dict(tensor_parallel=3, width=16), "hidden size 4h = 64 .* does not split into T=3"),
     (dict(data_parallel=3, batch_size=16), "does not split into D=3 replicas x M=4"),
