@@ -27,16 +27,18 @@ def _pace(text: str):
     try:
         if not text.isascii():
             raise ValueError(text)
-        forward, backward = (float(x) for x in text.split(","))
+        times = tuple(float(x) for x in text.split(","))
+        if len(times) not in (2, 3):
+            raise ValueError(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--pace-ms takes FORWARD,BACKWARD in ms per layer (e.g. 10,20), "
-                                         f"or 'off'; got {text!r}")
-    return forward, backward
+        raise argparse.ArgumentTypeError(f"--pace-ms takes FORWARD,BACKWARD (or FORWARD,B,W for a split backward) "
+                                         f"in ms per layer (e.g. 10,20 or 10,10,10), or 'off'; got {text!r}")
+    return times
 
 
 def _run_parser(sub) -> None:
     p = sub.add_parser("run", help="run one real pipeline-parallel training step and explain it")
-    p.add_argument("--schedule", default="1f1b", help="naive, gpipe, 1f1b or interleaved")
+    p.add_argument("--schedule", default="1f1b", help="naive, gpipe, 1f1b, interleaved, zb-h1 or zb-v")
     p.add_argument("--stages", type=_whole, default=4, help="pipeline ranks P")
     p.add_argument("--microbatches", type=_whole, default=8, help="micro-batches M")
     p.add_argument("--virtual-stages", type=_whole, default=1, help="model chunks per rank v (interleaved)")
@@ -94,7 +96,8 @@ def _run(args) -> int:
     print(f"\nmeasured timeline (one column = {slot * 1000:.1f} ms):\n{render(run.schedule, slots)}\n")
     print(f"step time        {run.step_time * 1000:8.1f} ms   ideal {run.ideal_time * 1000:.1f} ms "
           f"(x{run.step_time / run.ideal_time:.3f})")
-    print(f"idle fraction    {run.bubble_fraction:8.3f}      theory (P-1)/(vM+P-1) = {run.bubble_fraction_theory:.3f}")
+    formula = "(P-1)/(vM+P-1)" if run.name in ("naive", "gpipe", "1f1b", "interleaved") else "(simulated, free link)"
+    print(f"idle fraction    {run.bubble_fraction:8.3f}      theory {formula} = {run.bubble_fraction_theory:.3f}")
     if network or slow_stages or straggler:
         print(f"simulated        {run.simulated.step_time * 1000:8.1f} ms   same links and stages "
               f"(measured x{run.step_time / run.simulated.step_time:.3f})")

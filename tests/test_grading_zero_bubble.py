@@ -1,0 +1,57 @@
+"""Grading of notebooks 11 and 12: the grader-side scores give full marks to right answers, partial or none to wrong."""
+import random
+
+import pytest
+
+from labs.exercises import nb11, nb12
+from labs.exercises._protocol import call, plain
+from labs.schedules import Action, make, one_f_one_b
+from labs.zero_bubble import zb_h1
+
+
+def _outputs(fn, cases, forbidden=()):
+    return [call(fn, case, forbidden) for case in cases]
+
+
+def test_zb_h1_exercise_scores():
+    cases = nb11._cases(random.Random(5))
+    right = nb11._score(cases, _outputs(lambda P, M: zb_h1(P, M), cases))
+    assert right[0] == 1.0, right[1]
+
+    def w_after_b(P, M):  # split but nothing held back: 1F1B's bubble
+        return [[x for a in acts for x in ([a] if a.kind == "F" else [a, Action(a.stage, "W", a.microbatch)])]
+                for acts in one_f_one_b(P, M)]
+    slow = nb11._score(cases, _outputs(w_after_b, cases))
+    assert slow[0] < 0.5 and "gaps" in slow[1]
+    cheat = nb11._score(cases, _outputs(lambda P, M: make("zb-h1", P, M), cases, ("labs.zero_bubble.zb_h1",)))
+    assert cheat[0] == 0.0 and "forbidden" in cheat[1]
+
+
+def test_csv_exercise_scores():
+    cases = nb12._csv_cases(random.Random(2))
+    from labs.torch_runtime import to_csv
+    assert nb12._csv_score(cases, _outputs(to_csv, cases))[0] == 1.0
+    naive = nb12._csv_score(cases, _outputs(lambda s: "\n".join(",".join(r) for r in s) + "\n", cases))
+    assert 0 < naive[0] < 1 and "I" in naive[1]  # right for schedules without W, wrong for the split ones
+
+
+def test_design_exercise_scores():
+    cases = nb12._design_cases(random.Random(7))
+    assert nb12._design_score(cases, [plain(nb12.best_design(*c)) for c in cases])[0] == 1.0
+    fixed = nb12._design_score(cases, [{"schedule": "1f1b", "M": 32, "v": 1}] * len(cases))
+    assert fixed[0] < 1.0
+    assert nb12._design_score(cases, [{"error": "TypeError: x"}] * len(cases))[0] == 0.0
+
+
+def test_my_schedule_scores_a_training_run():
+    cases = [(4, 4)]
+    assert nb12._schedule_score(cases, [plain(make("zb-h1", 4, 4))])[0] == 1.0
+    broken = [[str(a) for a in acts] for acts in make("1f1b", 4, 4)]
+    broken[0] = broken[0][::-1]  # backwards before forwards
+    score, message = nb12._schedule_score(cases, [broken])
+    assert score == 0.0 and "validator" in message
+
+
+@pytest.mark.parametrize("module", [nb11, nb12])
+def test_graded_entries_exist(module):
+    assert module.GRADED and all(g.points > 0 for g in module.GRADED)
