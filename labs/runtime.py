@@ -30,7 +30,7 @@ import torch.distributed as dist
 from .launch import report, under_torchrun
 from .memory import SavedBytes
 from .model import ToyModel, loss_fn, parameter_name, split_batch, split_layers
-from .pacing import paced
+from .pacing import Paced, paced
 from .schedules import BACKWARD, FORWARD, ScheduleError, shape, stage_owners
 from .trace import Event, RankTrace
 from .transport import Links, check_in_order
@@ -119,6 +119,21 @@ def build_stages(rank: int, job: PipelineJob, owners: dict, num_stages: int) -> 
     return stages
 
 
+@contextmanager
+def _unpaced(stages, warm_up: bool):
+    """A warm-up step runs every code path (messages, autograd, the pacing hooks) at compute speed: it is there to
+    pay first-time costs, not to be timed, so padding it to the pace would only cost the learner time."""
+    paced_stages = [s.module for s in stages if warm_up and isinstance(s.module, Paced)]
+    saved = [(m.forward_s, m.backward_s) for m in paced_stages]
+    for m in paced_stages:
+        m.forward_s = m.backward_s = 0.0
+    try:
+        yield
+    finally:
+        for m, (forward_s, backward_s) in zip(paced_stages, saved):
+            m.forward_s, m.backward_s = forward_s, backward_s
+
+
 def uses_tags(transport: str, backend: str) -> bool:
     """Whether messages are matched by tag (any order) rather than first in, first out."""
     if transport not in ("auto", "tagged", "in_order"):
@@ -153,7 +168,7 @@ def run_rank(rank: int, job: PipelineJob) -> RankResult:
     for step in range(job.warmup_steps + job.steps):
         for stage in stages.values():
             stage.layers.zero_grad(set_to_none=True)
-        with _quiet_gc():
+        with _quiet_gc(), _unpaced(stages.values(), step < job.warmup_steps):
             trace, losses = _step(rank, job, stages, owners, num_stages, inputs, targets, tagged)
         if step >= job.warmup_steps:
             traces.append(trace)

@@ -48,11 +48,10 @@ def _run(fn, world_size: int):
     except RankFailed as error:
         if "NotImplementedError" in error.worker_traceback:
             return None, "not implemented"
-        last = error.worker_traceback.strip().splitlines()[-1]
-        return None, f"rank {error.rank} raised {last}"
-    except LaunchTimeout:
+        return None, error.brief()
+    except LaunchTimeout as error:
         return None, (f"the ring did not finish within {RING_TIMEOUT:g} s with {world_size} ranks: a deadlock? "
-                      f"(every rank in a blocking send waits for a receive that no rank has posted yet)")
+                      f"(every rank in a blocking send waits for a receive that no rank has posted yet)\n{error}")
 
 
 def check_ring_pass(fn) -> bool:

@@ -90,7 +90,7 @@ def _step_problem(fn, world_size: int, model: ToyModel, batch_size: int) -> str 
     except RankFailed as error:
         if "NotImplementedError" in error.worker_traceback:
             raise NotImplementedError("stage_step") from None
-        return f"{where}: rank {error.rank} raised {error.worker_traceback.strip().splitlines()[-1]}"
+        return f"{where}: {error.brief()}"
     except LaunchTimeout as error:
         return (f"{where}: the ranks did not finish within {STEP_TIMEOUT:g} s (a rank waits for a message that is "
                 f"never sent?)\n{error}")

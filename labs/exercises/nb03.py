@@ -74,7 +74,8 @@ def schedule_problem(fn, P: int, M: int) -> str | None:
 def real_run_problem(fn, P: int, M: int) -> str | None:
     """Run ``fn(P, M)`` for real on P ranks (paced, small) and compare the gradients with one process's."""
     try:
-        run = run_pipeline(fn(P, M), layers=P, batch_size=8 * M, pace_ms=(2, 4), warmup_steps=0, timeout=30)
+        run = run_pipeline(fn(P, M), layers=P, batch_size=8 * M, pace_ms=(2, 4), warmup_steps=0, steps=1,
+                           timeout=30)
     except (RankFailed, LaunchTimeout, ScheduleError) as error:
         return f"the real run of gpipe_schedule({P}, {M}) failed: {error}"
     if run.max_grad_error > GRAD_TOLERANCE:

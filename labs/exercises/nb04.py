@@ -52,7 +52,7 @@ def _real_problem(fn, P: int, M: int) -> str | None:
     where = f"real run of one_f_one_b_schedule({P}, {M})"
     try:
         run = run_pipeline(fn(P, M), stages=P, microbatches=M, layers=P, batch_size=4 * M, pace_ms=(1, 2),
-                           warmup_steps=0, timeout=30)
+                           warmup_steps=0, steps=1, timeout=30)
     except (RankFailed, LaunchTimeout, ScheduleError) as error:
         return f"{where} failed: {str(error).strip().splitlines()[0]}"
     if run.max_grad_error > TOLERANCE:
