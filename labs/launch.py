@@ -22,6 +22,7 @@ returns ``[fn(0, x), fn(1, x), ...]`` in rank order. Inside ``fn`` the default p
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import datetime
 import gc
@@ -33,6 +34,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from multiprocessing.connection import wait
@@ -109,19 +111,41 @@ def launch(fn, world_size: int = 4, args: tuple = (), kwargs: dict | None = None
     progress = ctx.Array("c", _PROGRESS_CHARS * world_size, lock=False)
     processes, readers = [], []
     try:
-        for rank in range(world_size):
-            reader, writer = ctx.Pipe(duplex=False)
-            process = ctx.Process(target=_worker, daemon=True, name=f"labs-rank-{rank}",
-                                  args=(rank, world_size, os.path.join(folder, "store"), backend, timeout,
-                                        payload, writer, progress, threads_per_rank))
-            process.start()
-            writer.close()
-            processes.append(process)
-            readers.append(reader)
+        # Ctrl-C waits until every started process is on the list that the clean-up below stops: an interrupt
+        # between a fork and its append would leave that rank behind.
+        with _sigint_deferred():
+            for rank in range(world_size):
+                reader, writer = ctx.Pipe(duplex=False)
+                process = ctx.Process(target=_worker, daemon=True, name=f"labs-rank-{rank}",
+                                      args=(rank, world_size, os.path.join(folder, "store"), backend, timeout,
+                                            payload, writer, progress, threads_per_rank))
+                processes.append(process)
+                process.start()
+                writer.close()
+                readers.append(reader)
         return _collect(processes, readers, progress, timeout)
     finally:
         _stop(processes)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold a Ctrl-C (SIGINT) that comes meanwhile and raise it on leaving; only the main thread gets signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        else:
+            raise KeyboardInterrupt
 
 
 def _remove_stale_folders() -> None:
@@ -200,6 +224,7 @@ def _read_progress(progress, world_size: int) -> list[str]:
 
 
 def _stop(processes) -> None:
+    processes = [p for p in processes if p.pid is not None]  # started (an interrupted start may leave one unstarted)
     for p in processes:
         if p.is_alive():
             p.terminate()
@@ -225,6 +250,7 @@ def _worker(rank, world_size, store_path, backend, timeout, payload, writer, pro
     # keeps every garbage-collection pass here to the worker's own objects: a full pass over the inherited heap costs
     # 140-200 ms (it writes to each object, copying the pages) and once landed inside a timed step (runtime.py).
     gc.freeze()
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # forked while launch held Ctrl-C: take it as usual
     _die_with_parent()
     _progress = (progress, rank)
     captured = io.StringIO()

@@ -33,7 +33,7 @@ from .grid import Place
 from .launch import report, under_torchrun
 from .memory import SavedBytes
 from .model import ToyModel, loss_fn, parameter_name, split_batch, split_layers
-from .pacing import paced, three_way
+from .pacing import Paced, paced, three_way
 from .schedules import BACKWARD, FORWARD, WEIGHT, ScheduleError, shape, stage_owners, uses_weight_step
 from .split_backward import SplitBackward
 from .trace import Event, RankTrace
@@ -133,6 +133,25 @@ def build_stages(rank: int, job: PipelineJob, owners: dict, num_stages: int, pla
     return stages
 
 
+@contextmanager
+def _unpaced(stages, warm_up: bool):
+    """A warm-up step runs every code path (messages, autograd, the pacing hooks) at compute speed: it is there to
+    pay first-time costs, not to be timed, so padding it to the pace would only cost the learner time."""
+    stages = list(stages) if warm_up else []
+    padded = ([(s.module, ("forward_s", "backward_s")) for s in stages if isinstance(s.module, Paced)]
+              + [(s.split, ("backward_s", "weight_s")) for s in stages if s.split])  # a split backward pads B, W
+    saved = [(pad, names, [getattr(pad, n) for n in names]) for pad, names in padded]
+    for pad, names, _ in saved:
+        for name in names:
+            setattr(pad, name, 0.0)
+    try:
+        yield
+    finally:
+        for pad, names, values in saved:
+            for name, value in zip(names, values):
+                setattr(pad, name, value)
+
+
 def uses_tags(transport: str, backend: str) -> bool:
     """Whether messages are matched by tag (any order) rather than first in, first out."""
     if transport not in ("auto", "tagged", "in_order"):
@@ -166,7 +185,7 @@ def run_rank(rank: int, job: PipelineJob) -> RankResult:
     for step in range(job.warmup_steps + job.steps):
         for stage in stages.values():
             stage.layers.zero_grad(set_to_none=True)
-        with _quiet_gc():
+        with _quiet_gc(), _unpaced(stages.values(), step < job.warmup_steps):
             trace, losses = run_step(rank, job, stages, owners, num_stages, inputs, targets, tagged, place)
         if step >= job.warmup_steps:
             traces.append(trace)

@@ -1,5 +1,6 @@
 """The launcher: real processes, results in rank order, fast failures, timeouts, no leftovers, no clashes."""
 import os
+import signal
 import threading
 import time
 
@@ -91,11 +92,33 @@ def test_a_crashed_rank_without_a_result_is_reported():
     assert _children() == []
 
 
+def _interrupt_once_ranks_run(sent: list, world_size: int) -> None:
+    """Ctrl-C, as a notebook's interrupt sends it, once every rank is running: however slow a busy machine is to
+    start them, the interrupt then lands in the middle of a run, which is what the test is about."""
+    deadline = time.monotonic() + 120
+    while len(_children()) < world_size and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    sent.append(time.monotonic())
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+
 def test_keyboard_interrupt_leaves_no_process_behind():
-    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), 2))
-    timer.start()
+    sent: list = []
+    thread = threading.Thread(target=_interrupt_once_ranks_run, args=(sent, 2), daemon=True)
+    thread.start()
     with pytest.raises(KeyboardInterrupt):
-        launch(_stuck, world_size=2, timeout=30)
+        launch(_stuck, world_size=2, timeout=150)
+    stopped = time.monotonic()
+    assert sent and stopped - sent[0] < 5, "the interrupt did not stop the run promptly"
+    assert _children() == []
+
+
+def test_keyboard_interrupt_while_ranks_start_leaves_no_process_behind():
+    timer = threading.Timer(0.01, lambda: signal.pthread_kill(threading.main_thread().ident, signal.SIGINT))
+    with pytest.raises(KeyboardInterrupt):
+        timer.start()
+        launch(_stuck, world_size=4, timeout=150)
     assert _children() == []
 
 

@@ -37,9 +37,9 @@ def run_ring(fn, world_size: int) -> list:
     """Kernel side: what each of ``world_size`` ranks returned from ``fn`` (a deadlock becomes a clear TimeoutError)."""
     try:
         return launch(fn, world_size=world_size, args=(world_size,), timeout=RING_TIMEOUT)
-    except LaunchTimeout:
+    except LaunchTimeout as error:
         raise TimeoutError(f"the ring did not finish within {RING_TIMEOUT:g} s: a deadlock? (every rank in a blocking "
-                           f"send waits for a receive that no rank has posted yet)") from None
+                           f"send waits for a receive that no rank has posted yet)\n{error}") from None
 
 
 @exercise("ring_pass")

@@ -56,9 +56,9 @@ def real_problem(value, P: int, M: int) -> str | None:
     where = f"real run of one_f_one_b_schedule({P}, {M})"
     try:
         run = run_pipeline(parse(value), stages=P, microbatches=M, layers=P, batch_size=4 * M, pace_ms=(1, 2),
-                           warmup_steps=0, timeout=30)
+                           warmup_steps=0, steps=1, timeout=30)
     except (RankFailed, LaunchTimeout, ScheduleError) as error:
-        return f"{where} failed: {str(error).strip().splitlines()[0]}"
+        return f"{where} failed: {error.brief() if isinstance(error, RankFailed) else str(error).strip()}"
     if run.max_grad_error > TOLERANCE:
         return f"{where}: gradients differ from one process by {run.max_grad_error:.1e}"
     if run.trace.peak_activations != expected_peaks(P, M):

@@ -59,7 +59,7 @@ def real_problem(schedule, P: int, M: int) -> str | None:
     where = f"real run of zb_h1_schedule({P}, {M})"
     try:
         run = run_pipeline(schedule, stages=P, microbatches=M, layers=P, batch_size=4 * M, pace_ms=(1, 1, 1),
-                           warmup_steps=0, timeout=30)
+                           warmup_steps=0, steps=1, timeout=30)
     except (RankFailed, LaunchTimeout, ScheduleError) as error:
         return f"{where} failed: {str(error).strip().splitlines()[0]}"
     if run.max_grad_error > TOLERANCE:

@@ -1,0 +1,138 @@
+"""Bad input stops before any process starts, at once, with a message that says what to change (issue 7, part 4)."""
+import json
+import math
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+import labs
+from labs import Action, Costs, ScheduleError, run_pipeline, validate
+from labs.checks import InputError
+from labs.launch import RankFailed, launch
+
+
+def _no_launch(*args, **kwargs):
+    raise AssertionError("a process was about to start")
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(batch_size=0), "batch_size must be a whole number >= 1"),
+    (dict(pace_ms=(-1, 2)), r"pace_ms\[0\] must be >= 0"),
+    (dict(pace_ms=(math.nan, 2)), r"pace_ms\[0\] must be a finite number"),
+    (dict(pace_ms="fast"), "pace_ms is \\(forward_ms, backward_ms\\) per layer"),
+    (dict(timeout=0), "timeout \\(seconds\\) must be > 0"),
+    (dict(timeout=-1), "timeout \\(seconds\\) must be > 0"),
+    (dict(microbatches="2"), "write 2, not '2'"),
+    (dict(width=0), "width must be a whole number >= 1"),
+    (dict(stages=1000), "P=1000 is more than this machine can run: at most 64"),
+    (dict(stages=10**5), "at most 64"),
+    (dict(microbatches=10**8), "M=100000000 is more than this machine can run: at most 4096"),
+    (dict(steps=0), "steps must be a whole number >= 1"),
+    (dict(schedule=[["0F0", "0B0", "0W0"], ["1F0", "1B0", "1W0"]]), "the runtime runs only F/B actions"),
+    (dict(schedule=[["0F0", "0F1", "0B0", "0B1"], ["1F1", "1F0", "1B0", "1B1"]], transport="in_order"),
+     "1F1 on rank 1 would receive 0F0's message"),
+])
+def test_run_pipeline_refuses_at_once_without_starting_a_process(monkeypatch, kwargs, message):
+    monkeypatch.setattr(labs.pipeline, "launch", _no_launch)
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match=message):
+        run_pipeline(**kwargs)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_cuda_without_a_gpu_is_refused(monkeypatch):
+    monkeypatch.setattr(labs.pipeline, "launch", _no_launch)
+    monkeypatch.setattr(sys.modules["labs.launch"], "gpus_visible", lambda: 0)
+    with pytest.raises(InputError, match="torch sees no CUDA GPU on this machine: use device='cpu'"):
+        run_pipeline(device="cuda")
+
+
+@pytest.mark.parametrize("schedule,message", [
+    ([5], "rank 0's entry is 5: each rank needs a list of actions"),
+    ([None], "rank 0's entry is None"),
+    ([[Action(0, "X", 0)]], "kind is one of F, B, W"),
+    ([[Action(0.0, "F", 0), Action(0, "B", 0)]], "stage and micro-batch are whole numbers"),
+    (["\u0662F\u0665"], "cannot read action"),  # Arabic-Indic digits: not 2F5
+    ([["1F0", "1B0"]], "0F0 is missing: no rank runs stage 0"),
+])
+def test_validate_says_what_is_wrong(schedule, message):
+    with pytest.raises(ScheduleError, match=message):
+        validate(schedule)
+
+
+@pytest.mark.parametrize("costs,message", [
+    (dict(forward=-1), "finite numbers >= 0"), (dict(backward=math.nan), "finite numbers >= 0"),
+    (dict(link=-0.5), "finite numbers >= 0"),
+])
+def test_bad_costs_are_refused(costs, message):
+    with pytest.raises(ValueError, match=message):
+        Costs(**costs)
+
+
+def test_costs_with_the_wrong_number_of_stages():
+    with pytest.raises(ValueError, match="has 2 entries for 4 stages"):
+        labs.simulate(labs.gpipe(4, 2), Costs(forward=[1, 2]))
+
+
+@pytest.mark.parametrize("kwargs,message", [(dict(timeout=0), "timeout is the seconds"),
+                                            (dict(world_size=65), "more than 64 ranks")])
+def test_launch_refuses_before_starting(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        launch(lambda rank: rank, **{"world_size": 2, **kwargs})
+
+
+class _BreaksOnLoad:
+    def __reduce__(self):
+        return (_refuse, ())
+
+
+def _refuse():
+    raise RuntimeError("cannot be rebuilt here")
+
+
+def test_a_result_that_cannot_be_unpickled_names_its_rank():
+    pickle.dumps(_BreaksOnLoad())  # pickles fine in the worker; fails only when the parent loads it
+    with pytest.raises(RankFailed, match="rank 1 returned a result that cannot be rebuilt") as error:
+        launch(lambda rank: _BreaksOnLoad() if rank == 1 else rank, world_size=2)
+    assert error.value.rank == 1
+
+
+def test_a_killed_parents_rendezvous_folder_is_cleaned_on_the_next_launch():
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tempfile.mkdtemp(prefix=f"labs-launch-{int(dead.stdout)}-")
+    mine = tempfile.mkdtemp(prefix=f"labs-launch-{os.getpid()}-")  # a live parent's folder stays
+    launch(lambda rank: rank, world_size=2)
+    assert not os.path.exists(stale) and os.path.exists(mine)
+    os.rmdir(mine)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "labs", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "--plot", "/no/such/folder/t.png"], "the folder /no/such/folder does not exist"),
+    (["grade", "notebooks/04_1f1b.ipynb", "--json", "/no/such/folder/s.json"], "does not exist"),
+    (["grade", "no_such_notebook.ipynb"], "no such file"),
+    (["grade", "labs/checks.py"], "is not a notebook"),
+    (["run", "--stages", "\u0662"], "digits 0-9"),
+    (["run", "--stages", "100000"], "at most 64"),
+    (["run", "--pace-ms=-1,2"], "must be >= 0"),
+])
+def test_cli_refuses_before_running(args, message):
+    started = time.perf_counter()
+    result = _cli(*args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr[-800:]
+    assert "Traceback" not in result.stderr and time.perf_counter() - started < 30
+
+
+def test_grade_refuses_a_non_notebook_and_an_unknown_number(tmp_path):
+    (tmp_path / "03_gpipe.ipynb").write_text("not json")
+    (tmp_path / "99_extra.ipynb").write_text(json.dumps({"cells": []}))
+    assert "not a readable notebook" in _cli("grade", str(tmp_path / "03_gpipe.ipynb")).stderr
+    assert "no notebook number 99" in _cli("grade", str(tmp_path / "99_extra.ipynb")).stderr
