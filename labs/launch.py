@@ -101,6 +101,10 @@ def launch(fn, world_size: int = 4, args: tuple = (), kwargs: dict | None = None
     if under_torchrun():
         return _launch_under_torchrun(fn, world_size, args, kwargs, timeout, backend)
     backend = backend or default_backend(world_size)
+    if backend == "nccl" and gpus_visible() < world_size:
+        raise ValueError(f"NCCL needs one GPU per rank: {world_size} ranks but {gpus_visible()} GPU(s) visible "
+                         f"(NCCL refuses two ranks on one GPU, 'Duplicate GPU detected'); use backend='gloo', "
+                         f"which the ranks can share a GPU through, or launch at most {gpus_visible()} ranks")
     start_method = start_method or default_start_method()
     ctx = mp.get_context(start_method)
     if start_method == "fork":
