@@ -51,7 +51,9 @@ def check_split_stages(fn) -> bool:
 
 
 def _split_cases(rng) -> list[tuple]:
-    return [(num_layers, num_stages) for num_layers in range(1, 25) for num_stages in range(1, num_layers + 1)]
+    grid = [(num_layers, num_stages) for num_layers in range(1, 25) for num_stages in range(1, num_layers + 1)]
+    hidden = [(layers, rng.randint(1, min(layers, 97))) for layers in (rng.randint(25, 5000) for _ in range(10))]
+    return grid + hidden  # hidden cases too large for a table of answers made before grading
 
 
 # ---------------------------------------------------------------- exercise 2: stage_step
