@@ -118,17 +118,24 @@ def _stub_code(name: str, freevars: tuple):
     return (namespace["_outer"]() if freevars else namespace["_forbidden"]).__code__
 
 
+def _fingerprint(code) -> tuple:
+    return (code.co_code, code.co_consts, code.co_names)
+
+
 @contextlib.contextmanager
-def forbidden_calls(names):
+def forbidden_calls(names, watch_copies: bool = False):
     """While inside, calling any function in ``names`` (dotted) raises and is recorded; yields the record (a list).
 
     The function's ``__code__`` is swapped, so every alias (``f = labs.idle_fraction``), wrapper and forked rank
-    sees the swap; the original code comes back on exit.
+    sees the swap; the original code comes back on exit. With ``watch_copies`` a profile hook (this thread only, so
+    not for code that runs on ranks) also records a call of any *copy* of a reference's code: a function rebuilt from
+    a saved ``__code__``, a reloaded module, the reference's source pasted verbatim.
     """
     calls: list = []
     swapped = []
     previous = getattr(sys, "_labs_forbidden_calls", None)
     sys._labs_forbidden_calls = calls
+    profile = sys.getprofile()
     try:
         for dotted in names:
             try:
@@ -137,10 +144,18 @@ def forbidden_calls(names):
             except (ImportError, AttributeError):
                 continue  # a reference that does not exist cannot be called either
             function.__code__ = _stub_code(dotted, code.co_freevars)
-            swapped.append((function, code))
+            swapped.append((function, code, dotted))
+        if watch_copies and swapped:
+            prints = {_fingerprint(code): dotted for _, code, dotted in swapped}
+
+            def watch(frame, event, arg):
+                if event == "call" and _fingerprint(frame.f_code) in prints:
+                    calls.append(prints[_fingerprint(frame.f_code)])
+            sys.setprofile(watch)
         yield calls
     finally:
-        for function, code in swapped:
+        sys.setprofile(profile)
+        for function, code, _ in swapped:
             function.__code__ = code
         sys._labs_forbidden_calls = previous
 
@@ -191,7 +206,8 @@ def run_cases(namespace: dict, request) -> str:
         except BaseException as error:  # noqa: BLE001 - e.g. the learner deleted labs from the copy
             texts = [json.dumps(describe(error))] * len(cases)
         if not texts:
-            with forbidden_calls(request.get("forbidden", ())) as calls:
+            forbidden = request.get("forbidden", ())
+            with forbidden_calls(forbidden, watch_copies=runner is None) as calls:
                 for index, case in enumerate(cases):
                     del calls[:]
                     try:

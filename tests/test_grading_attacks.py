@@ -129,6 +129,20 @@ def test_calling_the_reference_directly_through_an_alias_or_a_wrapper_scores_zer
     assert wrapped["bubble_overhead"]["passed"]
 
 
+def test_a_copy_of_the_reference_code_or_a_reloaded_module_scores_zero(tmp_path):
+    copies = """
+import importlib, sys, types
+simulate = sys.modules["labs.simulate"]
+saved = labs.bubble_overhead.__code__  # taken before grading: the swap does not reach this copy's function
+bubble_overhead = types.FunctionType(saved, vars(simulate), "bubble_overhead", (1,))
+def idle_fraction(P, M):
+    return importlib.reload(simulate).idle_fraction(P, M)  # fresh function objects, same code
+"""
+    result = _grade(tmp_path, copies)
+    _zero(result["bubble_overhead"], "labs.simulate.bubble_overhead")
+    _zero(result["idle_fraction"], "labs.simulate.idle_fraction")
+
+
 def test_inflated_or_forged_outputs_are_rejected(tmp_path):
     forge = """
 import json

@@ -124,7 +124,7 @@ def check(fn, cases: list, problem, name: str, reference: str, forbidden: tuple 
     first and each distinct message once.
     """
     values = []
-    with forbidden_calls(forbidden) as calls:  # only the learner's calls run with the references swapped out
+    with forbidden_calls(forbidden, watch_copies=call is None) as calls:  # only the learner's calls run guarded
         for case in cases:
             del calls[:]
             try:

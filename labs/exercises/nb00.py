@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 
 from labs.exercises._common import check, exercise, score_cases
+from labs.exercises._messages import Counted, silent_ranks
 from labs.grading import Graded
 from labs.launch import LaunchTimeout, launch
 
@@ -34,9 +35,10 @@ def reference_ring_pass(rank: int, world_size: int) -> torch.Tensor:
 
 
 def run_ring(fn, world_size: int) -> list:
-    """Kernel side: what each of ``world_size`` ranks returned from ``fn`` (a deadlock becomes a clear TimeoutError)."""
+    """Kernel side: per rank, what ``fn`` returned and how many messages it sent and received (a deadlock becomes a
+    clear TimeoutError)."""
     try:
-        return launch(fn, world_size=world_size, args=(world_size,), timeout=RING_TIMEOUT)
+        return launch(Counted(fn), world_size=world_size, args=(world_size,), timeout=RING_TIMEOUT)
     except LaunchTimeout as error:
         raise TimeoutError(f"the ring did not finish within {RING_TIMEOUT:g} s: a deadlock? (every rank in a blocking "
                            f"send waits for a receive that no rank has posted yet)\n{error}") from None
@@ -48,13 +50,17 @@ def ring_problem(case, results) -> str | None:
     if not isinstance(results, list) or len(results) != world_size:
         return f"{world_size} ranks: expected one result per rank, got {str(results)[:200]}"
     problems = []
-    for rank, got in enumerate(results):
+    for rank, report in enumerate(results):
+        got = report.get("result") if isinstance(report, dict) else report
         left = (rank - 1) % world_size
         want = ring_tensor(left).tolist()
         if not isinstance(got, list):
             problems.append(f"rank {rank} returned {str(got)[:80]}, expected the tensor it received")
         elif got != want:
             problems.append(f"rank {rank} returned {got}, expected {want} (rank {left}'s tensor)")
+    quiet = silent_ranks(results)
+    if quiet and not problems:
+        problems.append(quiet)
     return f"{world_size} ranks: " + "; ".join(problems) if problems else None
 
 

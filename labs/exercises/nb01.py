@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 from labs.exercises._common import check, exercise, score_cases
+from labs.exercises._messages import Counted, silent_ranks
 from labs.grading import Graded
 from labs.launch import LaunchTimeout, launch
 from labs.model import ToyModel, loss_fn, parameter_name, reference_gradients, split_layers
@@ -50,7 +51,9 @@ def check_split_stages(fn) -> bool:
 
 
 def _split_cases(rng) -> list[tuple]:
-    return [(num_layers, num_stages) for num_layers in range(1, 25) for num_stages in range(1, num_layers + 1)]
+    grid = [(num_layers, num_stages) for num_layers in range(1, 25) for num_stages in range(1, num_layers + 1)]
+    hidden = [(layers, rng.randint(1, min(layers, 97))) for layers in (rng.randint(25, 5000) for _ in range(10))]
+    return grid + hidden  # hidden cases too large for a table of answers made before grading
 
 
 # ---------------------------------------------------------------- exercise 2: stage_step
@@ -83,28 +86,31 @@ def reference_stage_step(rank: int, world_size: int, model: ToyModel, batch_size
 
 
 def run_stage_step(fn, world_size: int, layers: int, batch_size: int, seed: int, width: int = 32) -> dict:
-    """Kernel side: run ``fn`` on ``world_size`` ranks on the described model; every rank's gradients, merged."""
+    """Kernel side: run ``fn`` on ``world_size`` ranks on the described model: every rank's gradients, merged, and
+    how many messages each rank sent and received."""
     model = ToyModel(num_layers=layers, width=width, seed=seed)
     try:
-        results = launch(fn, world_size=world_size, args=(world_size, model, batch_size), timeout=STEP_TIMEOUT)
+        reports = launch(Counted(fn), world_size=world_size, args=(world_size, model, batch_size),
+                         timeout=STEP_TIMEOUT)
     except LaunchTimeout as error:
         raise TimeoutError(f"the ranks did not finish within {STEP_TIMEOUT:g} s (a rank waits for a message that "
                            f"is never sent?)\n{error}") from None
     grads = {}
-    for rank, result in enumerate(results):
-        if not isinstance(result, dict):
-            raise TypeError(f"rank {rank} returned {type(result).__name__}, expected a dict of gradients")
-        grads.update(result)
-    return grads
+    for rank, report in enumerate(reports):
+        if not isinstance(report["result"], dict):
+            raise TypeError(f"rank {rank} returned {type(report['result']).__name__}, expected a dict of gradients")
+        grads.update(report["result"])
+    return {"grads": grads, "messages": [{"sent": r["sent"], "received": r["received"]} for r in reports]}
 
 
 @exercise("stage_step")
-def step_problem(case, grads) -> str | None:
+def step_problem(case, output) -> str | None:
     world_size, layers, batch_size, seed = case[:4]
     width = case[4] if len(case) > 4 else 32
     where = f"{world_size} ranks, {layers} layers, batch {batch_size}"
+    grads = output.get("grads") if isinstance(output, dict) else None
     if not isinstance(grads, dict):
-        return f"{where}: expected a dict of gradients, got {str(grads)[:200]}"
+        return f"{where}: expected a dict of gradients, got {str(output)[:200]}"
     _, reference = reference_gradients(ToyModel(num_layers=layers, width=width, seed=seed), batch_size)
     missing = sorted(set(reference) - set(grads))
     if missing:
@@ -123,7 +129,8 @@ def step_problem(case, grads) -> str | None:
     worst = max(errors, key=errors.get)
     if errors[worst] > TOLERANCE:
         return f"{where}: max |pipeline - one process| = {errors[worst]:.1e} > {TOLERANCE:g} (worst: parameter {worst})"
-    return None
+    quiet = silent_ranks(output.get("messages", []) if world_size > 1 else [])
+    return f"{where}: {quiet}" if quiet else None
 
 
 def check_stage_step(fn) -> bool:

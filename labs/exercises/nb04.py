@@ -87,7 +87,7 @@ def _cases(rng) -> list[tuple]:
         for M in (1, 2, 3, P, P + 1, 2 * P, 9):
             if (P, M) not in cases:
                 cases.append((P, M))
-    return cases
+    return cases + [(rng.randint(7, 16), rng.randint(10, 40)) for _ in range(3)]
 
 
 def score(cases, outputs) -> tuple[float, str]:

@@ -40,7 +40,8 @@ def check_chunk_owner(fn) -> bool:
 
 
 def _owner_cases(rng) -> list[tuple]:
-    return [(stage, P) for P in range(1, 9) for stage in range(4 * P)]
+    hidden = [(rng.randint(0, 10**6), rng.randint(2, 1000)) for _ in range(10)]
+    return [(stage, P) for P in range(1, 9) for stage in range(4 * P)] + hidden
 
 
 @exercise("forward_order")
