@@ -77,10 +77,12 @@ def main(argv=None) -> int:
     bench.add_argument("--pace-ms", type=_pace, default=(10.0, 20.0))
     bench.add_argument("--microbatches", type=int, default=8)
     bench.add_argument("--json", action="store_true")
-    grade = sub.add_parser("grade", help="execute a submitted notebook, run its graded tests, print a score table")
+    grade = sub.add_parser("grade", help="execute a copy of a submitted notebook, score its exercises, print a table")
     grade.add_argument("notebook", help="path to the submitted .ipynb")
     grade.add_argument("--json", metavar="FILE", help="also write the scores as JSON to FILE")
-    grade.add_argument("--timeout", type=float, default=300.0, help="seconds for executing the notebook")
+    grade.add_argument("--timeout", type=float, default=600.0, help="seconds for the whole notebook (default 600)")
+    grade.add_argument("--step-timeout", type=float, default=180.0, help="seconds for one cell or one exercise")
+    grade.add_argument("--seed", type=int, help="draw the graded cases with this seed (default: a fresh one)")
     args = parser.parse_args(argv)
     from .launch import LaunchTimeout, RankFailed
     from .model import ModelError
@@ -90,7 +92,11 @@ def main(argv=None) -> int:
             return _run(args)
         if args.command == "grade":
             from .grading import main as grade_main
-            return grade_main(args)
+            try:
+                return grade_main(args)
+            except (ValueError, ModuleNotFoundError) as error:  # a missing file, not a notebook, unknown number
+                print(f"error: {error}", file=sys.stderr)
+                return 2
         from .bench import main as bench_main
         return bench_main(args)
     except (ScheduleError, ModelError) as error:

@@ -1,14 +1,178 @@
-"""What every exercise check shares: calling the learner's function, collecting problems, reporting them.
+"""What every exercise check and graded score shares: judging one case, ordering failures, reporting them.
 
-A problem function takes one case and returns None when the learner's answer is right, or a sentence saying what is
-wrong (which call, what came back, what was expected). NotImplementedError passes through it, so a check can say
-"not implemented yet" and the notebook can carry on with the reference.
+An exercise module writes one *problem* function per exercise, ``problem(case, value) -> None | str``: None when
+``value`` (the learner's output for ``case``, as ``labs.grading.plain`` data) is right, else a sentence saying which
+call, what came back and what was expected. Both sides use it:
+
+* the visible check in the notebook (kernel side): ``check(fn, cases, problem, name=..., reference=...)`` calls the
+  learner's function, says "not implemented yet" or "just calls the reference" and carries on with the reference,
+  and prints the most instructive failing case first, each distinct message once;
+* the graded score (grader side): ``score_cases(cases, outputs, problem)`` -> (fraction, message), or
+  ``fraction_of_cases(problems, n)`` for scores built by hand.
 """
 from __future__ import annotations
 
+import re
 
+from labs.grading_kernel import describe, forbidden_calls, plain
+
+SHOWN = 3  # distinct failure messages a check or a score shows
+_CALL = re.compile(r"^[A-Za-z_][\w.]*\([^()]*\)")  # the call a message starts with: f(2, 3)
+
+
+def special(where: str, output) -> str | None:
+    """The problem when ``output`` is not a value but what the kernel made of a failed call; None for a value."""
+    if not isinstance(output, dict) or len(output) > 2:
+        return None
+    if output.get("not_implemented") is True and len(output) == 1:
+        return f"{where}: not implemented (raises NotImplementedError)"
+    if isinstance(output.get("forbidden"), str) and len(output) == 1:
+        return (f"{where} calls {output['forbidden']}, the reference this exercise asks you to write; "
+                f"write your own")
+    if isinstance(output.get("error"), str) and len(output) == 1:
+        return f"{where} raised {output['error']}"
+    if output.get("missing") is True and len(output) == 1:
+        return f"{where}: no such function in the notebook"
+    if isinstance(output.get("object"), str) and "repr" in output:
+        return f"{where} returned {output['repr']}, a {output['object']} (expected plain values)"
+    return None
+
+
+def instructiveness(case) -> tuple:
+    """Sort key: failing cases with every size above 1 first (P=1 or M=1 hides most mistakes), then smaller ones."""
+    numbers = [x for x in case if isinstance(x, (int, float)) and not isinstance(x, bool)] if isinstance(
+        case, (tuple, list)) else []
+    degenerate = any(x <= 1 for x in numbers)
+    return (degenerate, sum(abs(x) for x in numbers))
+
+
+def distinct(messages: list[str]) -> list[str]:
+    """Each message once, in first-seen order, with "(the same for N cases)" when it repeats. Messages that differ
+    only in the call they start with (``f(2, 3) raised ...``, ``f(4, 1) raised ...``) count as the same."""
+    first: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for message in messages:
+        key = _CALL.sub("", message, count=1)
+        first.setdefault(key, message)
+        counts[key] = counts.get(key, 0) + 1
+    return [first[k] if n == 1 else f"{first[k]} (the same for {n} cases)" for k, n in counts.items()]
+
+
+def fraction_of_cases(problems: list, n: int, what: str = "cases") -> tuple[float, str]:
+    """(share of the n cases without a problem, message): the most instructive problem first, repeats shown once.
+
+    ``problems`` holds messages, or (case, message) pairs, which are ordered by ``instructiveness``.
+    """
+    if n <= 0:
+        return 0.0, "no cases to grade"
+    pairs = [p if isinstance(p, tuple) and len(p) == 2 else (None, p) for p in problems]
+    pairs.sort(key=lambda p: instructiveness(p[0]) if p[0] is not None else (True, 0))
+    if not pairs:
+        return 1.0, f"all {n} {what} passed"
+    shown = distinct([message for _, message in pairs])
+    more = f"; and {len(shown) - SHOWN} other problems" if len(shown) > SHOWN else ""
+    return (max(0.0, (n - len(pairs)) / n),
+            f"{len(pairs)} of {n} {what} wrong; " + "\n".join(shown[:SHOWN]) + more)
+
+
+def score_cases(cases: list, outputs: list, problem) -> tuple[float, str]:
+    """A score: ``problem(case, output)`` on every case (after the kernel's failures), as ``fraction_of_cases``."""
+    problems = []
+    for case, output in zip(cases, outputs):
+        where = call_text(problem, case)
+        message = special(where, output)
+        if message is None:
+            try:
+                message = problem(case, output)
+            except Exception as error:  # noqa: BLE001 - outputs of an unexpected shape are wrong answers
+                message = f"{where} returned {str(output)[:200]}: {type(error).__name__}: {error}"
+        if message:
+            problems.append((tuple(case), message))
+    return fraction_of_cases(problems, len(cases))
+
+
+def call_text(problem, case) -> str:
+    """``name(1, 2)`` for a case, with the exercise's name from ``problem.exercise`` when it has one."""
+    name = getattr(problem, "exercise", "the function")
+    return f"{name}({', '.join(map(repr, case))})"
+
+
+def exercise(name: str):
+    """Decorator for a problem function: remembers the exercise's name for messages."""
+    def mark(problem):
+        problem.exercise = name
+        return problem
+    return mark
+
+
+# ---------------------------------------------------------------- visible checks (in the notebook's kernel)
+def not_implemented_message(name: str, reference: str) -> str:
+    return f"not implemented yet: {name} (carrying on with the labs reference, {reference})"
+
+
+def forbidden_message(name: str, called: str) -> str:
+    return (f"{name} just calls {called}, the reference it is asked to write: write your own "
+            f"(carrying on with the labs reference)")
+
+
+def check(fn, cases: list, problem, name: str, reference: str, forbidden: tuple = (), passed: str = "",
+          call=None) -> bool:
+    """The visible check: run ``fn`` on ``cases`` (``call(fn, *case)`` if given), print feedback, True if all right.
+
+    Never raises. Says "not implemented yet" or "just calls the reference" (for any name in ``forbidden``) and
+    returns False so the notebook carries on with the reference; otherwise prints the most instructive failing case
+    first and each distinct message once.
+    """
+    values = []
+    with forbidden_calls(forbidden) as calls:  # only the learner's calls run with the references swapped out
+        for case in cases:
+            del calls[:]
+            try:
+                value = plain(call(fn, *case) if call else fn(*case))
+            except BaseException as error:  # noqa: BLE001 - a check never raises, not even on SystemExit
+                if isinstance(error, KeyboardInterrupt):
+                    raise
+                value = describe(error)
+            if calls:
+                value = {"forbidden": calls[0]}
+            if value == {"not_implemented": True}:
+                print(not_implemented_message(name, reference))
+                return False
+            if isinstance(value, dict) and "forbidden" in value and len(value) == 1:
+                print(forbidden_message(name, value["forbidden"]))
+                return False
+            values.append(value)
+    problems = []
+    for case, value in zip(cases, values):  # judged with the references back in place
+        where = call_text(problem, case)
+        message = special(where, value)
+        if message is None:
+            try:
+                message = problem(case, value)
+            except Exception as error:  # noqa: BLE001
+                message = f"{where} returned {str(value)[:200]}: {type(error).__name__}: {error}"
+        if message:
+            problems.append((tuple(case), message))
+    return report(problems, passed)
+
+
+def report(problems: list, passed: str, shown: int = SHOWN) -> bool:
+    """Print the problems (most instructive first, each distinct message once) or ``passed``; True when none."""
+    pairs = [p if isinstance(p, tuple) and len(p) == 2 else (None, p) for p in problems]
+    pairs.sort(key=lambda p: instructiveness(p[0]) if p[0] is not None else (True, 0))
+    messages = distinct([message for _, message in pairs])
+    for message in messages[:shown]:
+        print(message)
+    if len(messages) > shown:
+        print(f"... and {len(messages) - shown} other problems")
+    if not problems and passed:
+        print(passed)
+    return not problems
+
+
+# ---------------------------------------------------------------- older helpers, kept for checks written against them
 class Answer:
-    """The learner's return value, or the problem that calling the function raised."""
+    """The learner's return value, or the problem that calling the function raised (NotImplementedError passes)."""
 
     def __init__(self, fn, where: str, *args, **kwargs):
         self.value, self.problem = None, None
@@ -21,21 +185,9 @@ class Answer:
 
 
 def collect(problem, cases, name: str, fallback: str):
-    """The problems over ``cases``; None (after saying so) when the learner has not written the function yet."""
+    """The problems over ``cases`` (``problem(*case)``); None (after saying so) when the function is not written."""
     try:
-        return [p for case in cases if (p := problem(*case))]
+        return [(tuple(case), p) for case in cases if (p := problem(*case))]
     except NotImplementedError:
-        print(f"not implemented yet: {name} (the notebook carries on with {fallback})")
+        print(not_implemented_message(name, fallback))
         return None
-
-
-def report(problems: list, passed: str, shown: int | None = None) -> bool:
-    """Print the problems (the first ``shown`` of them) or the passing message; True when there are none."""
-    for problem in problems[:shown]:
-        print(problem)
-    if shown is not None and len(problems) > shown:
-        print(f"... and {len(problems) - shown} more cases wrong")
-    if not problems:
-        print(passed)
-    return not problems
-

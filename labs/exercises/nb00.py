@@ -1,17 +1,21 @@
-"""Notebook 00 (ranks and messages): the check and graded test of ``ring_pass``, and a reference to carry on with.
+"""Notebook 00 (ranks and messages): the check and graded score of ``ring_pass``, and a reference to carry on with.
 
 ``ring_pass(rank, world_size)`` runs on every rank under ``labs.launch``: rank r holds
 ``torch.arange(4.) + 10 * r``, sends it to rank r+1 and returns what it received from rank r-1 (the ring wraps).
+Graded: the kernel runs the learner's ring on the grader's world sizes and returns what each rank received (plain
+lists); the grader compares with ``ring_tensor`` in its own process. Calling ``reference_ring_pass`` is not an answer.
 """
 from __future__ import annotations
 
 import torch
 import torch.distributed as dist
 
+from labs.exercises._common import check, exercise, score_cases
 from labs.grading import Graded
-from labs.launch import LaunchTimeout, RankFailed, launch
+from labs.launch import LaunchTimeout, launch
 
 RING_TIMEOUT = 15.0
+REFERENCE = "labs.exercises.nb00.reference_ring_pass"
 
 
 def ring_tensor(rank: int) -> torch.Tensor:
@@ -29,57 +33,37 @@ def reference_ring_pass(rank: int, world_size: int) -> torch.Tensor:
     return received
 
 
-def _problems(results, world_size: int) -> list[str]:
+def run_ring(fn, world_size: int) -> list:
+    """Kernel side: what each of ``world_size`` ranks returned from ``fn`` (a deadlock becomes a clear TimeoutError)."""
+    try:
+        return launch(fn, world_size=world_size, args=(world_size,), timeout=RING_TIMEOUT)
+    except LaunchTimeout:
+        raise TimeoutError(f"the ring did not finish within {RING_TIMEOUT:g} s: a deadlock? (every rank in a blocking "
+                           f"send waits for a receive that no rank has posted yet)") from None
+
+
+@exercise("ring_pass")
+def ring_problem(case, results) -> str | None:
+    (world_size,) = case
+    if not isinstance(results, list) or len(results) != world_size:
+        return f"{world_size} ranks: expected one result per rank, got {str(results)[:200]}"
     problems = []
     for rank, got in enumerate(results):
         left = (rank - 1) % world_size
-        want = ring_tensor(left)
-        if not isinstance(got, torch.Tensor):
-            problems.append(f"rank {rank} returned {type(got).__name__}, expected the tensor it received")
-        elif got.shape != want.shape or not torch.equal(got.float(), want):
-            problems.append(f"rank {rank} returned {got.tolist()}, expected {want.tolist()} (rank {left}'s tensor)")
-    return problems
-
-
-def _run(fn, world_size: int):
-    """(results, None) or (None, why it failed)."""
-    try:
-        return launch(fn, world_size=world_size, args=(world_size,), timeout=RING_TIMEOUT), None
-    except RankFailed as error:
-        if "NotImplementedError" in error.worker_traceback:
-            return None, "not implemented"
-        last = error.worker_traceback.strip().splitlines()[-1]
-        return None, f"rank {error.rank} raised {last}"
-    except LaunchTimeout:
-        return None, (f"the ring did not finish within {RING_TIMEOUT:g} s with {world_size} ranks: a deadlock? "
-                      f"(every rank in a blocking send waits for a receive that no rank has posted yet)")
+        want = ring_tensor(left).tolist()
+        if not isinstance(got, list):
+            problems.append(f"rank {rank} returned {str(got)[:80]}, expected the tensor it received")
+        elif got != want:
+            problems.append(f"rank {rank} returned {got}, expected {want} (rank {left}'s tensor)")
+    return f"{world_size} ranks: " + "; ".join(problems) if problems else None
 
 
 def check_ring_pass(fn) -> bool:
     """Run ``fn`` on 4 ranks; say which rank got what."""
-    results, why = _run(fn, 4)
-    if why == "not implemented":
-        print("not implemented yet: ring_pass (the notebook carries on with the reference ring pass)")
-        return False
-    if why:
-        print(f"ring_pass failed: {why}")
-        return False
-    problems = _problems(results, 4)
-    for problem in problems:
-        print(problem)
-    if not problems:
-        print("ring_pass: every rank received its left neighbour's tensor (4 ranks) -> correct")
-    return not problems
+    return check(fn, [(4,)], ring_problem, "ring_pass", "the reference ring pass", forbidden=(REFERENCE,),
+                 call=run_ring, passed="ring_pass: every rank received its left neighbour's tensor (4 ranks) -> correct")
 
 
-def _graded_ring_pass(fn) -> None:
-    for world_size in (2, 3, 4, 5):
-        results, why = _run(fn, world_size)
-        if why == "not implemented":
-            raise NotImplementedError("ring_pass")
-        assert why is None, f"{world_size} ranks: {why}"
-        problems = _problems(results, world_size)
-        assert not problems, f"{world_size} ranks: " + "; ".join(problems)
-
-
-GRADED = [Graded(name="ring_pass", points=2, test=_graded_ring_pass)]
+GRADED = [Graded(name="ring_pass", points=2, cases=lambda rng: [(n,) for n in (3, 2, 4, 5)],
+                 score=lambda cases, outputs: score_cases(cases, outputs, ring_problem),
+                 run="labs.exercises.nb00:run_ring", forbidden=(REFERENCE,))]

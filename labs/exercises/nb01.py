@@ -1,57 +1,56 @@
-"""Notebook 01 (the naive pipeline): checks and graded tests of ``split_stages`` and ``stage_step``.
+"""Notebook 01 (the naive pipeline): checks and graded scores of ``split_stages`` and ``stage_step``.
 
 * ``split_stages(num_layers, num_stages)`` -> list of ``range``: contiguous, in order, every layer once, sizes
   differing by at most one, the earlier stages taking the extra layers (what ``labs.split_layers`` returns).
 * ``stage_step(rank, world_size, model, batch_size)`` runs on every rank under ``labs.launch``: forward of the whole
   batch through this rank's block of layers (receiving from rank-1, sending to rank+1), the loss on the last rank,
   then the backward in reverse; returns ``{labs.model.parameter_name(layer, name): grad}`` for its own layers.
+
+Graded: the kernel returns ``split_stages``'s ranges as lists, and the gradients of a real run of ``stage_step`` on
+the grader's (world size, layers, batch, seed) as nested lists; the grader compares them with ``labs.split_layers``
+and with one process's gradients, computed in its own process. Calling the reference is not an answer.
 """
 from __future__ import annotations
 
 import torch
 import torch.distributed as dist
 
-from labs.exercises._common import Answer, collect, report
+from labs.exercises._common import check, exercise, score_cases
 from labs.grading import Graded
-from labs.launch import LaunchTimeout, RankFailed, launch
-from labs.model import ToyModel, loss_fn, max_grad_error, parameter_name, reference_gradients, split_layers
+from labs.launch import LaunchTimeout, launch
+from labs.model import ToyModel, loss_fn, parameter_name, reference_gradients, split_layers
 
 STEP_TIMEOUT = 20.0
 TOLERANCE = 1e-5
+SPLIT_REFERENCE = "labs.model.split_layers"
+STEP_REFERENCE = "labs.exercises.nb01.reference_stage_step"
 
 
 # ---------------------------------------------------------------- exercise 1: split_stages
-def _split_problem(fn, num_layers: int, num_stages: int) -> str | None:
-    want = split_layers(num_layers, num_stages)
-    answer = Answer(fn, f"split_stages({num_layers}, {num_stages})", num_layers, num_stages)
-    if answer.problem:
-        return answer.problem
-    got = answer.value
-    try:
-        got_list = [range(r.start, r.stop) if isinstance(r, range) else r for r in got]
-    except TypeError:
-        return f"split_stages({num_layers}, {num_stages}) returned {got!r}, expected a list of ranges"
-    if got_list != want:
-        return (f"split_stages({num_layers}, {num_stages}) returned [{', '.join(map(_show, got_list))}], "
-                f"expected [{', '.join(map(_show, want))}]")
+def _show(blocks) -> str:
+    return "[" + ", ".join(f"range({b[0]}, {b[-1] + 1})" if b and b == list(range(b[0], b[-1] + 1)) else repr(b)
+                           for b in blocks) + "]"
+
+
+@exercise("split_stages")
+def split_problem(case, got) -> str | None:
+    num_layers, num_stages = case
+    want = [list(r) for r in split_layers(num_layers, num_stages)]
+    if not isinstance(got, list) or not all(isinstance(b, list) for b in got):
+        return f"split_stages({num_layers}, {num_stages}) returned {str(got)[:200]}, expected a list of ranges"
+    if got != want:
+        return f"split_stages({num_layers}, {num_stages}) returned {_show(got)}, expected {_show(want)}"
     return None
-
-
-def _show(r) -> str:
-    return f"range({r.start}, {r.stop})" if isinstance(r, range) else repr(r)
 
 
 def check_split_stages(fn) -> bool:
     cases = [(8, 4), (10, 4), (7, 3), (4, 4), (5, 1)]
-    problems = collect(lambda *case: _split_problem(fn, *case), cases, "split_stages", "labs.split_layers")
-    return problems is not None and report(problems, f"split_stages: {len(cases)} cases match labs.split_layers -> correct")
+    return check(fn, cases, split_problem, "split_stages", "labs.split_layers", forbidden=(SPLIT_REFERENCE,),
+                 passed=f"split_stages: {len(cases)} cases match labs.split_layers -> correct")
 
 
-def _graded_split_stages(fn) -> None:
-    for num_layers in range(1, 25):
-        for num_stages in range(1, num_layers + 1):
-            problem = _split_problem(fn, num_layers, num_stages)
-            assert problem is None, problem
+def _split_cases(rng) -> list[tuple]:
+    return [(num_layers, num_stages) for num_layers in range(1, 25) for num_stages in range(1, num_layers + 1)]
 
 
 # ---------------------------------------------------------------- exercise 2: stage_step
@@ -83,53 +82,64 @@ def reference_stage_step(rank: int, world_size: int, model: ToyModel, batch_size
             for name, p in layer.named_parameters()}
 
 
-def _step_problem(fn, world_size: int, model: ToyModel, batch_size: int) -> str | None:
-    where = f"{world_size} ranks, {model.num_layers} layers, batch {batch_size}"
+def run_stage_step(fn, world_size: int, layers: int, batch_size: int, seed: int, width: int = 32) -> dict:
+    """Kernel side: run ``fn`` on ``world_size`` ranks on the described model; every rank's gradients, merged."""
+    model = ToyModel(num_layers=layers, width=width, seed=seed)
     try:
         results = launch(fn, world_size=world_size, args=(world_size, model, batch_size), timeout=STEP_TIMEOUT)
-    except RankFailed as error:
-        if "NotImplementedError" in error.worker_traceback:
-            raise NotImplementedError("stage_step") from None
-        return f"{where}: rank {error.rank} raised {error.worker_traceback.strip().splitlines()[-1]}"
     except LaunchTimeout as error:
-        return (f"{where}: the ranks did not finish within {STEP_TIMEOUT:g} s (a rank waits for a message that is "
-                f"never sent?)\n{error}")
+        raise TimeoutError(f"the ranks did not finish within {STEP_TIMEOUT:g} s (a rank waits for a message that "
+                           f"is never sent?)\n{error}") from None
     grads = {}
     for rank, result in enumerate(results):
         if not isinstance(result, dict):
-            return f"{where}: rank {rank} returned {type(result).__name__}, expected a dict of gradients"
+            raise TypeError(f"rank {rank} returned {type(result).__name__}, expected a dict of gradients")
         grads.update(result)
-    _, reference = reference_gradients(model, batch_size)
+    return grads
+
+
+@exercise("stage_step")
+def step_problem(case, grads) -> str | None:
+    world_size, layers, batch_size, seed = case[:4]
+    width = case[4] if len(case) > 4 else 32
+    where = f"{world_size} ranks, {layers} layers, batch {batch_size}"
+    if not isinstance(grads, dict):
+        return f"{where}: expected a dict of gradients, got {str(grads)[:200]}"
+    _, reference = reference_gradients(ToyModel(num_layers=layers, width=width, seed=seed), batch_size)
     missing = sorted(set(reference) - set(grads))
     if missing:
         return f"{where}: no gradient for {missing[:4]}{' ...' if len(missing) > 4 else ''}"
-    if any(g is None for g in grads.values()):
+    if any(grads[k] is None for k in reference):
         return f"{where}: some gradients are None (did backward reach every layer?)"
-    error = max_grad_error({k: grads[k] for k in reference}, reference)
-    if error > TOLERANCE:
-        worst = max(reference, key=lambda k: float((grads[k] - reference[k]).abs().max()))
-        return f"{where}: max |pipeline - one process| = {error:.1e} > {TOLERANCE:g} (worst: parameter {worst})"
+    errors = {}
+    for name, want in reference.items():
+        try:
+            got = torch.tensor(grads[name], dtype=torch.float32)
+        except (TypeError, ValueError):
+            return f"{where}: the gradient of {name} is not a tensor: {str(grads[name])[:100]}"
+        if got.shape != want.shape:
+            return f"{where}: the gradient of {name} has shape {tuple(got.shape)}, expected {tuple(want.shape)}"
+        errors[name] = float((got - want).abs().max())
+    worst = max(errors, key=errors.get)
+    if errors[worst] > TOLERANCE:
+        return f"{where}: max |pipeline - one process| = {errors[worst]:.1e} > {TOLERANCE:g} (worst: parameter {worst})"
     return None
 
 
 def check_stage_step(fn) -> bool:
-    try:
-        problem = _step_problem(fn, 4, ToyModel(num_layers=8, width=64), 16)
-    except NotImplementedError:
-        print("not implemented yet: stage_step (the notebook carries on with the reference stage)")
-        return False
-    if problem:
-        print(problem)
-        return False
-    print(f"stage_step: 4 ranks' gradients equal the one-process model's (max error <= {TOLERANCE:g}) -> correct")
-    return True
+    return check(fn, [(4, 8, 16, 0, 64)], step_problem, "stage_step", "the reference stage",
+                 forbidden=(STEP_REFERENCE,), call=run_stage_step,
+                 passed=f"stage_step: 4 ranks' gradients equal the one-process model's (max error <= {TOLERANCE:g}) "
+                        f"-> correct")
 
 
-def _graded_stage_step(fn) -> None:
-    for world_size, layers, batch in ((2, 4, 8), (3, 7, 12), (4, 8, 16), (4, 6, 5)):
-        problem = _step_problem(fn, world_size, ToyModel(num_layers=layers, width=32, seed=world_size), batch)
-        assert problem is None, problem
+def _step_cases(rng) -> list[tuple]:
+    return [(2, 4, 8, rng.randrange(1000)), (3, 7, 12, rng.randrange(1000)), (4, 8, 16, rng.randrange(1000)),
+            (4, 6, 5, rng.randrange(1000))]
 
 
-GRADED = [Graded(name="split_stages", points=1, test=_graded_split_stages),
-          Graded(name="stage_step", points=3, test=_graded_stage_step)]
+GRADED = [Graded(name="split_stages", points=1, cases=_split_cases,
+                 score=lambda cases, outputs: score_cases(cases, outputs, split_problem), forbidden=(SPLIT_REFERENCE,)),
+          Graded(name="stage_step", points=3, cases=_step_cases,
+                 score=lambda cases, outputs: score_cases(cases, outputs, step_problem),
+                 run="labs.exercises.nb01:run_stage_step", forbidden=(STEP_REFERENCE,))]

@@ -1,16 +1,18 @@
-"""Notebook 03 (GPipe as data): checks and graded tests of ``gpipe_schedule``.
+"""Notebook 03 (GPipe as data): checks and graded score of ``gpipe_schedule``.
 
 ``gpipe_schedule(P, M)`` returns GPipe (fill-drain) as action lists: entry r is rank r's list, each action a
 ``labs.Action`` or a string such as ``"2F5"``. Rank r owns stage r: it runs the forwards of every micro-batch, then
 their backwards. Checked: it parses; it has P lists; every rank runs exactly its own stage's F and B of every
 micro-batch; ``labs.validate`` accepts it; and its simulated step time equals ``labs.gpipe``'s. The visible check and
-the graded test then run it for real on small pipelines (gradients equal to one process's).
+the graded score then run it for real on small pipelines (gradients equal to one process's). Graded: the kernel
+returns the schedules as strings; the grader checks them and makes the real run in its own process. Calling
+``labs.gpipe`` is not an answer.
 """
 from __future__ import annotations
 
 from collections import Counter
 
-from labs.exercises._common import Answer
+from labs.exercises._common import check, exercise, score_cases, special
 from labs.grading import Graded
 from labs.launch import LaunchTimeout, RankFailed
 from labs.pipeline import run_pipeline
@@ -19,20 +21,21 @@ from labs.simulate import Costs, simulate
 
 COSTS = (Costs(1.0, 2.0), Costs([1.0, 2.0, 1.5, 1.0, 3.0, 1.0], [2.0, 1.0, 3.0, 2.0, 1.0, 2.5]))
 GRAD_TOLERANCE = 1e-5
+REFERENCE = "labs.schedules.gpipe"
+REAL_CASE = (4, 3)
 
 
 def _show(actions) -> str:
     return ", ".join(str(a) for a in actions)
 
 
-def schedule_problem(fn, P: int, M: int) -> str | None:
-    """What is wrong with ``fn(P, M)`` as GPipe, naming the rank and the action; None when it is right."""
+@exercise("gpipe_schedule")
+def schedule_problem(case, value) -> str | None:
+    """What is wrong with ``value`` (what gpipe_schedule(P, M) returned) as GPipe, naming the rank and the action."""
+    P, M = case
     where = f"gpipe_schedule({P}, {M})"
-    answer = Answer(fn, where, P, M)
-    if answer.problem:
-        return answer.problem
     try:
-        schedule = parse(answer.value)
+        schedule = parse(value)
     except ScheduleError as error:
         return f"{where}: {error}"
     want = gpipe(P, M)
@@ -71,10 +74,10 @@ def schedule_problem(fn, P: int, M: int) -> str | None:
     return None
 
 
-def real_run_problem(fn, P: int, M: int) -> str | None:
-    """Run ``fn(P, M)`` for real on P ranks (paced, small) and compare the gradients with one process's."""
+def real_run_problem(value, P: int, M: int) -> str | None:
+    """Run ``value`` (gpipe_schedule(P, M)'s schedule) for real on P ranks (paced, small); compare the gradients."""
     try:
-        run = run_pipeline(fn(P, M), layers=P, batch_size=8 * M, pace_ms=(2, 4), warmup_steps=0, timeout=30)
+        run = run_pipeline(parse(value), layers=P, batch_size=8 * M, pace_ms=(2, 4), warmup_steps=0, timeout=30)
     except (RankFailed, LaunchTimeout, ScheduleError) as error:
         return f"the real run of gpipe_schedule({P}, {M}) failed: {error}"
     if run.max_grad_error > GRAD_TOLERANCE:
@@ -86,19 +89,12 @@ def real_run_problem(fn, P: int, M: int) -> str | None:
 
 
 def check_gpipe_schedule(fn) -> bool:
-    cases = [(2, 1), (2, 3), (3, 2), (4, 4), (4, 8)]
-    try:
-        for P, M in cases:
-            problem = schedule_problem(fn, P, M)
-            if problem:
-                print(problem)
-                return False
-    except NotImplementedError:
-        print("not implemented yet: gpipe_schedule (the notebook carries on with labs.gpipe)")
+    cases = [(2, 3), (3, 2), (4, 4), (4, 8), (2, 1)]
+    if not check(fn, cases, schedule_problem, "gpipe_schedule", "labs.gpipe", forbidden=(REFERENCE,),
+                 passed=f"gpipe_schedule: {len(cases)} cases valid, same actions per rank and same simulated step "
+                        f"time as labs.gpipe -> correct"):
         return False
-    print(f"gpipe_schedule: {len(cases)} cases valid, same actions per rank and same simulated step time as "
-          f"labs.gpipe -> correct")
-    problem = real_run_problem(fn, 2, 3)
+    problem = real_run_problem(fn(2, 3), 2, 3)
     if problem:
         print(problem)
         return False
@@ -107,13 +103,29 @@ def check_gpipe_schedule(fn) -> bool:
     return True
 
 
-def _graded_gpipe_schedule(fn) -> None:
-    for P in range(1, 9):
-        for M in (1, 2, 3, 4, 5, 8, 12):
-            problem = schedule_problem(fn, P, M)
-            assert problem is None, problem
-    problem = real_run_problem(fn, 4, 3)
-    assert problem is None, problem
+def _cases(rng) -> list[tuple]:
+    return [(P, M) for P in range(1, 9) for M in (1, 2, 3, 4, 5, 8, 12)]
 
 
-GRADED = [Graded(name="gpipe_schedule", points=3, test=_graded_gpipe_schedule)]
+def score(cases, outputs) -> tuple[float, str]:
+    """Three quarters for the schedules (validator, simulator, per-rank actions), one quarter for a real run."""
+    offline, message = score_cases(cases, outputs, schedule_problem)
+    return real_run_score(cases, outputs, offline, message, REAL_CASE, schedule_problem, real_run_problem)
+
+
+def real_run_score(cases, outputs, offline: float, message: str, real_case, problem, real_problem):
+    """(0.75 * offline + 0.25 * the real run of ``real_case``'s schedule, message); no run if that schedule is wrong."""
+    output = outputs[cases.index(real_case)]
+    try:
+        wrong = special("", output) or problem(real_case, output)
+    except Exception as error:  # noqa: BLE001 - an output of an unexpected shape
+        wrong = str(error)
+    if wrong:
+        return 0.75 * offline, f"{message}\nno real run: the schedule for {real_case} is wrong"
+    trouble = real_run_problem(output, *real_case) if real_problem is None else real_problem(output, *real_case)
+    if trouble:
+        return 0.75 * offline, f"{message}\n{trouble}"
+    return 0.75 * offline + 0.25, f"{message}; the real run of {real_case} on processes matches one process"
+
+
+GRADED = [Graded(name="gpipe_schedule", points=3, cases=_cases, score=score, forbidden=(REFERENCE,))]

@@ -1,14 +1,17 @@
-"""Notebook 04 (1F1B): checks and graded tests of ``one_f_one_b_schedule``.
+"""Notebook 04 (1F1B): checks and graded score of ``one_f_one_b_schedule``.
 
 ``one_f_one_b_schedule(P, M)`` returns one list of actions per rank (``labs.Action`` or strings such as ``"2F5"``):
 rank r runs min(P-1-r, M) warm-up forwards, then alternates one forward and one backward, then the remaining
 backwards. It is judged by what it does, not by its text: the validator must accept it, the simulator must give the
 same step time as ``labs.one_f_one_b`` (forward 1, backward 2) and peak activations min(P-r, M) on rank r, and a real
-run on processes must give the one-process gradients with the same peak activations.
+run on processes must give the one-process gradients with the same peak activations. Graded: the kernel returns the
+schedules as strings; the grader checks them and makes the real runs in its own process. Calling
+``labs.one_f_one_b`` is not an answer.
 """
 from __future__ import annotations
 
-from labs.exercises._common import Answer
+from labs.exercises._common import check, exercise, score_cases
+from labs.exercises.nb03 import real_run_score
 from labs.grading import Graded
 from labs.launch import LaunchTimeout, RankFailed
 from labs.pipeline import run_pipeline
@@ -17,20 +20,21 @@ from labs.simulate import Costs, simulate
 
 COSTS = Costs(forward=1.0, backward=2.0)
 TOLERANCE = 1e-5
+REFERENCE = "labs.schedules.one_f_one_b"
+REAL_CASES = ((3, 6), (4, 3))
 
 
 def expected_peaks(P: int, M: int) -> list[int]:
     return [min(P - r, M) for r in range(P)]
 
 
-def _offline_problem(fn, P: int, M: int) -> str | None:
-    """Validator + simulator: None if fine, else what is wrong (NotImplementedError passes through)."""
+@exercise("one_f_one_b_schedule")
+def offline_problem(case, value) -> str | None:
+    """Validator + simulator on ``value`` (what one_f_one_b_schedule(P, M) returned): None if fine, else why."""
+    P, M = case
     where = f"one_f_one_b_schedule({P}, {M})"
-    answer = Answer(fn, where, P, M)
-    if answer.problem:
-        return answer.problem
     try:
-        schedule = validate(parse(answer.value), num_microbatches=M, num_stages=P, world_size=P)
+        schedule = validate(parse(value), num_microbatches=M, num_stages=P, world_size=P)
     except ScheduleError as error:
         return f"{where}: the validator rejects it: {error}"
     for r, actions in enumerate(schedule):
@@ -48,10 +52,10 @@ def _offline_problem(fn, P: int, M: int) -> str | None:
     return None
 
 
-def _real_problem(fn, P: int, M: int) -> str | None:
+def real_problem(value, P: int, M: int) -> str | None:
     where = f"real run of one_f_one_b_schedule({P}, {M})"
     try:
-        run = run_pipeline(fn(P, M), stages=P, microbatches=M, layers=P, batch_size=4 * M, pace_ms=(1, 2),
+        run = run_pipeline(parse(value), stages=P, microbatches=M, layers=P, batch_size=4 * M, pace_ms=(1, 2),
                            warmup_steps=0, timeout=30)
     except (RankFailed, LaunchTimeout, ScheduleError) as error:
         return f"{where} failed: {str(error).strip().splitlines()[0]}"
@@ -65,30 +69,36 @@ def _real_problem(fn, P: int, M: int) -> str | None:
 
 def check_one_f_one_b_schedule(fn) -> bool:
     cases = [(4, 8), (4, 2), (3, 5)]
-    try:
-        problems = [p for case in cases if (p := _offline_problem(fn, *case))]
-    except NotImplementedError:
-        print("not implemented yet: one_f_one_b_schedule (the notebook carries on with labs.one_f_one_b)")
+    if not check(fn, cases, offline_problem, "one_f_one_b_schedule", "labs.one_f_one_b", forbidden=(REFERENCE,)):
         return False
-    if not problems:
-        problems = [p for p in [_real_problem(fn, 4, 4)] if p]
-    for problem in problems:
+    problem = real_problem(fn(4, 4), 4, 4)
+    if problem:
         print(problem)
-    if not problems:
-        print(f"one_f_one_b_schedule: valid, same simulated step time as labs.one_f_one_b and peak activations "
-              f"min(P-r, M) for (P, M) in {cases}; a real run at P=4, M=4 matches the one-process gradients and "
-              f"holds {expected_peaks(4, 4)} micro-batches -> correct")
-    return not problems
+        return False
+    print(f"one_f_one_b_schedule: valid, same simulated step time as labs.one_f_one_b and peak activations "
+          f"min(P-r, M) for (P, M) in {cases}; a real run at P=4, M=4 matches the one-process gradients and "
+          f"holds {expected_peaks(4, 4)} micro-batches -> correct")
+    return True
 
 
-def _graded_one_f_one_b(fn) -> None:
+def _cases(rng) -> list[tuple]:
+    cases = []
     for P in range(1, 7):
         for M in (1, 2, 3, P, P + 1, 2 * P, 9):
-            problem = _offline_problem(fn, P, M)
-            assert problem is None, problem
-    for P, M in ((3, 6), (4, 3)):
-        problem = _real_problem(fn, P, M)
-        assert problem is None, problem
+            if (P, M) not in cases:
+                cases.append((P, M))
+    return cases
 
 
-GRADED = [Graded(name="one_f_one_b_schedule", points=3, test=_graded_one_f_one_b)]
+def score(cases, outputs) -> tuple[float, str]:
+    """Three quarters for the schedules (validator, simulator), one quarter for the real runs (both must match)."""
+    offline, message = score_cases(cases, outputs, offline_problem)
+    fractions, messages = [], []
+    for real_case in REAL_CASES:
+        fraction, text = real_run_score(cases, outputs, offline, message, real_case, offline_problem, real_problem)
+        fractions.append(fraction)
+        messages.append(text[len(message):].lstrip("\n; "))
+    return min(fractions), message + "\n" + "\n".join(messages)
+
+
+GRADED = [Graded(name="one_f_one_b_schedule", points=3, cases=_cases, score=score, forbidden=(REFERENCE,))]

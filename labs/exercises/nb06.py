@@ -1,18 +1,23 @@
-"""Notebook 06 (memory): checks and graded tests of ``stage_activation_bytes``.
+"""Notebook 06 (memory): checks and graded score of ``stage_activation_bytes``.
 
 ``stage_activation_bytes(layers, microbatch_size, width, last_stage=False)`` predicts the bytes autograd keeps for
 one micro-batch in one stage of ``layers`` toy layers (Linear + Tanh, float32), counted as the runtime counts them:
 each storage once, parameters excluded; the last stage also computes the loss against its target. The prediction is
-compared with a measurement (``labs.memory.saved_bytes`` on the real layers), not with a formula.
+compared with a measurement (``labs.memory.saved_bytes`` on the real layers), not with a formula. Graded: the kernel
+returns the predictions; the grader measures in its own process. Calling ``labs.memory.toy_stage_bytes`` is not an
+answer.
 """
 from __future__ import annotations
 
 import torch
 
-from labs.exercises._common import Answer, collect, report
+from labs.exercises._common import check, exercise, score_cases
 from labs.grading import Graded
 from labs.memory import saved_bytes, toy_stage
 from labs.model import loss_fn
+
+REFERENCE = "labs.memory.toy_stage_bytes"
+FORBIDDEN = (REFERENCE, "labs.exercises.nb06.measured_stage_bytes")  # the grader's measurement is no answer
 
 
 def measured_stage_bytes(layers: int, microbatch_size: int, width: int, last_stage: bool = False) -> int:
@@ -29,33 +34,33 @@ def measured_stage_bytes(layers: int, microbatch_size: int, width: int, last_sta
     return saved_bytes(forward, x, exclude=list(stage.parameters()))[1]
 
 
-def _problem(fn, layers: int, microbatch_size: int, width: int, last_stage: bool) -> str | None:
+def call_with_keyword(fn, layers: int, microbatch_size: int, width: int, last_stage: bool):
+    """Kernel side: ``last_stage`` goes in by keyword, as the exercise's signature shows it."""
+    return fn(layers, microbatch_size, width, last_stage=last_stage)
+
+
+@exercise("stage_activation_bytes")
+def bytes_problem(case, got) -> str | None:
+    layers, microbatch_size, width, last_stage = case
     where = f"stage_activation_bytes({layers}, {microbatch_size}, {width}, last_stage={last_stage})"
-    answer = Answer(fn, where, layers, microbatch_size, width, last_stage=last_stage)
-    if answer.problem:
-        return answer.problem
-    got = answer.value
     want = measured_stage_bytes(layers, microbatch_size, width, last_stage)
-    if got != want:
+    if got != want or isinstance(got, bool):
         return f"{where} predicted {got!r} bytes, measured {want}"
     return None
 
 
 def check_stage_activation_bytes(fn) -> bool:
     cases = [(2, 8, 64, False), (2, 8, 64, True), (3, 16, 32, False), (1, 4, 128, True)]
-    problems = collect(lambda *case: _problem(fn, *case), cases, "stage_activation_bytes",
-                       "labs.memory.toy_stage_bytes")
-    return problems is not None and report(
-        problems, f"stage_activation_bytes: {len(cases)} predictions equal the measured bytes exactly -> correct")
+    return check(fn, cases, bytes_problem, "stage_activation_bytes", "labs.memory.toy_stage_bytes",
+                 forbidden=FORBIDDEN, call=call_with_keyword,
+                 passed=f"stage_activation_bytes: {len(cases)} predictions equal the measured bytes exactly -> correct")
 
 
-def _graded_stage_activation_bytes(fn) -> None:
-    for layers in (1, 2, 5):
-        for microbatch_size in (1, 3, 16):
-            for width in (8, 48, 100):
-                for last_stage in (False, True):
-                    problem = _problem(fn, layers, microbatch_size, width, last_stage)
-                    assert problem is None, problem
+def _cases(rng) -> list[tuple]:
+    return [(layers, microbatch_size, width, last_stage) for layers in (1, 2, 5) for microbatch_size in (1, 3, 16)
+            for width in (8, 48, 100) for last_stage in (False, True)]
 
 
-GRADED = [Graded(name="stage_activation_bytes", points=2, test=_graded_stage_activation_bytes)]
+GRADED = [Graded(name="stage_activation_bytes", points=2, cases=_cases,
+                 score=lambda cases, outputs: score_cases(cases, outputs, bytes_problem),
+                 run="labs.exercises.nb06:call_with_keyword", forbidden=FORBIDDEN)]
