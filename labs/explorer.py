@@ -84,18 +84,18 @@ def _figure(trace, summary: dict, width: float):
 
 
 def describe(summary: dict) -> str:
-    """One line per fact, for printing under the figure."""
+    """One short line per fact, for printing under the figure (short enough not to wrap inside a formula)."""
     s = summary
     if s["schedule"] == "zb-h1":
         theory = f"closed form (P-1)(F+B-W) over the step = {s['idle_fraction_theory']:.1%}"
     elif s["idle_fraction_theory"] is None:
         theory = "no closed form: the order is found by a greedy search"
     else:
-        theory = (f"closed form (P-1)/(vM+P-1) = {s['idle_fraction_theory']:.1%},"
-                  f" bubble/compute (P-1)/(vM) = {s['bubble_overhead_theory']:.0%}")
-    return (f"step {s['step_ms']:.1f} ms for {s['ideal_ms']:.1f} ms of work per rank: "
-            f"idle {s['idle_fraction']:.1%} of the step ({theory})\n"
-            f"peak activations per rank (micro-batches): {s['peak_activations_in_microbatches']}   "
+        theory = (f"closed form (P-1)/(vM+P-1) = {s['idle_fraction_theory']:.1%}\n"
+                  f"bubble over compute time (P-1)/(vM) = {s['bubble_overhead_theory']:.0%}")
+    return (f"step {s['step_ms']:.1f} ms for {s['ideal_ms']:.1f} ms of work per rank\n"
+            f"idle {s['idle_fraction']:.1%} of the step; {theory}\n"
+            f"peak activations per rank (micro-batches): {s['peak_activations_in_microbatches']}\n"
             f"messages per step: {s['messages']}")
 
 
@@ -105,16 +105,22 @@ def explorer(schedule: str = "1f1b", P: int = 4, M: int = 8, v: int = 2, forward
     import ipywidgets as w
     from IPython.display import display
 
-    style = {"description_width": "90px"}
+    style = {"description_width": "120px"}  # wide enough for "micro-batches M"
+    slider = w.Layout(width="360px")
     controls = {
-        "schedule": w.ToggleButtons(options=SCHEDULES, value=schedule, description="schedule", style=style),
-        "P": w.IntSlider(value=P, min=1, max=8, description="ranks P", style=style),
-        "M": w.IntSlider(value=M, min=1, max=32, description="micro-batches M", style=style),
-        "v": w.IntSlider(value=v, min=2, max=4, description="chunks v", style=style),
-        "forward": w.FloatSlider(value=forward, min=1, max=50, step=1, description="forward ms", style=style),
-        "backward": w.FloatSlider(value=backward, min=1, max=100, step=1, description="backward ms", style=style),
-        "weight": w.FloatSlider(value=weight, min=0, max=99, step=1, description="of which W ms", style=style),
-        "link": w.FloatSlider(value=link, min=0, max=20, step=0.5, description="link ms", style=style),
+        # no description: a ToggleButtons' own description sits on a line of its own; a Label beside it does not
+        "schedule": w.ToggleButtons(options=SCHEDULES, value=schedule, style={"button_width": "110px"}),
+        "P": w.IntSlider(value=P, min=1, max=8, description="ranks P", style=style, layout=slider),
+        "M": w.IntSlider(value=M, min=1, max=32, description="micro-batches M", style=style, layout=slider),
+        "v": w.IntSlider(value=v, min=2, max=4, description="chunks v", style=style, layout=slider),
+        "forward": w.FloatSlider(value=forward, min=1, max=50, step=1, description="forward ms", style=style,
+                                 layout=slider),
+        "backward": w.FloatSlider(value=backward, min=1, max=100, step=1, description="backward ms", style=style,
+                                  layout=slider),
+        "weight": w.FloatSlider(value=weight, min=0, max=99, step=1, description="of which W ms", style=style,
+                                layout=slider),
+        "link": w.FloatSlider(value=link, min=0, max=20, step=0.5, description="link ms", style=style,
+                              layout=slider),
     }
     for control in controls.values():
         if hasattr(control, "continuous_update"):
@@ -139,7 +145,9 @@ def explorer(schedule: str = "1f1b", P: int = 4, M: int = 8, v: int = 2, forward
     for control in controls.values():
         control.observe(redraw, names="value")
     names = list(controls)
-    ui = w.VBox([controls["schedule"], w.HBox([w.VBox([controls[n] for n in names[1:4]]),
-                                                w.VBox([controls[n] for n in names[4:]])]), out])
+    label = w.Label("schedule", layout=w.Layout(width="120px", display="flex", justify_content="flex-end",
+                                                 padding="0 8px 0 0"))
+    ui = w.VBox([w.HBox([label, controls["schedule"]]), w.HBox([w.VBox([controls[n] for n in names[1:4]]),
+                                                                w.VBox([controls[n] for n in names[4:]])]), out])
     redraw()
     return ui

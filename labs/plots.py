@@ -41,7 +41,7 @@ def draw_timeline(ax, trace: Trace, title: str = "", time_unit: str = "ms", x_ma
                 ax.text(start + width / 2, rank, label, ha="center", va="center", fontsize=fits[0], clip_on=True,
                         color="#222222" if dark_text else "white")
     if several_chunks:  # added as an artist, so the forward/backward legend below keeps its own place
-        ax.add_artist(_chunk_legend(ax, chunks, ranks))
+        ax.add_artist(_chunk_legend(ax, chunks, ranks)).set_clip_on(False)  # unclipped: tight layouts see it
     ax.set_yticks(range(ranks), [f"rank {r}" for r in range(ranks)])
     ax.set_ylim(ranks - 0.5, -0.5)
     ax.set_xlim(0, span)

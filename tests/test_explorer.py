@@ -57,7 +57,8 @@ def test_widget_builds_and_redraws():
     ui = explorer("gpipe", P=2, M=2)
     sliders = {c.description: c for box in ui.children[1].children for c in box.children}
     sliders["micro-batches M"].value = 3
-    ui.children[0].value = "interleaved"  # M=3 is not a multiple of P=2: the widget reports it, does not raise
+    schedule = ui.children[0].children[1]  # the schedule buttons, beside their label
+    schedule.value = "interleaved"  # M=3 is not a multiple of P=2: the widget reports it, does not raise
     assert sliders["chunks v"].disabled is False
     plt.close("all")
 

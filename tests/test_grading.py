@@ -115,7 +115,7 @@ def test_part_two_one_wrong_exercise_loses_exactly_its_points(tmp_path):
     result = grade_notebook(str(copy))
     exercises = _by_name(result)
     assert not exercises["chunk_owner"]["passed"] and "expected" in exercises["chunk_owner"]["message"]
-    assert exercises["forward_order"]["passed"], format_table(result)
+    assert exercises["interleaved_schedule"]["passed"], format_table(result)
     owner = exercises["chunk_owner"]
     assert 0 <= owner["points"] < owner["max_points"]  # partial credit: P=1 and stage 0 are right by luck
     assert abs(result["score"] - (result["max_score"] - owner["max_points"] + owner["points"])) < 1e-3
