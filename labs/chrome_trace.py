@@ -27,7 +27,7 @@ COMPUTE, RECEIVES = 0, 1  # thread ids inside each rank's process
 
 
 def _us(seconds: float) -> float:
-    return seconds * 1e6
+    return round(seconds * 1e6, 3)  # microseconds, to the nanosecond: a shorter file, nothing real lost
 
 
 def _producer(message: Message) -> Action:
@@ -67,6 +67,7 @@ def to_chrome_trace(trace: Trace, name: str = "pipeline step") -> dict:
                 continue
             flow_id += 1
             low, high = _us(producer.start), _us(producer.start) + _us(producer.duration)  # the slice's own numbers
+            high = min(high, _us(producer.end))
             start = min(max(_us(m.sent), low), high)  # inside the producing slice, so the arrow binds to it
             events.append({"name": f"{m.src}->{m.dst}", "cat": "message", "ph": "s", "id": flow_id,
                            "ts": start, "pid": m.src, "tid": COMPUTE, "args": {"bytes": m.nbytes}})
@@ -103,6 +104,58 @@ def from_chrome_trace(data: dict) -> Trace:
         if "finish" not in counters.get(pid, {}):
             rank.finish = max((e.end for e in rank.events), default=0.0)
     return Trace([ranks[pid] for pid in pids])
+
+
+_REQUIRED = {"X": {"name", "ph", "ts", "dur", "pid", "tid"}, "M": {"name", "ph", "pid", "args"},
+             "s": {"name", "cat", "ph", "ts", "pid", "tid", "id"}, "f": {"name", "cat", "ph", "ts", "pid", "tid", "id"}}
+_METADATA = ("process_name", "process_sort_index", "thread_name", "thread_sort_index")
+
+
+def validate(data: dict) -> int:
+    """Check ``data`` against the Trace Event Format's documented fields (JSON Object Format); the number of events.
+
+    Raises ValueError naming the first event that breaks a rule: every event has the fields its phase requires
+    (complete ``X``: name, ts, dur, pid, tid; metadata ``M``: a known name and args; flow ``s``/``f``: cat and id);
+    times are numbers >= 0 in microseconds; every flow id has one start and one finish, the finish binds to its
+    enclosing slice (``bp: "e"``), is not earlier than its start, and both lie inside a slice of their own thread.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("traceEvents"), list):
+        raise ValueError("a Trace Event Format object has a 'traceEvents' list")
+    if data.get("displayTimeUnit", "ms") not in ("ms", "ns"):
+        raise ValueError(f"displayTimeUnit is 'ms' or 'ns', got {data['displayTimeUnit']!r}")
+    json.dumps(data)  # plain JSON: a TypeError here names what is not
+    slices: dict = {}
+    flows: dict = {}
+    for e in data["traceEvents"]:
+        phase = e.get("ph")
+        if phase not in _REQUIRED:
+            raise ValueError(f"unexpected phase {phase!r} in {e}")
+        missing = _REQUIRED[phase] - set(e)
+        if missing:
+            raise ValueError(f"a {phase!r} event lacks {sorted(missing)}: {e}")
+        if not isinstance(e["pid"], int) or not isinstance(e.get("tid", 0), int):
+            raise ValueError(f"pid and tid are integers: {e}")
+        for key in ("ts", "dur"):
+            if key in e and not (isinstance(e[key], (int, float)) and e[key] >= 0):
+                raise ValueError(f"{key} is a number of microseconds >= 0: {e}")
+        if phase == "M" and e["name"] not in _METADATA:
+            raise ValueError(f"unknown metadata event {e['name']!r}")
+        if phase == "X":
+            slices.setdefault((e["pid"], e["tid"]), []).append((e["ts"], e["ts"] + e["dur"]))
+        if phase in "sf":
+            flows.setdefault(e["id"], []).append(e)
+    for ident, points in flows.items():
+        if sorted(p["ph"] for p in points) != ["f", "s"]:
+            raise ValueError(f"flow {ident} needs one 's' and one 'f' event, got {[p['ph'] for p in points]}")
+        start, finish = sorted(points, key=lambda p: p["ph"] == "f")
+        if finish.get("bp") != "e" or finish["ts"] < start["ts"]:
+            raise ValueError(f"flow {ident}: its finish binds to the enclosing slice (bp 'e') and is not before "
+                             f"its start")
+        for p in points:
+            if not any(a <= p["ts"] <= b for a, b in slices.get((p["pid"], p["tid"]), [])):
+                raise ValueError(f"flow {ident}: its {p['ph']!r} point at {p['ts']} us is inside no slice of "
+                                 f"rank {p['pid']}, thread {p['tid']}")
+    return len(data["traceEvents"])
 
 
 def save(trace: Trace, path: str, name: str = "pipeline step") -> str:

@@ -5,7 +5,7 @@ import pytest
 
 import labs
 from labs import analysis
-from labs.chrome_trace import from_chrome_trace, save, to_chrome_trace, load
+from labs.chrome_trace import from_chrome_trace, load, save, to_chrome_trace, validate
 from labs.links import Link, Network
 from labs.simulate import Costs, simulate
 
@@ -80,34 +80,23 @@ def test_diagnose_tells_few_microbatches_from_healthy():
 
 
 # ------------------------------------------------------------------ Trace Event Format
-REQUIRED = {"X": {"name", "ph", "ts", "dur", "pid", "tid"}, "M": {"name", "ph", "pid", "args"},
-            "s": {"name", "ph", "ts", "pid", "tid", "id", "cat"}, "f": {"name", "ph", "ts", "pid", "tid", "id", "cat"}}
-
-
 def check_trace_event_format(data: dict) -> None:
-    """The documented fields of the JSON Object Format (Trace Event Format, Catapult): raise AssertionError."""
-    assert isinstance(data["traceEvents"], list) and data["displayTimeUnit"] in ("ms", "ns")
-    flows: dict = {}
-    for e in data["traceEvents"]:
-        assert e["ph"] in REQUIRED, e
-        assert REQUIRED[e["ph"]] <= set(e), (e, REQUIRED[e["ph"]] - set(e))
-        assert isinstance(e["pid"], int) and isinstance(e.get("tid", 0), int)
-        if "ts" in e:
-            assert isinstance(e["ts"], (int, float)) and e["ts"] >= 0
-        if e["ph"] == "X":
-            assert e["dur"] >= 0
-        if e["ph"] == "M":
-            assert e["name"] in ("process_name", "process_sort_index", "thread_name", "thread_sort_index")
-        if e["ph"] in "sf":
-            flows.setdefault(e["id"], []).append(e)
-    for ident, pair in flows.items():  # each flow: one start, then one finish bound to its enclosing slice
-        assert sorted(p["ph"] for p in pair) == ["f", "s"], pair
-        start, finish = sorted(pair, key=lambda p: p["ph"] == "f")
-        assert finish.get("bp") == "e" and finish["ts"] >= start["ts"]
-        for point in pair:  # inside a slice of its own process and thread
-            assert any(x["ph"] == "X" and x["pid"] == point["pid"] and x["tid"] == point["tid"]
-                       and x["ts"] <= point["ts"] <= x["ts"] + x["dur"] for x in data["traceEvents"]), point
-    json.dumps(data)  # plain JSON, nothing else
+    validate(data)
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda d: d["traceEvents"][5].pop("dur"), "lacks"),
+    (lambda d: d["traceEvents"].append({"ph": "s", "name": "x", "cat": "m", "ts": 1, "pid": 0, "tid": 0, "id": 999}),
+     "one 's' and one 'f'"),
+    (lambda d: d["traceEvents"].append({"ph": "Q", "name": "x"}), "unexpected phase"),
+    (lambda d: d["traceEvents"][5].update(ts=-1), ">= 0"),
+])
+def test_the_validator_rejects_broken_files(mutate, message):
+    data = to_chrome_trace(_naive_with_link())
+    validate(data)
+    mutate(data)
+    with pytest.raises(ValueError, match=message):
+        validate(data)
 
 
 def test_chrome_trace_is_valid_and_matches_the_trace(tmp_path):
