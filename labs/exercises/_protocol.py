@@ -54,11 +54,14 @@ def _forbid(names):
             setattr(module, attribute, original)
 
 
-def call(fn, case, forbidden=()):
-    """The plain output of ``fn(*case)``, or what went wrong, as the protocol writes it."""
+def call(fn, case, forbidden=(), run: str | None = None):
+    """The plain output of ``fn(*case)`` (or of ``run``'s ``f(fn, *case)``), or what went wrong, as plain data."""
+    if run:
+        module_name, function = run.split(":")
+        runner = getattr(importlib.import_module(module_name), function)
     try:
         with _forbid(forbidden):
-            return plain(fn(*case))
+            return plain(runner(fn, *case) if run else fn(*case))
     except _Forbidden as error:
         return {"forbidden": str(error)}
     except NotImplementedError:
@@ -74,7 +77,7 @@ def graded(name: str, points: float, cases, score, run: str | None = None, forbi
 
     def test(fn):
         drawn = cases(random.Random())
-        outputs = [call(fn, case, forbidden) for case in drawn]
+        outputs = [call(fn, case, forbidden, run) for case in drawn]
         if any(isinstance(o, dict) and o.get("not_implemented") for o in outputs):
             raise NotImplementedError(name)
         fraction, message = score(drawn, outputs)

@@ -112,6 +112,11 @@ def _csv_cases(rng) -> list[tuple]:
     return [([[str(a) for a in acts] for acts in make(name, P, M, v)],) for name, P, M, v in picks]
 
 
+def run_to_torch_csv(fn, schedule):
+    """Kernel side: the grader sends plain strings; the learner's function gets ``labs.Action`` lists."""
+    return fn(parse(schedule))
+
+
 def _csv_score(cases, outputs) -> tuple[float, str]:
     problems = [p for (schedule,), out in zip(cases, outputs)
                 if (p := (f"to_torch_csv gave {out}" if isinstance(out, dict) else csv_problem(out, schedule, "...")))]
@@ -216,7 +221,8 @@ def _design_score(cases, outputs) -> tuple[float, str]:
 
 GRADED = [
     graded("my_schedule", 2, cases=_schedule_cases, score=_schedule_score),
-    graded("to_torch_csv", 1, cases=_csv_cases, score=_csv_score, forbidden=("labs.torch_runtime.to_csv",)),
+    graded("to_torch_csv", 1, cases=_csv_cases, score=_csv_score, run="labs.exercises.nb12:run_to_torch_csv",
+           forbidden=("labs.torch_runtime.to_csv",)),
     graded("choose_design", 3, cases=_design_cases, score=_design_score,
            forbidden=("labs.exercises.nb12.best_design",)),
 ]
