@@ -10,10 +10,15 @@ returns ``[fn(0, x), fn(1, x), ...]`` in rank order. Inside ``fn`` the default p
   ``spawn`` when a GPU is visible: a forked child cannot use CUDA once the parent has touched it. Spawned children
   get the function by value through cloudpickle, so notebook functions work there too. Override with
   ``start_method=``.
-* **No fixed ports.** Ranks meet through a ``FileStore`` in a fresh temporary folder, so launches never clash.
+* **No fixed ports.** Ranks meet through a ``FileStore`` in a fresh temporary folder, so launches never clash. The
+  folder's name carries the parent's pid; a launch removes the folders of parents that died without cleaning up.
+* **A rendezvous that holds on a busy machine.** Every rank passes a barrier after joining the group, before ``fn``:
+  a fast rank can then never exit while a slow one is still connecting to it.
+* **The heap a forked rank inherits is frozen** (``gc.freeze``), so its garbage collector never walks the parent's
+  objects (see ``labs.runtime._quiet_gc`` for what that cost).
 * **Backend.** NCCL when there is one GPU per rank, gloo otherwise (ranks cannot share one GPU under NCCL).
-* **Failures surface fast.** A rank that raises makes ``launch`` raise ``RankFailed`` (rank and the worker's
-  traceback) within a fraction of a second; the other ranks are killed. A run that passes ``timeout`` seconds raises
+* **Failures surface fast.** A rank that raises makes ``launch`` raise ``RankFailed`` (rank, the worker's traceback,
+  its whole exception and a hint, see ``failures.py``) within a fraction of a second; the other ranks are killed. A run that passes ``timeout`` seconds raises
   ``LaunchTimeout`` listing what each rank last reported through ``report()``. No process is left behind, also on
   KeyboardInterrupt; a worker whose parent dies is killed by the kernel.
 * **Workers never print.** Their stdout and stderr are captured and shown only when a rank fails.
