@@ -73,7 +73,7 @@ def test_real_zero_bubble_runs_give_one_process_gradients(name):
 
 def test_zb_h1_measured_idle_matches_the_formula_and_beats_1f1b():
     """F:B:W = 1:1:1 per layer, one layer per stage: the formula gives 3/27 for ZB-H1 and 9/33 for 1F1B."""
-    pace = (20, 20, 20)
+    pace = (30, 30, 30)  # at 20 ms the measured ZB-H1 idle sits 0.027 above theory here: too close to 0.03
     zb = run_pipeline("zb-h1", stages=4, microbatches=8, layers=4, batch_size=32, pace_ms=pace)
     fused = run_pipeline("1f1b", stages=4, microbatches=8, layers=4, batch_size=32, pace_ms=pace)
     assert zb.bubble_fraction == pytest.approx(zb_h1_idle_fraction(4, 8, 1, 1, 1), abs=0.03)
