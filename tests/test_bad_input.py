@@ -33,7 +33,7 @@ def _no_launch(*args, **kwargs):
     (dict(stages=10**5), "at most 64"),
     (dict(microbatches=10**8), "M=100000000 is more than this machine can run: at most 4096"),
     (dict(steps=0), "steps must be a whole number >= 1"),
-    (dict(schedule=[["0F0", "0B0", "0W0"], ["1F0", "1B0", "1W0"]]), "the runtime runs only F/B actions"),
+    (dict(schedule="zb-h1", pace_ms=(10, 10, 10, 10)), "for a split backward, e.g"),
     (dict(schedule=[["0F0", "0F1", "0B0", "0B1"], ["1F1", "1F0", "1B0", "1B1"]], transport="in_order"),
      "1F1 on rank 1 would receive 0F0's message"),
 ])
