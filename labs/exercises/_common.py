@@ -87,20 +87,33 @@ def score_cases(cases: list, outputs: list, problem) -> tuple[float, str]:
             except Exception as error:  # noqa: BLE001 - outputs of an unexpected shape are wrong answers
                 message = f"{where} returned {str(output)[:200]}: {type(error).__name__}: {error}"
         if message:
-            problems.append((tuple(case), message))
+            problems.append((sort_case(problem, case), message))
     return fraction_of_cases(problems, len(cases))
 
 
 def call_text(problem, case) -> str:
-    """``name(1, 2)`` for a case, with the exercise's name from ``problem.exercise`` when it has one."""
+    """``name(1, 2)`` for a case, with the exercise's name from ``problem.exercise`` when it has one (or the
+    problem's own ``where(case)``, for cases too large to print)."""
+    if getattr(problem, "where", None):
+        return problem.where(case)
     name = getattr(problem, "exercise", "the function")
     return f"{name}({', '.join(map(repr, case))})"
 
 
-def exercise(name: str):
-    """Decorator for a problem function: remembers the exercise's name for messages."""
+def sort_case(problem, case) -> tuple:
+    """What ``instructiveness`` orders a failing case by: ``problem.key(case)`` (its sizes) if given, else the case."""
+    return tuple(problem.key(case)) if getattr(problem, "key", None) else tuple(case)
+
+
+def exercise(name: str, where=None, key=None):
+    """Decorator for a problem function: remembers the exercise's name for messages, and optionally ``where(case)``
+    (how a message names the call) and ``key(case)`` (the sizes that order failing cases, e.g. (P, M))."""
     def mark(problem):
         problem.exercise = name
+        if where:
+            problem.where = where
+        if key:
+            problem.key = key
         return problem
     return mark
 
@@ -152,7 +165,7 @@ def check(fn, cases: list, problem, name: str, reference: str, forbidden: tuple 
             except Exception as error:  # noqa: BLE001
                 message = f"{where} returned {str(value)[:200]}: {type(error).__name__}: {error}"
         if message:
-            problems.append((tuple(case), message))
+            problems.append((sort_case(problem, case), message))
     return report(problems, passed)
 
 
