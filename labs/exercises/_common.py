@@ -118,6 +118,25 @@ def exercise(name: str, where=None, key=None):
     return mark
 
 
+def real_run(where: str, schedule, P: int, M: int, pace_ms: tuple, tolerance: float):
+    """One real training step of ``schedule`` on P processes (P layers, batch 4M) against one process.
+
+    Returns (run, None), or (None, what went wrong) when it fails or its gradients differ by more than ``tolerance``;
+    ``where`` starts the message. Grader side (notebook 04's and 11's scores) and the visible checks.
+    """
+    from labs.launch import LaunchTimeout, RankFailed  # here, not above: most exercises never start processes
+    from labs.pipeline import run_pipeline
+    from labs.schedules import ScheduleError, parse
+    try:
+        run = run_pipeline(parse(schedule), stages=P, microbatches=M, layers=P, batch_size=4 * M, pace_ms=pace_ms,
+                           warmup_steps=0, steps=1, timeout=30)
+    except (RankFailed, LaunchTimeout, ScheduleError) as error:
+        return None, f"{where} failed: {error.brief() if isinstance(error, RankFailed) else str(error).strip()}"
+    if run.max_grad_error > tolerance:
+        return None, f"{where}: gradients differ from one process by {run.max_grad_error:.1e}"
+    return run, None
+
+
 # ---------------------------------------------------------------- visible checks (in the notebook's kernel)
 def not_implemented_message(name: str, reference: str) -> str:
     return f"not implemented yet: {name} (carrying on with the labs reference, {reference})"

@@ -10,11 +10,9 @@ schedules as strings; the grader checks them and makes the real runs in its own 
 """
 from __future__ import annotations
 
-from labs.exercises._common import check, exercise, score_cases
+from labs.exercises._common import check, exercise, real_run, score_cases
 from labs.exercises.nb03 import real_run_score
 from labs.grading import Graded
-from labs.launch import LaunchTimeout, RankFailed
-from labs.pipeline import run_pipeline
 from labs.schedules import ScheduleError, one_f_one_b, parse, validate
 from labs.simulate import Costs, simulate
 
@@ -54,13 +52,9 @@ def offline_problem(case, value) -> str | None:
 
 def real_problem(value, P: int, M: int) -> str | None:
     where = f"real run of one_f_one_b_schedule({P}, {M})"
-    try:
-        run = run_pipeline(parse(value), stages=P, microbatches=M, layers=P, batch_size=4 * M, pace_ms=(1, 2),
-                           warmup_steps=0, steps=1, timeout=30)
-    except (RankFailed, LaunchTimeout, ScheduleError) as error:
-        return f"{where} failed: {error.brief() if isinstance(error, RankFailed) else str(error).strip()}"
-    if run.max_grad_error > TOLERANCE:
-        return f"{where}: gradients differ from one process by {run.max_grad_error:.1e}"
+    run, problem = real_run(where, value, P, M, pace_ms=(1, 2), tolerance=TOLERANCE)
+    if problem:
+        return problem
     if run.trace.peak_activations != expected_peaks(P, M):
         return (f"{where}: measured peak activations {run.trace.peak_activations}, expected "
                 f"{expected_peaks(P, M)}")

@@ -8,11 +8,9 @@ being held from its F to its W). Then it runs on real processes: gradients equal
 """
 from __future__ import annotations
 
-from labs.exercises._common import Answer
+from labs.exercises._common import Answer, real_run
 from labs.grading import Graded
 from labs.grading_kernel import forbidden_calls
-from labs.launch import LaunchTimeout, RankFailed
-from labs.pipeline import run_pipeline
 from labs.schedules import ScheduleError, parse, validate
 from labs.simulate import Costs, simulate
 from labs import zero_bubble
@@ -50,15 +48,7 @@ def schedule_problem(schedule, P: int, M: int) -> str | None:
 
 
 def real_problem(schedule, P: int, M: int) -> str | None:
-    where = f"real run of zb_h1_schedule({P}, {M})"
-    try:
-        run = run_pipeline(schedule, stages=P, microbatches=M, layers=P, batch_size=4 * M, pace_ms=(1, 1, 1),
-                           warmup_steps=0, steps=1, timeout=30)
-    except (RankFailed, LaunchTimeout, ScheduleError) as error:
-        return f"{where} failed: {str(error).strip().splitlines()[0]}"
-    if run.max_grad_error > TOLERANCE:
-        return f"{where}: gradients differ from one process by {run.max_grad_error:.1e}"
-    return None
+    return real_run(f"real run of zb_h1_schedule({P}, {M})", schedule, P, M, pace_ms=(1, 1, 1), tolerance=TOLERANCE)[1]
 
 
 def check_zb_h1_schedule(fn) -> bool:
