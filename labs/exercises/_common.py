@@ -118,6 +118,25 @@ def exercise(name: str, where=None, key=None):
     return mark
 
 
+def gradient_tensors(where: str, got: dict, want: dict):
+    """The learner's gradients (plain lists, by parameter name) as tensors shaped like ``want``'s.
+
+    Returns ({name: tensor}, None), or (None, the problem) for the first one that is not a tensor of numbers or has
+    the wrong shape; ``where`` starts the message. Every name in ``want`` must be in ``got`` (check that first).
+    """
+    import torch  # here, not above: the grading kernel's helpers stay light
+    tensors = {}
+    for name, reference in want.items():
+        try:
+            tensors[name] = torch.tensor(got[name], dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError):
+            return None, f"{where}: the gradient of {name} is not a tensor of numbers: {str(got[name])[:100]}"
+        if tensors[name].shape != reference.shape:
+            return None, (f"{where}: the gradient of {name} has shape {tuple(tensors[name].shape)}, expected "
+                          f"{tuple(reference.shape)}")
+    return tensors, None
+
+
 def real_run(where: str, schedule, P: int, M: int, pace_ms: tuple, tolerance: float):
     """One real training step of ``schedule`` on P processes (P layers, batch 4M) against one process.
 
