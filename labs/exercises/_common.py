@@ -118,6 +118,23 @@ def exercise(name: str, where=None, key=None):
     return mark
 
 
+def one_stage_per_rank(where: str, schedule, P: int, M: int):
+    """``schedule`` (plain strings or Actions) validated for P ranks and M micro-batches, rank r holding stage r.
+
+    Returns (the action lists, None), or (None, why not) when the validator rejects it or a rank runs another stage.
+    """
+    from labs.schedules import ScheduleError, parse, validate
+    try:
+        actions = validate(parse(schedule), num_microbatches=M, num_stages=P, world_size=P)
+    except ScheduleError as error:
+        return None, f"{where}: the validator rejects it: {error}"
+    for r, acts in enumerate(actions):
+        wrong = [a for a in acts if a.stage != r]
+        if wrong:
+            return None, f"{where}: rank {r} runs {wrong[0]}, but rank r holds stage r"
+    return actions, None
+
+
 def gradient_tensors(where: str, got: dict, want: dict):
     """The learner's gradients (plain lists, by parameter name) as tensors shaped like ``want``'s.
 

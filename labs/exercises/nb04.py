@@ -10,10 +10,10 @@ schedules as strings; the grader checks them and makes the real runs in its own 
 """
 from __future__ import annotations
 
-from labs.exercises._common import check, exercise, real_run, score_cases
+from labs.exercises._common import check, exercise, one_stage_per_rank, real_run, score_cases
 from labs.exercises.nb03 import real_run_score
 from labs.grading import Graded
-from labs.schedules import ScheduleError, one_f_one_b, parse, validate
+from labs.schedules import one_f_one_b
 from labs.simulate import Costs, simulate
 
 COSTS = Costs(forward=1.0, backward=2.0)
@@ -31,14 +31,9 @@ def offline_problem(case, value) -> str | None:
     """Validator + simulator on ``value`` (what one_f_one_b_schedule(P, M) returned): None if fine, else why."""
     P, M = case
     where = f"one_f_one_b_schedule({P}, {M})"
-    try:
-        schedule = validate(parse(value), num_microbatches=M, num_stages=P, world_size=P)
-    except ScheduleError as error:
-        return f"{where}: the validator rejects it: {error}"
-    for r, actions in enumerate(schedule):
-        wrong = [a for a in actions if a.stage != r]
-        if wrong:
-            return f"{where}: rank {r} runs {wrong[0]}, but rank r holds stage r"
+    schedule, problem = one_stage_per_rank(where, value, P, M)
+    if problem:
+        return problem
     trace = simulate(schedule, COSTS)
     reference = simulate(one_f_one_b(P, M), COSTS)
     if abs(trace.step_time - reference.step_time) > 1e-9:

@@ -8,10 +8,9 @@ being held from its F to its W). Then it runs on real processes: gradients equal
 """
 from __future__ import annotations
 
-from labs.exercises._common import Answer, real_run
+from labs.exercises._common import Answer, one_stage_per_rank, real_run
 from labs.grading import Graded
 from labs.grading_kernel import forbidden_calls
-from labs.schedules import ScheduleError, parse, validate
 from labs.simulate import Costs, simulate
 from labs import zero_bubble
 from labs.zero_bubble import zb_h1_bubble
@@ -24,13 +23,9 @@ TOLERANCE = 1e-5
 def schedule_problem(schedule, P: int, M: int) -> str | None:
     """What is wrong with ``schedule`` (plain data or Actions) as ZB-H1 for (P, M); None when it is right."""
     where = f"zb_h1_schedule({P}, {M})"
-    try:
-        actions = validate(parse(schedule), num_microbatches=M, num_stages=P, world_size=P)
-    except ScheduleError as error:
-        return f"{where}: the validator rejects it: {error}"
-    for r, acts in enumerate(actions):
-        if any(a.stage != r for a in acts):
-            return f"{where}: rank {r} runs {next(a for a in acts if a.stage != r)}, but rank r holds stage r"
+    actions, problem = one_stage_per_rank(where, schedule, P, M)
+    if problem:
+        return problem
     if not any(a.kind == "W" for acts in actions for a in acts):
         return f"{where}: no W actions: split each backward into B and W"
     for f, b, w in COSTS:
