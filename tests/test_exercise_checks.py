@@ -27,8 +27,8 @@ def test_a_function_that_calls_the_reference_is_told_so(capsys):
 def test_the_most_instructive_failure_comes_first_and_repeats_show_once(capsys):
     def wrong(P, M):
         raise ValueError("always")
-    assert nb02.check_bubble_overhead(wrong) is False
-    assert capsys.readouterr().out == "bubble_overhead(2, 3) raised ValueError: always (the same for 5 cases)\n"
+    assert nb02.check_idle_fraction(wrong) is False
+    assert capsys.readouterr().out == "idle_fraction(2, 3) raised ValueError: always (the same for 5 cases)\n"
     assert sorted([(1, 8), (4, 1), (4, 8), (2, 3)], key=instructiveness) == [(2, 3), (4, 8), (4, 1), (1, 8)]
 
 
