@@ -5,7 +5,7 @@ import torch
 
 import labs
 from labs.exercises import _common, nb00, nb02
-from labs.exercises._common import fraction_of_cases, instructiveness, score_cases
+from labs.exercises._common import exercise, fraction_of_cases, instructiveness, score_cases
 
 
 def test_not_implemented_says_it_carries_on_with_the_reference(capsys):
@@ -27,16 +27,22 @@ def test_a_function_that_calls_the_reference_is_told_so(capsys):
 def test_the_most_instructive_failure_comes_first_and_repeats_show_once(capsys):
     def wrong(P, M):
         raise ValueError("always")
-    assert nb02.check_bubble_overhead(wrong) is False
-    assert capsys.readouterr().out == "bubble_overhead(2, 3) raised ValueError: always (the same for 5 cases)\n"
+    assert nb02.check_idle_fraction(wrong) is False  # cases (4, 8), (4, 16), (2, 3), (8, 32), (4, 1)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "idle_fraction(2, 3) raised ValueError: always (the same for 5 cases)", lines
+    assert not [line for line in lines[1:] if "raised" in line], lines  # the other four cases are not repeated
     assert sorted([(1, 8), (4, 1), (4, 8), (2, 3)], key=instructiveness) == [(2, 3), (4, 8), (4, 1), (1, 8)]
 
 
 def test_fraction_of_cases_gives_partial_credit_and_names_a_non_degenerate_case():
     fraction, message = fraction_of_cases([((1, 1), "f(1, 1) returned 2"), ((4, 8), "f(4, 8) returned 3")], 4)
     assert fraction == 0.5 and message.index("f(4, 8)") < message.index("f(1, 1)")
-    fraction, message = score_cases([(4, 8), (2, 1)], [3 / 11, {"error": "TypeError: x"}], nb02.idle_problem)
+    idle = next(graded for graded in nb02.GRADED if graded.name == "idle_fraction")
+    fraction, message = idle.score([(4, 8), (2, 1)], [3 / 11, {"error": "TypeError: x"}])
     assert fraction == 0.5 and "idle_fraction(2, 1) raised TypeError: x" in message
+    fraction, message = score_cases([(4, 8), (2, 1)], [0.25, {"error": "TypeError: x"}],
+                                    exercise("f")(lambda case, value: None if value == 0.25 else "wrong"))
+    assert fraction == 0.5 and "f(2, 1) raised TypeError: x" in message
     assert _common.special("f(1)", {"forbidden": "labs.x"}).startswith("f(1) calls labs.x")
 
 
