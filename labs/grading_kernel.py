@@ -99,6 +99,8 @@ def _resolve(dotted: str):
             target = getattr(target, name)
         while hasattr(target, "__wrapped__"):
             target = target.__wrapped__
+        if isinstance(target, type):  # an autograd Function class: what its ``apply`` runs is its own ``forward``
+            target = vars(target)["forward"]  # KeyError (skipped) when the class does not define one itself
         return getattr(target, "__func__", target)
     raise ImportError(f"cannot import {dotted}")
 
@@ -127,9 +129,11 @@ def forbidden_calls(names, watch_copies: bool = False):
     """While inside, calling any function in ``names`` (dotted) raises and is recorded; yields the record (a list).
 
     The function's ``__code__`` is swapped, so every alias (``f = labs.idle_fraction``), wrapper and forked rank
-    sees the swap; the original code comes back on exit. With ``watch_copies`` a profile hook (this thread only, so
-    not for code that runs on ranks) also records a call of any *copy* of a reference's code: a function rebuilt from
-    a saved ``__code__``, a reloaded module, the reference's source pasted verbatim.
+    sees the swap; the original code comes back on exit. A name may also be a class (a ``torch.autograd.Function``):
+    the ``forward`` it defines is swapped, so ``Class.apply(...)`` fails the same way. With ``watch_copies`` a
+    profile hook (this thread only, so not for code that runs on ranks) also records a call of any *copy* of a
+    reference's code: a function rebuilt from a saved ``__code__``, a reloaded module, the reference's source pasted
+    verbatim.
     """
     calls: list = []
     swapped = []
@@ -141,7 +145,7 @@ def forbidden_calls(names, watch_copies: bool = False):
             try:
                 function = _resolve(dotted)
                 code = function.__code__
-            except (ImportError, AttributeError):
+            except (ImportError, AttributeError, KeyError):
                 continue  # a reference that does not exist cannot be called either
             function.__code__ = _stub_code(dotted, code.co_freevars)
             swapped.append((function, code, dotted))

@@ -36,6 +36,11 @@ def uses_the_reference(x, group):
     return labs.tensor_parallel.copy_to_tensor_parallel(x, group)
 
 
+def uses_the_reference_class(x, group):
+    from labs.tensor_parallel import CopyToTensorParallel
+    return CopyToTensorParallel.apply(x, group)
+
+
 def _grade(fn, role="f"):
     run = nb10.run_copy_to_tp if role == "f" else nb10.run_reduce_from_tp
     names = nb10.F_NAMES if role == "f" else nb10.G_NAMES
@@ -54,6 +59,8 @@ def test_wrong_and_borrowed_operators_score_nothing_with_a_reason():
     assert fraction == 0.0 and "must all-reduce the gradient" in message
     fraction, message = _grade(uses_the_reference)
     assert fraction == 0.0 and "calls labs' own operator" in message
+    fraction, message = _grade(uses_the_reference_class)  # the Function class itself, called on forked ranks
+    assert fraction == 0.0 and "calls labs' own operator" in message
     fraction, message = _grade(right_f, role="g")  # f is not g: its forward does not sum
     assert fraction == 0.0 and "must all-reduce x" in message
 
@@ -65,3 +72,20 @@ def test_graded_entries_name_their_run_functions():
             assert callable(getattr(importlib.import_module(module), function))
             assert graded.forbidden
         assert graded.name in ("copy_to_tp", "reduce_from_tp")
+
+
+def test_forbidden_calls_refuses_an_autograd_function_class_and_restores_it():
+    from labs.grading_kernel import forbidden_calls
+    from labs.tensor_parallel import CopyToTensorParallel
+    base = torch.autograd.Function.forward.__code__
+    x = torch.ones(2, requires_grad=True)
+    with forbidden_calls(["labs.tensor_parallel.CopyToTensorParallel"]) as calls:
+        try:
+            CopyToTensorParallel.apply(x, None)
+            raise AssertionError("the class's apply was not refused")
+        except PermissionError as error:
+            assert "labs.tensor_parallel.CopyToTensorParallel" in str(error)
+        assert _F.apply(x, None).tolist() == [1.0, 1.0]  # a learner's own Function (same forward code) still runs
+    assert calls == ["labs.tensor_parallel.CopyToTensorParallel"]
+    assert CopyToTensorParallel.apply(x, None).tolist() == [1.0, 1.0]
+    assert torch.autograd.Function.forward.__code__ is base  # torch's base class is never touched

@@ -27,10 +27,8 @@ def test_a_function_that_calls_the_reference_is_told_so(capsys):
 def test_the_most_instructive_failure_comes_first_and_repeats_show_once(capsys):
     def wrong(P, M):
         raise ValueError("always")
-    assert nb02.check_idle_fraction(wrong) is False  # cases (4, 8), (4, 16), (2, 3), (8, 32), (4, 1)
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "idle_fraction(2, 3) raised ValueError: always (the same for 5 cases)", lines
-    assert not [line for line in lines[1:] if "raised" in line], lines  # the other four cases are not repeated
+    assert nb02.check_idle_fraction(wrong) is False
+    assert capsys.readouterr().out == "idle_fraction(2, 3) raised ValueError: always (the same for 5 cases)\n"
     assert sorted([(1, 8), (4, 1), (4, 8), (2, 3)], key=instructiveness) == [(2, 3), (4, 8), (4, 1), (1, 8)]
 
 

@@ -87,22 +87,90 @@ def score_cases(cases: list, outputs: list, problem) -> tuple[float, str]:
             except Exception as error:  # noqa: BLE001 - outputs of an unexpected shape are wrong answers
                 message = f"{where} returned {str(output)[:200]}: {type(error).__name__}: {error}"
         if message:
-            problems.append((tuple(case), message))
+            problems.append((sort_case(problem, case), message))
     return fraction_of_cases(problems, len(cases))
 
 
 def call_text(problem, case) -> str:
-    """``name(1, 2)`` for a case, with the exercise's name from ``problem.exercise`` when it has one."""
+    """``name(1, 2)`` for a case, with the exercise's name from ``problem.exercise`` when it has one (or the
+    problem's own ``where(case)``, for cases too large to print)."""
+    if getattr(problem, "where", None):
+        return problem.where(case)
     name = getattr(problem, "exercise", "the function")
     return f"{name}({', '.join(map(repr, case))})"
 
 
-def exercise(name: str):
-    """Decorator for a problem function: remembers the exercise's name for messages."""
+def sort_case(problem, case) -> tuple:
+    """What ``instructiveness`` orders a failing case by: ``problem.key(case)`` (its sizes) if given, else the case."""
+    return tuple(problem.key(case)) if getattr(problem, "key", None) else tuple(case)
+
+
+def exercise(name: str, where=None, key=None):
+    """Decorator for a problem function: remembers the exercise's name for messages, and optionally ``where(case)``
+    (how a message names the call) and ``key(case)`` (the sizes that order failing cases, e.g. (P, M))."""
     def mark(problem):
         problem.exercise = name
+        if where:
+            problem.where = where
+        if key:
+            problem.key = key
         return problem
     return mark
+
+
+def one_stage_per_rank(where: str, schedule, P: int, M: int):
+    """``schedule`` (plain strings or Actions) validated for P ranks and M micro-batches, rank r holding stage r.
+
+    Returns (the action lists, None), or (None, why not) when the validator rejects it or a rank runs another stage.
+    """
+    from labs.schedules import ScheduleError, parse, validate
+    try:
+        actions = validate(parse(schedule), num_microbatches=M, num_stages=P, world_size=P)
+    except ScheduleError as error:
+        return None, f"{where}: the validator rejects it: {error}"
+    for r, acts in enumerate(actions):
+        wrong = [a for a in acts if a.stage != r]
+        if wrong:
+            return None, f"{where}: rank {r} runs {wrong[0]}, but rank r holds stage r"
+    return actions, None
+
+
+def gradient_tensors(where: str, got: dict, want: dict):
+    """The learner's gradients (plain lists, by parameter name) as tensors shaped like ``want``'s.
+
+    Returns ({name: tensor}, None), or (None, the problem) for the first one that is not a tensor of numbers or has
+    the wrong shape; ``where`` starts the message. Every name in ``want`` must be in ``got`` (check that first).
+    """
+    import torch  # here, not above: the grading kernel's helpers stay light
+    tensors = {}
+    for name, reference in want.items():
+        try:
+            tensors[name] = torch.tensor(got[name], dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError):
+            return None, f"{where}: the gradient of {name} is not a tensor of numbers: {str(got[name])[:100]}"
+        if tensors[name].shape != reference.shape:
+            return None, (f"{where}: the gradient of {name} has shape {tuple(tensors[name].shape)}, expected "
+                          f"{tuple(reference.shape)}")
+    return tensors, None
+
+
+def real_run(where: str, schedule, P: int, M: int, pace_ms: tuple, tolerance: float):
+    """One real training step of ``schedule`` on P processes (P layers, batch 4M) against one process.
+
+    Returns (run, None), or (None, what went wrong) when it fails or its gradients differ by more than ``tolerance``;
+    ``where`` starts the message. Grader side (notebook 04's and 11's scores) and the visible checks.
+    """
+    from labs.launch import LaunchTimeout, RankFailed  # here, not above: most exercises never start processes
+    from labs.pipeline import run_pipeline
+    from labs.schedules import ScheduleError, parse
+    try:
+        run = run_pipeline(parse(schedule), stages=P, microbatches=M, layers=P, batch_size=4 * M, pace_ms=pace_ms,
+                           warmup_steps=0, steps=1, timeout=30)
+    except (RankFailed, LaunchTimeout, ScheduleError) as error:
+        return None, f"{where} failed: {error.brief() if isinstance(error, RankFailed) else str(error).strip()}"
+    if run.max_grad_error > tolerance:
+        return None, f"{where}: gradients differ from one process by {run.max_grad_error:.1e}"
+    return run, None
 
 
 # ---------------------------------------------------------------- visible checks (in the notebook's kernel)
@@ -152,7 +220,7 @@ def check(fn, cases: list, problem, name: str, reference: str, forbidden: tuple 
             except Exception as error:  # noqa: BLE001
                 message = f"{where} returned {str(value)[:200]}: {type(error).__name__}: {error}"
         if message:
-            problems.append((tuple(case), message))
+            problems.append((sort_case(problem, case), message))
     return report(problems, passed)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from labs.exercises._common import check, exercise, score_cases
+from labs.exercises._common import check, exercise, gradient_tensors, score_cases
 from labs.exercises._messages import Counted, silent_ranks
 from labs.grading import Graded
 from labs.launch import LaunchTimeout, launch
@@ -117,15 +117,10 @@ def step_problem(case, output) -> str | None:
         return f"{where}: no gradient for {missing[:4]}{' ...' if len(missing) > 4 else ''}"
     if any(grads[k] is None for k in reference):
         return f"{where}: some gradients are None (did backward reach every layer?)"
-    errors = {}
-    for name, want in reference.items():
-        try:
-            got = torch.tensor(grads[name], dtype=torch.float32)
-        except (TypeError, ValueError):
-            return f"{where}: the gradient of {name} is not a tensor: {str(grads[name])[:100]}"
-        if got.shape != want.shape:
-            return f"{where}: the gradient of {name} has shape {tuple(got.shape)}, expected {tuple(want.shape)}"
-        errors[name] = float((got - want).abs().max())
+    tensors, problem = gradient_tensors(where, grads, reference)
+    if problem:
+        return problem
+    errors = {name: float((tensors[name] - want).abs().max()) for name, want in reference.items()}
     worst = max(errors, key=errors.get)
     if errors[worst] > TOLERANCE:
         return f"{where}: max |pipeline - one process| = {errors[worst]:.1e} > {TOLERANCE:g} (worst: parameter {worst})"

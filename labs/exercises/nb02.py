@@ -7,16 +7,16 @@
   list of ``(start, end)`` pairs; the answer is 1 - (busy rank-time) / (P * step_time). Judged on synthetic traces
   (staggered ranks, gaps, a rank with no events) and, in the notebook, on the six real traces of the sweep.
 
-``visible_check`` (also used by notebook 03) runs the learner's function under the forbidden-reference guard and
-judges the outputs *after* leaving it, so a judge may use any labs function.
+Each exercise has one problem function (``idle_problem``, ``events_problem``: None or what is wrong) used by both the
+visible check (``_common.check``, which judges the outputs after leaving the forbidden-reference guard, so a problem
+may use any labs function) and the graded score.
 """
 from __future__ import annotations
 
 import random
 
-from labs.exercises._common import fraction_of_cases, forbidden_message, not_implemented_message, report, special
+from labs.exercises._common import check, exercise, score_cases, special
 from labs.grading import Graded
-from labs.grading_kernel import describe, forbidden_calls, plain
 from labs.schedules import gpipe
 from labs.simulate import Costs, simulate
 
@@ -24,38 +24,6 @@ TOLERANCE = 1e-9
 IDLE_REFERENCE = "labs.simulate.idle_fraction"
 OVERHEAD_REFERENCE = "labs.simulate.bubble_overhead"  # gives the idle share too: idle = overhead / (1 + overhead)
 SIMULATED_COSTS = [(1.0, 2.0), (2.0, 1.0), (1.0, 3.0)]
-
-
-def visible_check(fn, cases: list, judge, name: str, reference: str, forbidden: tuple = (), passed: str = "") -> bool:
-    """The notebook's check: ``fn(*case)`` for every case under the guard, then ``judge(case, output)`` outside it.
-
-    ``judge`` returns None or ``(sort_key, message)``; the most instructive message is printed first (see
-    ``_common.report``). Never raises; says "not implemented yet" or "just calls the reference" and returns False.
-    """
-    outputs = []
-    with forbidden_calls(forbidden) as calls:
-        for case in cases:
-            del calls[:]
-            try:
-                value = plain(fn(*case))
-            except KeyboardInterrupt:
-                raise
-            except BaseException as error:  # noqa: BLE001 - a check never raises
-                value = describe(error)
-            if calls:
-                value = {"forbidden": calls[0]}
-            if value == {"not_implemented": True}:
-                print(not_implemented_message(name, reference))
-                return False
-            if isinstance(value, dict) and len(value) == 1 and "forbidden" in value:
-                print(forbidden_message(name, value["forbidden"]))
-                return False
-            outputs.append(value)
-    problems = [p for p in (judge(case, value) for case, value in zip(cases, outputs)) if p]
-    ok = report(problems, passed)
-    if not ok:
-        print(f"(carrying on with the labs reference, {reference})")
-    return ok
 
 
 def _number(where: str, got):
@@ -73,12 +41,13 @@ def simulated_idle(P: int, M: int, forward: float = 1.0, backward: float = 2.0) 
     return simulate(gpipe(P, M), Costs(forward, backward)).idle_fraction
 
 
-def idle_judge(case, got):
+@exercise("idle_fraction")
+def idle_problem(case, got):
     P, M = case
     where = f"idle_fraction({P}, {M})"
     value, message = _number(where, got)
     if message:
-        return (P, M), message
+        return message
     closed = (P - 1) / (M + P - 1)
     wants = [("the idle share of the step", closed)]
     if P * M <= 64:
@@ -94,7 +63,7 @@ def idle_judge(case, got):
                         "count the slots of the whole step")
             elif abs(value - (1 - want)) <= TOLERANCE:
                 hint = " - that is the busy share; the idle share is what is left"
-            return (P, M), f"{where} returned {value:.6g}, expected {want:.6g} ({what}){hint}"
+            return f"{where} returned {value:.6g}, expected {want:.6g} ({what}){hint}"
     return None
 
 
@@ -102,10 +71,10 @@ IDLE_CHECK_CASES = [(4, 8), (4, 16), (2, 3), (8, 32), (4, 1)]
 
 
 def check_idle_fraction(fn) -> bool:
-    return visible_check(fn, IDLE_CHECK_CASES, idle_judge, "idle_fraction", "labs.idle_fraction",
-                         forbidden=(IDLE_REFERENCE, OVERHEAD_REFERENCE),
-                         passed=f"idle_fraction: {len(IDLE_CHECK_CASES)} cases match the idle share of simulated "
-                                f"GPipe steps, e.g. P=4, M=8 -> 3/11 = 0.27 -> correct")
+    return check(fn, IDLE_CHECK_CASES, idle_problem, "idle_fraction", "labs.idle_fraction",
+                 forbidden=(IDLE_REFERENCE, OVERHEAD_REFERENCE),
+                 passed=f"idle_fraction: {len(IDLE_CHECK_CASES)} cases match the idle share of simulated "
+                        f"GPipe steps, e.g. P=4, M=8 -> 3/11 = 0.27 -> correct")
 
 
 def idle_cases(rng) -> list[tuple]:
@@ -114,7 +83,7 @@ def idle_cases(rng) -> list[tuple]:
 
 
 def idle_score(cases, outputs):
-    return fraction_of_cases([p for p in map(idle_judge, cases, outputs) if p], len(cases))
+    return score_cases(cases, outputs, idle_problem)
 
 
 # ---------------------------------------------------------------- idle_from_events
@@ -144,14 +113,24 @@ def expected_idle(events, step_time: float) -> float:
     return 1.0 - busy / (len(events) * step_time)
 
 
-def events_judge(case, got):
+def _events_where(case) -> str:
     events, step_time = case[0], case[1]
     label = case[2] if len(case) > 2 else f"{len(events)} ranks, {sum(map(len, events))} events"
-    where = f"idle_from_events(<{label}>, {step_time:g})"
-    key = (len(events), max((len(p) for p in events), default=0))
+    return f"idle_from_events(<{label}>, {step_time:g})"
+
+
+def _events_key(case) -> tuple:
+    """Ranks and the most events on one rank: what orders failing traces (fewest ranks last)."""
+    return len(case[0]), max((len(p) for p in case[0]), default=0)
+
+
+@exercise("idle_from_events", where=_events_where, key=_events_key)
+def events_problem(case, got):
+    events, step_time = case[0], case[1]
+    where = _events_where(case)
     value, message = _number(where, got)
     if message:
-        return key, message
+        return message
     want = expected_idle(events, step_time)
     if abs(value - want) <= TOLERANCE * max(1.0, abs(want)):
         return None
@@ -161,7 +140,7 @@ def events_judge(case, got):
         hint = " - that is the busy share"
     elif len(nonempty) < len(events) and nonempty and abs(value - expected_idle(nonempty, step_time)) <= 1e-9:
         hint = " - a rank with no events counts too: it sits idle the whole step"
-    return key, f"{where} returned {value:.6g}, expected {want:.6g}{hint}"
+    return f"{where} returned {value:.6g}, expected {want:.6g}{hint}"
 
 
 def event_check_cases(real_traces=()) -> list[tuple]:
@@ -177,10 +156,10 @@ def event_check_cases(real_traces=()) -> list[tuple]:
 
 def check_idle_from_events(fn, real_traces=()) -> bool:
     cases = event_check_cases(real_traces)
-    return visible_check(lambda events, step_time, _label: fn(events, step_time), cases, events_judge,
-                         "idle_from_events", "the trace's own idle_fraction",
-                         passed=f"idle_from_events: {len(cases)} traces ({len(real_traces)} of them real) match the "
-                                f"trace's idle_fraction -> correct")
+    return check(fn, cases, events_problem, "idle_from_events", "the trace's own idle_fraction",
+                 call=lambda learner, events, step_time, _label: learner(events, step_time),
+                 passed=f"idle_from_events: {len(cases)} traces ({len(real_traces)} of them real) match the "
+                        f"trace's idle_fraction -> correct")
 
 
 def events_cases(rng) -> list[tuple]:
@@ -193,7 +172,7 @@ def events_cases(rng) -> list[tuple]:
 
 
 def events_score(cases, outputs):
-    return fraction_of_cases([p for p in map(events_judge, cases, outputs) if p], len(cases))
+    return score_cases(cases, outputs, events_problem)
 
 
 GRADED = [Graded(name="idle_fraction", points=2, cases=idle_cases, score=idle_score, forbidden=(IDLE_REFERENCE, OVERHEAD_REFERENCE)),

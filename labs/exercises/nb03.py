@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import random
 
-from labs.exercises._common import fraction_of_cases, special
-from labs.exercises.nb02 import visible_check
+from labs.exercises._common import check, exercise, fraction_of_cases, sort_case, special
 from labs.grading import Graded
 from labs.schedules import dependencies, gpipe, one_f_one_b, parse
 from labs.simulate import Costs, simulate
@@ -56,25 +55,33 @@ def shuffled(rng: random.Random, schedule, swaps: int) -> list[list[str]]:
     return lists
 
 
-def stuck_judge(case, got):
+def _stuck_where(case) -> str:
+    return f"stuck_at({case[1] if len(case) > 1 else str(case[0])})"
+
+
+def _stuck_key(case) -> tuple:
+    """Ranks and actions per rank: what orders failing schedules (one rank or one micro-batch last)."""
+    return len(case[0]), max(len(acts) for acts in case[0]) // 2
+
+
+@exercise("stuck_at", where=_stuck_where, key=_stuck_key)
+def stuck_problem(case, got):
     schedule = case[0]
-    label = case[1] if len(case) > 1 else str(schedule)
-    where = f"stuck_at({label})"
-    key = (len(schedule), max(len(acts) for acts in schedule) // 2)
+    where = _stuck_where(case)
     message = special(where, got)
     if message:
-        return key, message
+        return message
     want = reference_stuck_at(schedule)
     if got is not None and not (isinstance(got, list) and all(a is None or isinstance(a, str) for a in got)):
-        return key, f"{where} returned {str(got)[:200]}; expected None or one entry per rank (an action string or None)"
+        return f"{where} returned {str(got)[:200]}; expected None or one entry per rank (an action string or None)"
     if got == want:
         return None
     if want is None:
-        return key, f"{where} returned {got}, but every action of this schedule can run: expected None"
+        return f"{where} returned {got}, but every action of this schedule can run: expected None"
     if got is None:
-        return key, (f"{where} returned None, but the ranks get stuck at {want} (rank r's entry: the action it waits "
-                     f"on forever; None for a rank that finished)")
-    return key, f"{where} returned {got}; expected {want}"
+        return (f"{where} returned None, but the ranks get stuck at {want} (rank r's entry: the action it waits "
+                f"on forever; None for a rank that finished)")
+    return f"{where} returned {got}; expected {want}"
 
 
 def stuck_check_cases() -> list[tuple]:
@@ -93,10 +100,10 @@ def stuck_check_cases() -> list[tuple]:
 
 def check_stuck_at(fn) -> bool:
     cases = stuck_check_cases()
-    return visible_check(lambda schedule, _label: fn(schedule), cases, stuck_judge, "stuck_at", "labs.validate",
-                         forbidden=(VALIDATE_REFERENCE,),
-                         passed=f"stuck_at: {len(cases)} schedules (2 valid, 3 broken by hand, 5 shuffled at random) "
-                                f"-> correct")
+    return check(fn, cases, stuck_problem, "stuck_at", "labs.validate", forbidden=(VALIDATE_REFERENCE,),
+                 call=lambda learner, schedule, _label: learner(schedule),
+                 passed=f"stuck_at: {len(cases)} schedules (2 valid, 3 broken by hand, 5 shuffled at random) "
+                        f"-> correct")
 
 
 def stuck_cases(rng) -> list[tuple]:
@@ -124,7 +131,8 @@ def stuck_score(cases, outputs):
     None (or "stuck") for everything scores 0, a walk that misnames some stuck actions keeps partial credit."""
     finishing = [i for i, case in enumerate(cases) if reference_stuck_at(case[0]) is None]
     stuck = [i for i in range(len(cases)) if i not in set(finishing)]
-    problems = {i: p for i, p in enumerate(map(stuck_judge, cases, outputs)) if p}
+    problems = {i: (sort_case(stuck_problem, case), p) for i, (case, output) in enumerate(zip(cases, outputs))
+                if (p := stuck_problem(case, output))}
     share = [(len(group) - sum(i in problems for i in group)) / len(group) if group else 1.0
              for group in (finishing, stuck)]
     _, message = fraction_of_cases(list(problems.values()), len(cases), "schedules")
@@ -141,15 +149,19 @@ def simulated_gpipe_step(forward, backward, M: int) -> float:
 reference_gpipe_step_time = simulated_gpipe_step
 
 
-def step_judge(case, got):
+def _step_key(case) -> tuple:
+    return len(case[0]), case[2]  # (P, M)
+
+
+@exercise("gpipe_step_time", key=_step_key)
+def step_problem(case, got):
     forward, backward, M = case
     where = f"gpipe_step_time({forward}, {backward}, {M})"
-    key = (len(forward), M)
     message = special(where, got)
     if message:
-        return key, message
+        return message
     if isinstance(got, bool) or not isinstance(got, (int, float)):
-        return key, f"{where} returned {got!r}, expected a number"
+        return f"{where} returned {got!r}, expected a number"
     want = simulated_gpipe_step(forward, backward, M)
     if abs(got - want) <= 1e-9 * max(1.0, want):
         return None
@@ -159,7 +171,7 @@ def step_judge(case, got):
         hint = " - that is (M+P-1) times the *average* stage: with unequal stages the slowest one sets the pace"
     elif abs(got - (M + P - 1) * (max(forward) + max(backward))) <= 1e-9 * max(1.0, want):
         hint = " - that prices every slot of the fill and drain at the slowest stage; only the M-1 repeats wait on it"
-    return key, f"{where} returned {got:.6g}; the simulated GPipe step takes {want:.6g}{hint}"
+    return f"{where} returned {got:.6g}; the simulated GPipe step takes {want:.6g}{hint}"
 
 
 STEP_CHECK_CASES = [([1.0] * 4, [2.0] * 4, 8), ([1.5, 1.0, 1.0, 1.0], [3.0, 2.0, 2.0, 2.0], 8),
@@ -167,11 +179,10 @@ STEP_CHECK_CASES = [([1.0] * 4, [2.0] * 4, 8), ([1.5, 1.0, 1.0, 1.0], [3.0, 2.0,
 
 
 def check_gpipe_step_time(fn) -> bool:
-    return visible_check(fn, STEP_CHECK_CASES, step_judge, "gpipe_step_time", "labs.simulate",
-                         forbidden=(SIMULATE_REFERENCE,),
-                         passed=f"gpipe_step_time: {len(STEP_CHECK_CASES)} cost models (balanced, one slow stage, "
-                                f"slow forward and slow backward on different stages) match the simulated step "
-                                f"-> correct")
+    return check(fn, STEP_CHECK_CASES, step_problem, "gpipe_step_time", "labs.simulate",
+                 forbidden=(SIMULATE_REFERENCE,),
+                 passed=f"gpipe_step_time: {len(STEP_CHECK_CASES)} cost models (balanced, one slow stage, "
+                        f"slow forward and slow backward on different stages) match the simulated step -> correct")
 
 
 def step_cases(rng) -> list[tuple]:
@@ -184,7 +195,9 @@ def step_cases(rng) -> list[tuple]:
 
 
 def step_score(cases, outputs):
-    return fraction_of_cases([p for p in map(step_judge, cases, outputs) if p], len(cases), "cost models")
+    problems = [(sort_case(step_problem, case), p) for case, output in zip(cases, outputs)
+                if (p := step_problem(case, output))]
+    return fraction_of_cases(problems, len(cases), "cost models")
 
 
 # ---------------------------------------------------------------- shared with notebook 04's score

@@ -10,12 +10,10 @@ schedules as strings; the grader checks them and makes the real runs in its own 
 """
 from __future__ import annotations
 
-from labs.exercises._common import check, exercise, score_cases
+from labs.exercises._common import check, exercise, one_stage_per_rank, real_run, score_cases
 from labs.exercises.nb03 import real_run_score
 from labs.grading import Graded
-from labs.launch import LaunchTimeout, RankFailed
-from labs.pipeline import run_pipeline
-from labs.schedules import ScheduleError, one_f_one_b, parse, validate
+from labs.schedules import one_f_one_b
 from labs.simulate import Costs, simulate
 
 COSTS = Costs(forward=1.0, backward=2.0)
@@ -33,14 +31,9 @@ def offline_problem(case, value) -> str | None:
     """Validator + simulator on ``value`` (what one_f_one_b_schedule(P, M) returned): None if fine, else why."""
     P, M = case
     where = f"one_f_one_b_schedule({P}, {M})"
-    try:
-        schedule = validate(parse(value), num_microbatches=M, num_stages=P, world_size=P)
-    except ScheduleError as error:
-        return f"{where}: the validator rejects it: {error}"
-    for r, actions in enumerate(schedule):
-        wrong = [a for a in actions if a.stage != r]
-        if wrong:
-            return f"{where}: rank {r} runs {wrong[0]}, but rank r holds stage r"
+    schedule, problem = one_stage_per_rank(where, value, P, M)
+    if problem:
+        return problem
     trace = simulate(schedule, COSTS)
     reference = simulate(one_f_one_b(P, M), COSTS)
     if abs(trace.step_time - reference.step_time) > 1e-9:
@@ -54,13 +47,9 @@ def offline_problem(case, value) -> str | None:
 
 def real_problem(value, P: int, M: int) -> str | None:
     where = f"real run of one_f_one_b_schedule({P}, {M})"
-    try:
-        run = run_pipeline(parse(value), stages=P, microbatches=M, layers=P, batch_size=4 * M, pace_ms=(1, 2),
-                           warmup_steps=0, steps=1, timeout=30)
-    except (RankFailed, LaunchTimeout, ScheduleError) as error:
-        return f"{where} failed: {error.brief() if isinstance(error, RankFailed) else str(error).strip()}"
-    if run.max_grad_error > TOLERANCE:
-        return f"{where}: gradients differ from one process by {run.max_grad_error:.1e}"
+    run, problem = real_run(where, value, P, M, pace_ms=(1, 2), tolerance=TOLERANCE)
+    if problem:
+        return problem
     if run.trace.peak_activations != expected_peaks(P, M):
         return (f"{where}: measured peak activations {run.trace.peak_activations}, expected "
                 f"{expected_peaks(P, M)}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from labs.exercises._common import check, exercise, score_cases
+from labs.exercises._common import check, exercise, gradient_tensors, score_cases
 from labs.grading import Graded
 from labs.model import ToyModel, loss_fn
 
@@ -57,14 +57,12 @@ def _compare(where: str, got: dict, want: dict, M: int, against: str) -> str | N
     missing = sorted(set(want) - set(got))
     if missing:
         return f"{where}: no gradient for {missing[:3]} (name them as model.named_parameters() does)"
+    tensors, problem = gradient_tensors(where, got, want)
+    if problem:
+        return problem
     worst, ratio = 0.0, None
     for name, reference in want.items():
-        try:
-            mine = torch.tensor(got[name], dtype=torch.float32)
-        except (TypeError, ValueError):
-            return f"{where}: the gradient of {name} is not a tensor of numbers"
-        if mine.shape != reference.shape:
-            return f"{where}: the gradient of {name} has shape {tuple(mine.shape)}, expected {tuple(reference.shape)}"
+        mine = tensors[name]
         error = float((mine - reference).abs().max())
         if error > worst:
             worst, ratio = error, float(mine.norm() / reference.norm()) if float(reference.norm()) else None

@@ -10,14 +10,12 @@ own process (the one-process MLP block), and scores. Calling labs' own operator 
 """
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import random
-from contextlib import contextmanager
 
 import torch
 
 from labs.grading import Graded
+from labs.grading_kernel import describe, forbidden_calls, forbidden_in, plain
 from labs.launch import RankFailed, launch
 from labs.tensor_parallel import MLPModel, gather_shards, tensor_parallel_block
 
@@ -67,8 +65,8 @@ def _run(fn, role: str, T: int, b: int, h: int, seed: int) -> dict:
         text = error.worker_traceback
         if "NotImplementedError" in text:
             raise NotImplementedError() from None
-        if "_Forbidden" in text or "refuse" in text:
-            raise _Forbidden(text.strip().splitlines()[-1].split(": ", 1)[-1]) from None
+        if forbidden_in(error):  # a rank called labs' own operator: describe() reads the name from the traceback
+            raise
         raise RuntimeError(f"rank {error.rank}: {text.strip().splitlines()[-1]}") from None
     return {"alone": {key: [r[0][key].tolist() for r in per_rank] for key in ("out", "x_grad")},
             "block": {key: [r[1][key].tolist() for r in per_rank] for key in ("out", "x_grad")},
@@ -177,41 +175,14 @@ def _scorer(role: str):
 # ---------------------------------------------------------------- the visible check (kernel side)
 
 
-class _Forbidden(Exception):
-    pass
-
-
-@contextmanager
-def _forbid(names):
-    """Make labs' own operator raise while the learner's runs (in this kernel and its forked ranks)."""
-    saved = []
-    for dotted in names:
-        module_name, attribute = dotted.rsplit(".", 1)
-        module = importlib.import_module(module_name)
-
-        def refuse(*args, _name=dotted, **kwargs):
-            raise _Forbidden(_name)
-        original = getattr(module, attribute)
-        saved.append((module, attribute, original))
-        setattr(module, attribute, refuse if not isinstance(original, type) else
-                type(attribute, (), {"apply": staticmethod(refuse)}))
-    try:
-        yield
-    finally:
-        for module, attribute, original in saved:
-            setattr(module, attribute, original)
-
-
 def _call(run, fn, case, forbidden):
-    try:
-        with _forbid(forbidden):
-            return run(fn, *case)
-    except _Forbidden as error:
-        return {"forbidden": str(error)}
-    except NotImplementedError:
-        return {"not_implemented": True}
-    except Exception as error:  # noqa: BLE001 - a submission may raise anything
-        return {"error": f"{type(error).__name__}: {error}"}
+    """What the kernel side sends back for one case (labs.grading_kernel's guard, plain data and error reports)."""
+    with forbidden_calls(forbidden) as calls:  # the swapped code reaches the forked ranks too
+        try:
+            output = plain(run(fn, *case))
+        except Exception as error:  # noqa: BLE001 - a submission may raise anything
+            output = describe(error)
+    return {"forbidden": calls[0]} if calls else output
 
 
 def check_conjugate_operators(copy_to_tp, reduce_from_tp) -> bool:
@@ -236,19 +207,8 @@ def check_conjugate_operators(copy_to_tp, reduce_from_tp) -> bool:
 
 
 def _graded(name, points, role, run, forbidden):
-    score = _scorer(role)
-    if {"cases", "score"} <= {f.name for f in dataclasses.fields(Graded)}:
-        return Graded(name=name, points=points, cases=_cases, score=score, run=f"labs.exercises.nb10:{run.__name__}",
-                      forbidden=forbidden)
-
-    def test(fn):  # an older grading.py (Graded(name, points, test)): the same cases and score, in one process
-        cases = _cases(random.Random())
-        outputs = [_call(run, fn, case, forbidden) for case in cases]
-        if any(isinstance(o, dict) and o.get("not_implemented") for o in outputs):
-            raise NotImplementedError(name)
-        fraction, message = score(cases, outputs)
-        assert fraction >= 1.0, f"{fraction:.0%} of the marks: {message}"
-    return Graded(name=name, points=points, test=test)
+    return Graded(name=name, points=points, cases=_cases, score=_scorer(role),
+                  run=f"labs.exercises.nb10:{run.__name__}", forbidden=forbidden)
 
 
 GRADED = [_graded("copy_to_tp", 2, "f", run_copy_to_tp, F_NAMES),

@@ -8,22 +8,13 @@ being held from its F to its W). Then it runs on real processes: gradients equal
 """
 from __future__ import annotations
 
-from labs.exercises._common import Answer
-from labs.exercises._protocol import graded
-from labs.launch import LaunchTimeout, RankFailed
-from labs.pipeline import run_pipeline
-from labs.schedules import ScheduleError, parse, validate
+from labs.exercises._common import Answer, one_stage_per_rank, real_run
+from labs.grading import Graded
+from labs.grading_kernel import forbidden_calls
 from labs.simulate import Costs, simulate
 from labs import zero_bubble
 from labs.zero_bubble import zb_h1_bubble
 
-
-def zb_h1(P, M):
-    """labs' ZB-H1, looked up at call time (grading may stand in a refusing version for the learner's calls only)."""
-    return _REFERENCE(P, M)
-
-
-_REFERENCE = zero_bubble.zb_h1
 
 COSTS = ((1.0, 1.0, 1.0), (1.0, 1.5, 0.5))
 TOLERANCE = 1e-5
@@ -32,19 +23,15 @@ TOLERANCE = 1e-5
 def schedule_problem(schedule, P: int, M: int) -> str | None:
     """What is wrong with ``schedule`` (plain data or Actions) as ZB-H1 for (P, M); None when it is right."""
     where = f"zb_h1_schedule({P}, {M})"
-    try:
-        actions = validate(parse(schedule), num_microbatches=M, num_stages=P, world_size=P)
-    except ScheduleError as error:
-        return f"{where}: the validator rejects it: {error}"
-    for r, acts in enumerate(actions):
-        if any(a.stage != r for a in acts):
-            return f"{where}: rank {r} runs {next(a for a in acts if a.stage != r)}, but rank r holds stage r"
+    actions, problem = one_stage_per_rank(where, schedule, P, M)
+    if problem:
+        return problem
     if not any(a.kind == "W" for acts in actions for a in acts):
         return f"{where}: no W actions: split each backward into B and W"
     for f, b, w in COSTS:
         trace = simulate(actions, Costs(f, b, w))
         # M >= P: the closed form; fewer micro-batches than ranks: what labs' ZB-H1 takes there (the ramp dominates)
-        bound = M * (f + b + w) + zb_h1_bubble(P, f, b, w) if M >= P else simulate(zb_h1(P, M), Costs(f, b, w)).step_time
+        bound = M * (f + b + w) + zb_h1_bubble(P, f, b, w) if M >= P else simulate(zero_bubble.zb_h1(P, M), Costs(f, b, w)).step_time
         if trace.step_time > bound + 1e-9:
             how = "M(F+B+W) + (P-1)(F+B-W)" if M >= P else "with M < P"
             return (f"{where}: simulated step {trace.step_time:g} with F, B, W = {f:g}, {b:g}, {w:g}; ZB-H1 takes "
@@ -56,43 +43,25 @@ def schedule_problem(schedule, P: int, M: int) -> str | None:
 
 
 def real_problem(schedule, P: int, M: int) -> str | None:
-    where = f"real run of zb_h1_schedule({P}, {M})"
-    try:
-        run = run_pipeline(schedule, stages=P, microbatches=M, layers=P, batch_size=4 * M, pace_ms=(1, 1, 1),
-                           warmup_steps=0, steps=1, timeout=30)
-    except (RankFailed, LaunchTimeout, ScheduleError) as error:
-        return f"{where} failed: {str(error).strip().splitlines()[0]}"
-    if run.max_grad_error > TOLERANCE:
-        return f"{where}: gradients differ from one process by {run.max_grad_error:.1e}"
-    return None
+    return real_run(f"real run of zb_h1_schedule({P}, {M})", schedule, P, M, pace_ms=(1, 1, 1), tolerance=TOLERANCE)[1]
 
 
 def check_zb_h1_schedule(fn) -> bool:
     """Visible check: validator and simulator on three shapes, then one real run at P=4, M=4."""
-    import labs.zero_bubble as reference
-    cases, problems, used_reference = [(4, 8), (3, 6), (4, 2)], [], False
-    original = reference.zb_h1
-
-    def spy(*args, **kwargs):
-        nonlocal used_reference
-        used_reference = True
-        return original(*args, **kwargs)
-    reference.zb_h1 = spy
+    cases, answers = [(4, 8), (3, 6), (4, 2)], []
     try:
-        for P, M in cases:
-            answer = Answer(fn, f"zb_h1_schedule({P}, {M})", P, M)
-            problem = answer.problem or schedule_problem(answer.value, P, M)
-            if problem:
-                problems.append(problem)
+        with forbidden_calls(("labs.zero_bubble.zb_h1",)) as calls:  # only the learner's calls run guarded
+            for P, M in cases:
+                answers.append(Answer(fn, f"zb_h1_schedule({P}, {M})", P, M))
     except NotImplementedError:
         print("not implemented yet: zb_h1_schedule (the notebook carries on with labs.zero_bubble.zb_h1)")
         return False
-    finally:
-        reference.zb_h1 = original
-    if used_reference:
+    if calls:
         print("zb_h1_schedule calls labs' own zb_h1 (directly or through labs.make): write the lists yourself; "
               "the graded version refuses that call")
         return False
+    problems = [p for (P, M), answer in zip(cases, answers) if (p := answer.problem or
+                                                                 schedule_problem(answer.value, P, M))]
     if not problems:
         problems = [p for p in [real_problem(fn(4, 4), 4, 4)] if p]
     for problem in problems:
@@ -139,4 +108,4 @@ def _score(cases, outputs) -> tuple[float, str]:
     return fraction, f"{len(failures)} problem(s); e.g. {worst}"
 
 
-GRADED = [graded("zb_h1_schedule", 3, cases=_cases, score=_score, forbidden=("labs.zero_bubble.zb_h1",))]
+GRADED = [Graded("zb_h1_schedule", 3, cases=_cases, score=_score, forbidden=("labs.zero_bubble.zb_h1",))]

@@ -13,7 +13,7 @@ import random
 
 from labs.capstone import train, train_reference
 from labs.exercises._common import Answer
-from labs.exercises._protocol import graded
+from labs.grading import Graded
 from labs.launch import LaunchTimeout, RankFailed
 from labs.schedules import ScheduleError, make, parse, uses_weight_step, validate
 from labs.simulate import Costs, simulate
@@ -220,9 +220,9 @@ def _design_score(cases, outputs) -> tuple[float, str]:
 
 
 GRADED = [
-    graded("my_schedule", 2, cases=_schedule_cases, score=_schedule_score),
-    graded("to_torch_csv", 1, cases=_csv_cases, score=_csv_score, run="labs.exercises.nb12:run_to_torch_csv",
+    Graded("my_schedule", 2, cases=_schedule_cases, score=_schedule_score),
+    Graded("to_torch_csv", 1, cases=_csv_cases, score=_csv_score, run="labs.exercises.nb12:run_to_torch_csv",
            forbidden=("labs.torch_runtime.to_csv",)),
-    graded("choose_design", 3, cases=_design_cases, score=_design_score,
+    Graded("choose_design", 3, cases=_design_cases, score=_design_score,
            forbidden=("labs.exercises.nb12.best_design",)),
 ]
