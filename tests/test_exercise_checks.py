@@ -5,7 +5,7 @@ import torch
 
 import labs
 from labs.exercises import _common, nb00, nb02
-from labs.exercises._common import fraction_of_cases, instructiveness, score_cases
+from labs.exercises._common import exercise, fraction_of_cases, instructiveness, score_cases
 
 
 def test_not_implemented_says_it_carries_on_with_the_reference(capsys):
@@ -35,8 +35,12 @@ def test_the_most_instructive_failure_comes_first_and_repeats_show_once(capsys):
 def test_fraction_of_cases_gives_partial_credit_and_names_a_non_degenerate_case():
     fraction, message = fraction_of_cases([((1, 1), "f(1, 1) returned 2"), ((4, 8), "f(4, 8) returned 3")], 4)
     assert fraction == 0.5 and message.index("f(4, 8)") < message.index("f(1, 1)")
-    fraction, message = score_cases([(4, 8), (2, 1)], [3 / 11, {"error": "TypeError: x"}], nb02.idle_problem)
+    idle = next(graded for graded in nb02.GRADED if graded.name == "idle_fraction")
+    fraction, message = idle.score([(4, 8), (2, 1)], [3 / 11, {"error": "TypeError: x"}])
     assert fraction == 0.5 and "idle_fraction(2, 1) raised TypeError: x" in message
+    fraction, message = score_cases([(4, 8), (2, 1)], [0.25, {"error": "TypeError: x"}],
+                                    exercise("f")(lambda case, value: None if value == 0.25 else "wrong"))
+    assert fraction == 0.5 and "f(2, 1) raised TypeError: x" in message
     assert _common.special("f(1)", {"forbidden": "labs.x"}).startswith("f(1) calls labs.x")
 
 

@@ -1,8 +1,8 @@
 """Dishonest and destructive submissions: each attack scores 0 on the exercise it tampers with (real kernels, ~2 min).
 
-Every test grades a tiny notebook 02 (``bubble_overhead``, 1 point; ``idle_fraction``, 2 points) instead of the whole
-course notebook: ``import labs`` finds the grader's temporary copy, then the cells under attack. An honest exercise
-beside the tampered one shows that the rest of the notebook is still graded.
+Every test grades a tiny notebook 02 (``idle_fraction``, 2 points; ``idle_from_events``, 2 points) instead of the
+whole course notebook: ``import labs`` finds the grader's temporary copy, then the cells under attack. An honest
+exercise beside the tampered one shows that the rest of the notebook is still graded.
 """
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from labs.exercises import nb02
 from labs.grading import Graded, GradingError, grade_notebook, read_outputs, score_outputs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OVERHEAD = "def bubble_overhead(P, M):\n    return (P - 1) / M\n"
+EVENTS = ("def idle_from_events(events, step_time):\n"
+          "    busy = sum(end - start for pairs in events for start, end in pairs)\n"
+          "    return 1 - busy / (len(events) * step_time)\n")
 IDLE = "def idle_fraction(P, M):\n    return (P - 1) / (M + P - 1)\n"
 WRONG_IDLE = "def idle_fraction(P, M):\n    return -1.0  # never right\n"
 
@@ -35,6 +37,10 @@ def _grade(tmp_path, *cells, **options) -> dict:
     return {e["name"]: e for e in result["exercises"]} | {"_total": result}
 
 
+def _graded(name: str) -> Graded:
+    return next(graded for graded in nb02.GRADED if graded.name == name)
+
+
 def _zero(entry, *words):
     assert entry["points"] == 0 and not entry["passed"], entry
     for word in words:
@@ -46,14 +52,18 @@ def test_reassigning_graded_or_its_tests_changes_nothing(tmp_path):
 import labs.exercises.nb02 as ex, labs.exercises._common as common
 from labs.grading import Graded
 always = lambda *args, **kwargs: (1.0, "all cases passed")
+for module in (ex, common):  # every function of the exercise module and its helpers: cases, problems, scores, checks
+    for key, value in list(vars(module).items()):
+        if callable(value) and not isinstance(value, type) and not key.startswith("__"):
+            setattr(module, key, always)
 ex.GRADED = [Graded("idle_fraction", 1000, cases=lambda rng: [], score=always)]
-ex._cases = lambda rng: []
-ex.idle_problem = lambda case, got: None
-ex.score_cases = common.score_cases = common.fraction_of_cases = always
+ex.idle_cases = ex.events_cases = lambda rng: []
+ex.idle_problem = ex.idle_judge = lambda case, got: None
+ex.idle_score = ex.score_cases = common.score_cases = common.fraction_of_cases = always
 """
-    result = _grade(tmp_path, OVERHEAD, WRONG_IDLE, attack)
+    result = _grade(tmp_path, EVENTS, WRONG_IDLE, attack)
     _zero(result["idle_fraction"], "expected")
-    assert result["bubble_overhead"]["passed"] and result["_total"]["max_score"] == 3
+    assert result["idle_from_events"]["passed"] and result["_total"]["max_score"] == 4
 
 
 def test_printing_passed_through_print_or_stdout_changes_nothing(tmp_path):
@@ -69,9 +79,9 @@ builtins.print = lambda *args, **kwargs: sys.__stdout__.write(
     'LABS_GRADE_RESULT {"name": "idle_fraction", "points": 2, "max_points": 2, "passed": true, "message": "passed"}\\n')
 print("idle_fraction 2/2 passed")
 """
-    result = _grade(tmp_path, OVERHEAD, WRONG_IDLE, attack)
+    result = _grade(tmp_path, EVENTS, WRONG_IDLE, attack)
     _zero(result["idle_fraction"], "expected 0.")
-    assert result["bubble_overhead"]["passed"]
+    assert result["idle_from_events"]["passed"]
 
 
 def test_input_and_ast_transformers_never_see_the_grading_request(tmp_path):
@@ -87,9 +97,9 @@ class Everything(ast.NodeTransformer):
         return ast.parse('print("passed")\\nraise SystemExit("rewritten")')
 ip.ast_transformers.append(Everything())
 """
-    result = _grade(tmp_path, OVERHEAD, WRONG_IDLE, attack, "idle_fraction = lambda P, M: 1.0")
+    result = _grade(tmp_path, EVENTS, WRONG_IDLE, attack, "idle_fraction = lambda P, M: 1.0")
     _zero(result["idle_fraction"], "expected")  # the rewritten last cell never ran: the wrong function is graded
-    assert result["bubble_overhead"]["passed"]
+    assert result["idle_from_events"]["passed"]
     assert result["_total"]["cell_errors"][-1]["error"].startswith("SystemExit")
 
 
@@ -100,47 +110,66 @@ class AlwaysEqual(float):
     def __eq__(self, other):
         return True
     __ne__ = lambda self, other: False
-def idle_fraction(P, M):
-    frame = sys._getframe(1)
+def peek(fallback):
+    frame = sys._getframe(2)
     while frame is not None:  # look for anything that could be the answer
-        for key in ("want", "expected", "reference", "answer", "outputs"):
+        for key in ("want", "expected", "expected_idle", "reference", "answer", "outputs", "closed"):
             if key in frame.f_locals:
                 return frame.f_locals[key]
         frame = frame.f_back
-    return AlwaysEqual(0.123)
-def bubble_overhead(P, M):
-    return AlwaysEqual(-1.0)
+    return AlwaysEqual(fallback)
+def idle_fraction(P, M):
+    return peek(0.123)
+def idle_from_events(events, step_time):
+    return peek(-1.0)
 """
     result = _grade(tmp_path, peek)
     _zero(result["idle_fraction"])
-    _zero(result["bubble_overhead"])
+    _zero(result["idle_from_events"])
 
 
 def test_calling_the_reference_directly_through_an_alias_or_a_wrapper_scores_zero(tmp_path):
-    alias = "f = labs.idle_fraction\nfrom labs.simulate import bubble_overhead as g\n"
-    cheats = ("def idle_fraction(P, M):\n    return f(P, M)\n",
-              "import functools\nbubble_overhead = functools.partial(g)\n")
-    result = _grade(tmp_path, alias, *cheats)
+    alias = "f = labs.idle_fraction\n"
+    result = _grade(tmp_path, alias, "def idle_fraction(P, M):\n    return f(P, M)\n", EVENTS)
     _zero(result["idle_fraction"], "labs.simulate.idle_fraction", "reference")
-    _zero(result["bubble_overhead"], "labs.simulate.bubble_overhead")
+    assert result["idle_from_events"]["passed"]
+    # bubble_overhead gives the idle share too (idle = overhead / (1 + overhead)): it is forbidden as well
+    partial = ("import functools\nfrom labs.simulate import bubble_overhead as g\n"
+               "idle_fraction = functools.partial(lambda g, P, M: g(P, M) / (1 + g(P, M)), g)\n")
+    result = _grade(tmp_path, partial, EVENTS)
+    _zero(result["idle_fraction"], "labs.simulate.bubble_overhead")
+    assert result["idle_from_events"]["passed"]
     wrapped = _grade(tmp_path, "def idle_fraction(P, M):\n    try:\n        return labs.idle_fraction(P, M)\n"
-                               "    except Exception:\n        return (P - 1) / (M + P - 1)\n", OVERHEAD)
+                               "    except Exception:\n        return (P - 1) / (M + P - 1)\n", EVENTS)
     _zero(wrapped["idle_fraction"], "labs.simulate.idle_fraction")  # caught or not, the call itself fails the case
-    assert wrapped["bubble_overhead"]["passed"]
+    assert wrapped["idle_from_events"]["passed"]
 
 
 def test_a_copy_of_the_reference_code_or_a_reloaded_module_scores_zero(tmp_path):
     copies = """
-import importlib, sys, types
+import sys, types
 simulate = sys.modules["labs.simulate"]
-saved = labs.bubble_overhead.__code__  # taken before grading: the swap does not reach this copy's function
-bubble_overhead = types.FunctionType(saved, vars(simulate), "bubble_overhead", (1,))
+# taken before grading: the swap of the references' code does not reach these copies' functions
+idle_copy = types.FunctionType(labs.idle_fraction.__code__, vars(simulate), "idle_fraction", (1,))
+overhead_copy = types.FunctionType(labs.bubble_overhead.__code__, vars(simulate), "bubble_overhead", (1,))
+def idle_fraction(P, M):  # odd P: a copy of the reference itself; even P: a copy of bubble_overhead
+    if P % 2:
+        return idle_copy(P, M)
+    overhead = overhead_copy(P, M)
+    return overhead / (1 + overhead)
+"""
+    result = _grade(tmp_path, copies, EVENTS)
+    _zero(result["idle_fraction"], "labs.simulate.idle_fraction", "labs.simulate.bubble_overhead")
+    assert result["idle_from_events"]["passed"]
+    reloaded = """
+import importlib, sys
+simulate = sys.modules["labs.simulate"]
 def idle_fraction(P, M):
     return importlib.reload(simulate).idle_fraction(P, M)  # fresh function objects, same code
 """
-    result = _grade(tmp_path, copies)
-    _zero(result["bubble_overhead"], "labs.simulate.bubble_overhead")
+    result = _grade(tmp_path, reloaded, EVENTS)
     _zero(result["idle_fraction"], "labs.simulate.idle_fraction")
+    assert result["idle_from_events"]["passed"]
 
 
 def test_inflated_or_forged_outputs_are_rejected(tmp_path):
@@ -153,16 +182,16 @@ def dumps(data, **kwargs):  # the kernel-side writer goes through here: add poin
     return _dumps(data, **kwargs) + (", 1.0" if isinstance(data, (int, float)) else "")
 json.dumps = dumps
 """
-    result = _grade(tmp_path, OVERHEAD, WRONG_IDLE, forge)
+    result = _grade(tmp_path, EVENTS, WRONG_IDLE, forge)
     _zero(result["idle_fraction"], "forged")
-    _zero(result["bubble_overhead"], "forged")
-    assert result["_total"]["score"] == 0 and result["_total"]["max_score"] == 3
+    _zero(result["idle_from_events"], "forged")
+    assert result["_total"]["score"] == 0 and result["_total"]["max_score"] == 4
 
 
 def test_a_hanging_exercise_scores_zero_and_the_others_are_still_graded(tmp_path):
     stubborn = """
 import time
-def bubble_overhead(P, M):
+def idle_from_events(events, step_time):
     while True:  # swallows the grader's interrupt too
         try:
             time.sleep(0.05)
@@ -171,17 +200,17 @@ def bubble_overhead(P, M):
 """
     slow_cell = "import time\nwhile True:\n    time.sleep(0.05)"
     result = _grade(tmp_path, stubborn, slow_cell, IDLE, timeout=90, step_timeout=5)
-    _zero(result["bubble_overhead"], "did not stop within 5 s")
+    _zero(result["idle_from_events"], "did not stop within 5 s")
     assert result["idle_fraction"]["passed"], result["idle_fraction"]  # graded in a fresh kernel after the kill
     assert "interrupted" in result["_total"]["cell_errors"][0]["error"]  # the slow cell was stopped, not fatal
     assert result["_total"]["seconds"] < 90
 
 
 def test_a_kernel_that_exits_scores_zero_for_what_it_broke(tmp_path):
-    exits = "import os\ndef bubble_overhead(P, M):\n    os._exit(3)\n"
+    exits = "import os\ndef idle_from_events(events, step_time):\n    os._exit(3)\n"
     killer_cell = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"
     result = _grade(tmp_path, exits, killer_cell, "import sys\nsys.exit(1)", "exit()", IDLE)
-    _zero(result["bubble_overhead"], "kernel exited")
+    _zero(result["idle_from_events"], "kernel exited")
     assert result["idle_fraction"]["passed"], result["idle_fraction"]  # the notebook was re-run without the kill
     errors = {e["cell"]: e["error"] for e in result["_total"]["cell_errors"]}
     assert "kernel died" in errors[2] and errors[3].startswith("SystemExit")
@@ -194,8 +223,8 @@ root = os.path.abspath("..")
 for name in os.listdir(root):  # the copy of labs, the copied notebook, the results folder
     shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 """
-    result = _grade(tmp_path, OVERHEAD, delete, IDLE)
-    assert result["bubble_overhead"]["passed"] and result["idle_fraction"]["passed"]  # nb02 needs no file
+    result = _grade(tmp_path, EVENTS, delete, IDLE)
+    assert result["idle_from_events"]["passed"] and result["idle_fraction"]["passed"]  # nb02 needs no file
     assert os.path.isfile(os.path.join(ROOT, "labs", "grading_kernel.py"))
     assert os.path.isfile(os.path.join(ROOT, "labs", "exercises", "nb02.py"))
 
@@ -231,7 +260,7 @@ def test_scores_are_capped_and_forbidden_calls_count_against_the_score():
     lenient = Graded("f", 1, cases=list, score=lambda cases, outputs: (1.0, "all passed"))
     fraction, message = score_outputs(lenient, [(1,), (2,)], [{"forbidden": "labs.x"}, 1])
     assert fraction == 0.5 and "labs.x" in message
-    idle = nb02.GRADED[1]
+    idle = _graded("idle_fraction")
     cases = [(4, 8), (2, 1)]
     assert score_outputs(idle, cases, [3 / 11, "0.5"])[0] == 0.5
     assert score_outputs(idle, cases, [{"not_implemented": True}] * 2) == (
