@@ -13,26 +13,12 @@ import torch
 
 import labs
 from labs.launch import RankFailed, default_start_method, launch
+from tests.test_launch import _children
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on a GPU machine)")]
 
 SPAWN_TIMEOUT = 180  # spawned ranks import torch and create a CUDA context each: seconds, not milliseconds
-
-
-def _children() -> list[int]:
-    me = str(os.getpid())
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                is_child = f.read().rsplit(")", 1)[1].split()[1] == me
-            with open(f"/proc/{pid}/cmdline") as f:
-                if is_child and "resource_tracker" not in f.read():
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
 
 
 def _gpu_processes() -> set[int] | None:
