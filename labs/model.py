@@ -17,6 +17,15 @@ class ModelError(ValueError):
     """A model or batch that cannot be cut as asked; the message says what to change."""
 
 
+
+def seeded(linear: nn.Linear, generator: torch.Generator) -> nn.Linear:
+    """``linear`` with weights and bias drawn uniformly in +-1/sqrt(fan-in) from ``generator`` (the same on every rank)."""
+    bound = linear.in_features ** -0.5
+    with torch.no_grad():
+        linear.weight.uniform_(-bound, bound, generator=generator)
+        linear.bias.uniform_(-bound, bound, generator=generator)
+    return linear
+
 @dataclass(frozen=True)
 class ToyModel:
     num_layers: int = 8
@@ -28,11 +37,7 @@ class ToyModel:
         generator = torch.Generator().manual_seed(self.seed)
         layers = []
         for _ in range(self.num_layers):
-            linear = nn.Linear(self.width, self.width)
-            with torch.no_grad():
-                bound = self.width ** -0.5
-                linear.weight.uniform_(-bound, bound, generator=generator)
-                linear.bias.uniform_(-bound, bound, generator=generator)
+            linear = seeded(nn.Linear(self.width, self.width), generator)
             layers.append(nn.Sequential(linear, nn.Tanh()))
         return layers
 

@@ -33,6 +33,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .model import ToyModel, seeded
+
 RECORDER: list | None = None  # when a list, each all-reduce appends (kind, start, end, bytes); the runtime sets it
 
 
@@ -155,24 +157,15 @@ class MLPModel:
         generator = torch.Generator().manual_seed(self.seed)
         blocks = []
         for index in range(self.num_layers):
-            up, down = nn.Linear(self.width, self.hidden), nn.Linear(self.hidden, self.width)
-            with torch.no_grad():
-                for linear in (up, down):
-                    bound = linear.in_features ** -0.5
-                    linear.weight.uniform_(-bound, bound, generator=generator)
-                    linear.bias.uniform_(-bound, bound, generator=generator)
+            up = seeded(nn.Linear(self.width, self.hidden), generator)
+            down = seeded(nn.Linear(self.hidden, self.width), generator)
             block = MLPBlock(up, down)
             blocks.append(block if tp_size == 1 else
                           tensor_parallel_block(block, tp_rank, tp_size, group, first=index == 0))
         return blocks
 
-    def batch(self, batch_size: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        generator = torch.Generator().manual_seed(seed)
-        return (torch.randn(batch_size, self.width, generator=generator),
-                torch.randn(batch_size, self.width, generator=generator))
-
-    def boundary_shape(self, microbatch_size: int) -> tuple[int, ...]:
-        return (microbatch_size, self.width)
+    batch = ToyModel.batch  # the same (input, target) batch and stage boundary as the toy model of that width
+    boundary_shape = ToyModel.boundary_shape
 
     def parameters_per_rank(self, tp_size: int = 1, num_stages: int = 1) -> int:
         """Parameters one rank holds: its stage's blocks, each block's two weights and first bias split T ways."""
