@@ -63,11 +63,11 @@ def _run_parser(sub) -> None:
 
 
 def _run(args) -> int:
-    from . import plots
+    from .viz import plots
     from .pipeline import run_pipeline
     from .schedules import render
 
-    from .links import network_from_text
+    from .timeline.costs import network_from_text
     from .uneven import parse_factor
     try:
         network = network_from_text(args.link, args.slow_link)
@@ -83,7 +83,7 @@ def _run(args) -> int:
     if os.environ.get("RANK", "0") != "0":  # under torchrun every rank gets the results; rank 0 reports them
         return 0
     if args.chrome_trace:
-        from .chrome_trace import save
+        from .viz.perfetto import save
         save(run.trace, args.chrome_trace, name=f"{run.name} P={run.stages} M={run.microbatches}")
     if args.plot:
         plots.compare(run.trace, run.ideal).savefig(args.plot, dpi=120)
@@ -164,20 +164,20 @@ def main(argv=None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     from .checks import InputError
-    from .launch import LaunchTimeout, RankFailed
-    from .model import ModelError
+    from .runtime.launcher import LaunchTimeout, RankFailed
+    from .models.toy import ModelError
     from .schedules import ScheduleError
     try:
         if args.command == "run":
             return _run(args)
         if args.command == "grade":
-            from .grading import main as grade_main
+            from .grading.grader import main as grade_main
             try:
                 return grade_main(args)
             except (ValueError, ModuleNotFoundError) as error:  # a missing file, not a notebook, unknown number
                 print(f"error: {error}", file=sys.stderr)
                 return 2
-        from .bench import main as bench_main
+        from .course.bench import main as bench_main
         return bench_main(args)
     except (ScheduleError, ModelError, ValueError) as error:  # bad input (InputError too): what to change
         print(f"error: {error}", file=sys.stderr)

@@ -5,7 +5,7 @@
     positive_seconds("timeout", timeout)
     check_device(device)
 
-The limits say what one machine can run: every rank is a process (``labs.launch.MAX_RANKS``), and a schedule's
+The limits say what one machine can run: every rank is a process (``labs.runtime.launcher.MAX_RANKS``), and a schedule's
 actions are Python objects walked by the validator and the simulator.
 """
 from __future__ import annotations
@@ -75,7 +75,7 @@ def positive_seconds(name: str, value) -> float:
 
 def check_device(device) -> str:
     """'cpu' or 'cuda'/'cuda:N' on a machine where torch sees that GPU."""
-    from .launch import gpus_visible
+    from .runtime.launcher import gpus_visible
     if not isinstance(device, str) or not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
         raise InputError(f"device is 'cpu' or 'cuda' (or 'cuda:N'), got {device!r}")
     if device.startswith("cuda"):

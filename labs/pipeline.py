@@ -19,17 +19,17 @@ import statistics
 from dataclasses import dataclass, field
 
 from . import checks
-from .grid import Grid
-from .launch import MAX_RANKS, default_backend, launch, under_torchrun
-from .links import TransportSpec, as_network
-from .model import ToyModel, check_microbatches, max_grad_error, reference_gradients, split_layers
-from .pacing import three_way
-from .runtime import RUNNABLE_KINDS, PipelineJob, run_rank, uses_tags
+from .parallel.grid import Grid
+from .runtime.launcher import MAX_RANKS, default_backend, launch, under_torchrun
+from .timeline.costs import TransportSpec, as_network
+from .models.toy import ToyModel, check_microbatches, max_grad_error, reference_gradients, split_layers
+from .runtime.pacing import three_way
+from .runtime.step import RUNNABLE_KINDS, PipelineJob, run_rank, uses_tags
 from .schedules import ScheduleError, make, parse, shape, stage_owners, uses_weight_step, validate
-from .tensor_parallel import MLPModel
-from .transport import check_in_order
-from .simulate import Costs, idle_fraction, simulate
-from .trace import Trace
+from .parallel.tensor import MLPModel
+from .runtime.transport import check_in_order
+from .timeline.simulator import Costs, idle_fraction, simulate
+from .timeline.trace import Trace
 from .uneven import stage_paces
 
 
@@ -103,12 +103,12 @@ def run_pipeline(schedule="gpipe", stages: int = 4, microbatches: int = 8, virtu
     mix steps). The minimum would pick the luckiest step, which is not what a learner's machine typically does.
 
     ``transport``: "auto" matches messages by tag on gloo and in order on NCCL; "in_order" emulates NCCL's
-    first-in-first-out matching on gloo. In order, the schedule must pass ``labs.transport.check_in_order``.
+    first-in-first-out matching on gloo. In order, the schedule must pass ``labs.runtime.transport.check_in_order``.
     ``network`` (a ``labs.Link`` or ``labs.Network``) makes every message pay its link's cost; ``blocking`` sends and
-    receives in action order (``labs.links``); ``slow_stages`` {stage: factor} and ``straggler`` (rank, factor)
+    receives in action order (``labs.timeline.costs``); ``slow_stages`` {stage: factor} and ``straggler`` (rank, factor)
     slow one stage or one rank down (``labs.uneven``). ``run.simulated`` mirrors all of them.
-    ``tensor_parallel`` T and ``data_parallel`` D run the schedule on a grid of P*T*D ranks (``labs.grid``); the
-    model is then ``labs.tensor_parallel.MLPModel(layers, width)`` unless ``model`` says otherwise, and each layer
+    ``tensor_parallel`` T and ``data_parallel`` D run the schedule on a grid of P*T*D ranks (``labs.parallel.grid``); the
+    model is then ``labs.parallel.tensor.MLPModel(layers, width)`` unless ``model`` says otherwise, and each layer
     split T ways is paced at 1/T of the time.
     """
     name = schedule if isinstance(schedule, str) else "custom"
@@ -138,7 +138,7 @@ def run_pipeline(schedule="gpipe", stages: int = 4, microbatches: int = 8, virtu
     unknown = sorted({a.kind for acts in actions for a in acts} - set(RUNNABLE_KINDS))
     if unknown:
         raise ScheduleError(f"the schedule has {'/'.join(unknown)} actions, but the runtime runs only "
-                            f"{'/'.join(RUNNABLE_KINDS)} actions: simulate it (labs.simulate) or drop them")
+                            f"{'/'.join(RUNNABLE_KINDS)} actions: simulate it (labs.timeline.simulator) or drop them")
     ranks, num_stages, _ = shape(actions)
     virtual_stages = num_stages // ranks
     backend = "nccl" if under_torchrun() and device.startswith("cuda") else default_backend(ranks)
@@ -172,7 +172,7 @@ def run_pipeline(schedule="gpipe", stages: int = 4, microbatches: int = 8, virtu
 
 
 def _per_shard(pace, tensor_parallel: int):
-    """A layer split T ways is paced at 1/T of the time on each rank (labs.grid.Place.pace)."""
+    """A layer split T ways is paced at 1/T of the time on each rank (labs.parallel.grid.Place.pace)."""
     if pace is None or tensor_parallel == 1:
         return pace
     if isinstance(pace, list):

@@ -4,10 +4,10 @@ import json
 import pytest
 
 import labs
-from labs import analysis
-from labs.chrome_trace import from_chrome_trace, load, save, to_chrome_trace, validate
-from labs.links import Link, Network
-from labs.simulate import Costs, simulate
+from labs.timeline import analysis
+from labs.viz.perfetto import from_chrome_trace, load, save, to_chrome_trace, validate
+from labs.timeline.costs import Link, Network
+from labs.timeline.simulator import Costs, simulate
 
 
 def _naive_with_link():

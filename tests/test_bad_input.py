@@ -13,7 +13,7 @@ import pytest
 import labs
 from labs import Action, Costs, ScheduleError, run_pipeline, validate
 from labs.checks import InputError
-from labs.launch import RankFailed, launch
+from labs.runtime.launcher import RankFailed, launch
 
 
 def _no_launch(*args, **kwargs):
@@ -47,7 +47,7 @@ def test_run_pipeline_refuses_at_once_without_starting_a_process(monkeypatch, kw
 
 def test_cuda_without_a_gpu_is_refused(monkeypatch):
     monkeypatch.setattr(labs.pipeline, "launch", _no_launch)
-    monkeypatch.setattr(sys.modules["labs.launch"], "gpus_visible", lambda: 0)
+    monkeypatch.setattr(sys.modules["labs.runtime.launcher"], "gpus_visible", lambda: 0)
     with pytest.raises(InputError, match="torch sees no CUDA GPU on this machine: use device='cpu'"):
         run_pipeline(device="cuda")
 

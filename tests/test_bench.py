@@ -1,5 +1,5 @@
 """The benchmark's torch.distributed.pipelining path runs the same paced stages (kept small here)."""
-from labs.bench import compare, launch_time
+from labs.course.bench import compare, launch_time
 
 
 def test_bench_compares_with_torch_pipelining():

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from labs.capstone import train, train_reference
-from labs.gpt import TinyGPT
+from labs.course.capstone import train, train_reference
+from labs.models.gpt import TinyGPT
 from labs.schedules import ScheduleError, make
-from labs.torch_runtime import to_csv, train_torch
+from labs.course.torch_bridge import to_csv, train_torch
 
 STEPS, M = 4, 4
 

@@ -32,12 +32,12 @@ def forgot_the_backward_all_reduce(x, group):
 
 
 def uses_the_reference(x, group):
-    import labs.tensor_parallel
-    return labs.tensor_parallel.copy_to_tensor_parallel(x, group)
+    import labs.parallel.tensor
+    return labs.parallel.tensor.copy_to_tensor_parallel(x, group)
 
 
 def uses_the_reference_class(x, group):
-    from labs.tensor_parallel import CopyToTensorParallel
+    from labs.parallel.tensor import CopyToTensorParallel
     return CopyToTensorParallel.apply(x, group)
 
 
@@ -75,17 +75,17 @@ def test_graded_entries_name_their_run_functions():
 
 
 def test_forbidden_calls_refuses_an_autograd_function_class_and_restores_it():
-    from labs.grading_kernel import forbidden_calls
-    from labs.tensor_parallel import CopyToTensorParallel
+    from labs.grading.kernel import forbidden_calls
+    from labs.parallel.tensor import CopyToTensorParallel
     base = torch.autograd.Function.forward.__code__
     x = torch.ones(2, requires_grad=True)
-    with forbidden_calls(["labs.tensor_parallel.CopyToTensorParallel"]) as calls:
+    with forbidden_calls(["labs.parallel.tensor.CopyToTensorParallel"]) as calls:
         try:
             CopyToTensorParallel.apply(x, None)
             raise AssertionError("the class's apply was not refused")
         except PermissionError as error:
-            assert "labs.tensor_parallel.CopyToTensorParallel" in str(error)
+            assert "labs.parallel.tensor.CopyToTensorParallel" in str(error)
         assert _F.apply(x, None).tolist() == [1.0, 1.0]  # a learner's own Function (same forward code) still runs
-    assert calls == ["labs.tensor_parallel.CopyToTensorParallel"]
+    assert calls == ["labs.parallel.tensor.CopyToTensorParallel"]
     assert CopyToTensorParallel.apply(x, None).tolist() == [1.0, 1.0]
     assert torch.autograd.Function.forward.__code__ is base  # torch's base class is never touched

@@ -2,7 +2,7 @@
 import random
 
 from labs.exercises import nb05
-from labs.grading_kernel import plain
+from labs.grading.kernel import plain
 from labs.schedules import Action, interleaved
 
 

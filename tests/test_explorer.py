@@ -6,9 +6,9 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from labs.explorer import describe, explore, explorer  # noqa: E402
+from labs.viz.explorer import describe, explore, explorer  # noqa: E402
 from labs.schedules import ScheduleError  # noqa: E402
-from labs.simulate import idle_fraction  # noqa: E402
+from labs.timeline.simulator import idle_fraction  # noqa: E402
 
 
 @pytest.mark.parametrize("schedule,P,M,v", [("gpipe", 4, 1, 1), ("gpipe", 4, 8, 1), ("1f1b", 4, 8, 1),

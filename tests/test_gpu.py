@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import labs
-from labs.launch import RankFailed, default_start_method, launch
+from labs.runtime.launcher import RankFailed, default_start_method, launch
 from tests.test_launch import _children
 
 pytestmark = [pytest.mark.gpu,
@@ -40,7 +40,7 @@ def _cell_function(source: str):
 
 
 def test_one_gpu_means_gloo_and_spawn():
-    described = labs.environment.describe(world_size=4)
+    described = labs.course.environment.describe(world_size=4)
     assert described["gpus"] >= 1
     if described["gpus"] < 4:
         assert described["backend"] == "gloo", described["backend_why"]

@@ -8,7 +8,7 @@ import nbformat
 import pytest
 
 from labs.__main__ import main as cli
-from labs.grading import Graded, format_table, grade_notebook, module_for
+from labs.grading.grader import Graded, format_table, grade_notebook, module_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOLVED = os.path.join(ROOT, "solutions", "01_naive_pipeline.ipynb")

@@ -6,12 +6,12 @@ import types
 
 import pytest
 
-from labs import analysis
-from labs.accumulation import accumulate_gradients
+from labs.timeline import analysis
+from labs.course.accumulation import accumulate_gradients
 from labs.exercises import nb07, nb08, nb09
-from labs.grading import grade_notebook
-from labs.grading_kernel import plain
-from labs.links import traffic
+from labs.grading.grader import grade_notebook
+from labs.grading.kernel import plain
+from labs.timeline.costs import traffic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOT_IMPLEMENTED = {"not_implemented": True}

@@ -7,13 +7,13 @@ import tempfile
 import pytest
 
 from labs.exercises import nb11, nb12
-from labs.grading_kernel import plain, run_cases
+from labs.grading.kernel import plain, run_cases
 from labs.schedules import Action, make, one_f_one_b
-from labs.zero_bubble import zb_h1
+from labs.schedules.zero_bubble import zb_h1
 
 
 def _outputs(fn, cases, forbidden=(), run=None):
-    """What the grader gets back: the kernel side (labs.grading_kernel.run_cases) on the cases sent as JSON."""
+    """What the grader gets back: the kernel side (labs.grading.kernel.run_cases) on the cases sent as JSON."""
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "outputs.json")
         run_cases({"learner": fn}, json.dumps({"name": "learner", "cases": cases, "run": run,
@@ -36,13 +36,13 @@ def test_zb_h1_exercise_scores():
                 for acts in one_f_one_b(P, M)]
     slow = nb11._score(cases, _outputs(w_after_b, cases))
     assert slow[0] < 0.5 and "gaps" in slow[1]
-    cheat = nb11._score(cases, _outputs(lambda P, M: make("zb-h1", P, M), cases, ("labs.zero_bubble.zb_h1",)))
+    cheat = nb11._score(cases, _outputs(lambda P, M: make("zb-h1", P, M), cases, ("labs.schedules.zero_bubble.zb_h1",)))
     assert cheat[0] == 0.0 and "forbidden" in cheat[1]
 
 
 def test_csv_exercise_scores():
     cases = nb12._csv_cases(random.Random(2))
-    from labs.torch_runtime import to_csv
+    from labs.course.torch_bridge import to_csv
     run = "labs.exercises.nb12:run_to_torch_csv"
     assert nb12._csv_score(cases, [call(to_csv, c, (), run) for c in cases])[0] == 1.0
     naive = nb12._csv_score(cases, [call(lambda s: "\n".join(",".join(map(str, r)) for r in s) + "\n", c, (), run)

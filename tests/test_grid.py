@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from labs import ModelError, ToyModel, run_pipeline
-from labs.grid import Grid, GridError
-from labs.tensor_parallel import MLPModel
+from labs.parallel.grid import Grid, GridError
+from labs.parallel.tensor import MLPModel
 
 L, H, B, M = 4, 8, 16, 4  # layers, width h, batch, micro-batches: small, so 8 ranks stay quick on 2 cores
 
@@ -63,8 +63,8 @@ def test_data_parallel_alone_on_the_toy_model():
 
 def test_without_the_data_parallel_all_reduce_the_check_fails(monkeypatch):
     """Each replica is checked: skip the gradient all-reduce (forked ranks inherit the patch) and it shows."""
-    import labs.grid
-    monkeypatch.setattr(labs.grid, "all_reduce_gradients", lambda *args: None)
+    import labs.parallel.grid
+    monkeypatch.setattr(labs.parallel.grid, "all_reduce_gradients", lambda *args: None)
     run = run_pipeline("1f1b", stages=2, microbatches=2, layers=L, width=H, batch_size=B, pace_ms=None,
                        data_parallel=2, warmup_steps=0)
     assert run.max_grad_error > 1e-4
@@ -75,7 +75,7 @@ def test_without_the_data_parallel_all_reduce_the_check_fails(monkeypatch):
     (dict(data_parallel=3, batch_size=16), "does not split into D=3 replicas x M=4"),
     (dict(tensor_parallel=0), "tensor-parallel ranks T .* whole number >= 1"),
     (dict(data_parallel=-1), "data-parallel replicas D .* whole number >= 1"),
-    (dict(tensor_parallel=2, model=ToyModel(4, 8)), "use labs.tensor_parallel.MLPModel or T=1"),
+    (dict(tensor_parallel=2, model=ToyModel(4, 8)), "use labs.parallel.tensor.MLPModel or T=1"),
 ])
 def test_bad_grids_fail_before_any_process_starts(kwargs, message, monkeypatch):
     import labs.pipeline

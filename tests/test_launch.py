@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 
 import labs
-from labs.launch import LaunchTimeout, RankFailed, launch
+from labs.runtime.launcher import LaunchTimeout, RankFailed, launch
 
 
 def _children() -> list[int]:

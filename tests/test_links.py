@@ -6,10 +6,10 @@ import sys
 import pytest
 
 import labs
-from labs import analysis
-from labs.chrome_trace import to_chrome_trace
-from labs.launch import LaunchTimeout
-from labs.links import Link, Network
+from labs.timeline import analysis
+from labs.viz.perfetto import to_chrome_trace
+from labs.runtime.launcher import LaunchTimeout
+from labs.timeline.costs import Link, Network
 from tests.test_analysis import check_trace_event_format
 
 PACE = (10, 20)

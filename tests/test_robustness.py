@@ -11,13 +11,13 @@ import torch.distributed as dist
 
 import labs
 from labs import ScheduleError, run_pipeline
-from labs.launch import LaunchTimeout, RankFailed, launch
+from labs.runtime.launcher import LaunchTimeout, RankFailed, launch
 
 CROSSING = [["0F0", "0F1", "0B0", "0B1"], ["1F1", "1F0", "1B0", "1B1"]]  # issue 7's example: valid, crosses in order
 
 
 def _collector_state(rank):
-    from labs.runtime import _quiet_gc
+    from labs.runtime.step import _quiet_gc
     passes, inside = [], []
     callback = lambda phase, info: passes.append(info["generation"]) if inside and phase == "start" else None  # noqa
     gc.callbacks.append(callback)
@@ -75,7 +75,7 @@ def test_the_in_order_path_really_matches_first_in_first_out(monkeypatch):
     """Without the check, the emulated NCCL path computes wrong gradients: the check is what keeps it correct."""
     ok = run_pipeline(labs.one_f_one_b(2, 2), layers=2, batch_size=4, pace_ms=None, transport="in_order")
     assert ok.max_grad_error <= 1e-5
-    monkeypatch.setattr(labs.runtime, "check_in_order", lambda schedule: None)  # forked ranks inherit this
+    monkeypatch.setattr(labs.runtime.step, "check_in_order", lambda schedule: None)  # forked ranks inherit this
     monkeypatch.setattr(labs.pipeline, "check_in_order", lambda schedule: None)
     wrong = run_pipeline(CROSSING, layers=2, batch_size=4, pace_ms=None, transport="in_order")
     assert wrong.max_grad_error > 1e-3

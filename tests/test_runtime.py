@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from labs import ModelError, ScheduleError, run_pipeline
-from labs.launch import RankFailed
-from labs.simulate import idle_fraction
+from labs.runtime.launcher import RankFailed
+from labs.timeline.simulator import idle_fraction
 
 PACE = (10, 20)  # ms per layer; see README "Paced compute" for why not 5,10 on a 2-core machine
 
@@ -76,8 +76,8 @@ def test_bad_input_fails_before_any_process_starts(kwargs, error, message):
 
 
 def test_world_size_mismatch_is_caught_on_the_ranks():
-    from labs.launch import launch
-    from labs.runtime import PipelineJob, run_rank
+    from labs.runtime.launcher import launch
+    from labs.runtime.step import PipelineJob, run_rank
     from labs.schedules import gpipe
     with pytest.raises(RankFailed, match="the schedule has 4 ranks but 2 were launched"):
         launch(run_rank, world_size=2, args=(PipelineJob(gpipe(4, 2), batch_size=8),))

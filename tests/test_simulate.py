@@ -2,7 +2,7 @@
 import pytest
 
 from labs.schedules import gpipe, make, naive, one_f_one_b, interleaved
-from labs.simulate import Costs, activations_in_flight, bubble_overhead, ideal_time, idle_fraction, simulate
+from labs.timeline.simulator import Costs, activations_in_flight, bubble_overhead, ideal_time, idle_fraction, simulate
 from tests.test_schedules import COMBOS
 
 

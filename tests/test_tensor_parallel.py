@@ -5,8 +5,8 @@ import copy
 import pytest
 import torch
 
-from labs.launch import launch
-from labs.tensor_parallel import MLPModel, gather_shards, tensor_parallel_block
+from labs.runtime.launcher import launch
+from labs.parallel.tensor import MLPModel, gather_shards, tensor_parallel_block
 
 
 def _compare_with_torch_tp(rank, size, width, batch):

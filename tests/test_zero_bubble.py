@@ -2,12 +2,12 @@
 import pytest
 import torch
 
-from labs.model import ToyModel, loss_fn
+from labs.models.toy import ToyModel, loss_fn
 from labs.pipeline import run_pipeline
 from labs.schedules import ScheduleError, make, one_f_one_b, validate
-from labs.simulate import Costs, simulate
-from labs.split_backward import SplitBackward
-from labs.zero_bubble import zb_h1, zb_h1_bubble, zb_h1_idle_fraction, zb_v
+from labs.timeline.simulator import Costs, simulate
+from labs.runtime.split_backward import SplitBackward
+from labs.schedules.zero_bubble import zb_h1, zb_h1_bubble, zb_h1_idle_fraction, zb_v
 
 
 def test_split_backward_gives_the_fused_gradients_exactly():

@@ -28,7 +28,7 @@ fi
     echo '```'
     nvidia-smi -L 2>&1 | head -4
     "$PY" -c "import torch, sys; print('python', sys.version.split()[0], '| torch', torch.__version__, '| cuda available', torch.cuda.is_available(), '| GPUs', torch.cuda.device_count())"
-    "$PY" -c "import labs.environment as e; print(e.explain())"
+    "$PY" -c "import labs.course.environment as e; print(e.explain())"
     echo '```'
 } > "$report" 2>&1
 

@@ -1,7 +1,7 @@
 """What every exercise check and graded score shares: judging one case, ordering failures, reporting them.
 
 An exercise module writes one *problem* function per exercise, ``problem(case, value) -> None | str``: None when
-``value`` (the learner's output for ``case``, as ``labs.grading.plain`` data) is right, else a sentence saying which
+``value`` (the learner's output for ``case``, as ``labs.grading.grader.plain`` data) is right, else a sentence saying which
 call, what came back and what was expected. Both sides use it:
 
 * the visible check in the notebook (kernel side): ``check(fn, cases, problem, name=..., reference=...)`` calls the
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from labs.grading_kernel import describe, forbidden_calls, plain
+from labs.grading.kernel import describe, forbidden_calls, plain
 
 SHOWN = 3  # distinct failure messages a check or a score shows
 _CALL = re.compile(r"^[A-Za-z_][\w.]*\([^()]*\)")  # the call a message starts with: f(2, 3)
@@ -160,7 +160,7 @@ def real_run(where: str, schedule, P: int, M: int, pace_ms: tuple, tolerance: fl
     Returns (run, None), or (None, what went wrong) when it fails or its gradients differ by more than ``tolerance``;
     ``where`` starts the message. Grader side (notebook 04's and 11's scores) and the visible checks.
     """
-    from labs.launch import LaunchTimeout, RankFailed  # here, not above: most exercises never start processes
+    from labs.runtime.launcher import LaunchTimeout, RankFailed  # here, not above: most exercises never start processes
     from labs.pipeline import run_pipeline
     from labs.schedules import ScheduleError, parse
     try:

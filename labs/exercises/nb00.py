@@ -1,6 +1,6 @@
 """Notebook 00 (ranks and messages): the check and graded score of ``ring_pass``, and a reference to carry on with.
 
-``ring_pass(rank, world_size)`` runs on every rank under ``labs.launch``: rank r holds
+``ring_pass(rank, world_size)`` runs on every rank under ``labs.runtime.launcher``: rank r holds
 ``torch.arange(4.) + 10 * r``, sends it to rank r+1 and returns what it received from rank r-1 (the ring wraps).
 Graded: the kernel runs the learner's ring on the grader's world sizes and returns what each rank received (plain
 lists); the grader compares with ``ring_tensor`` in its own process. Calling ``reference_ring_pass`` is not an answer.
@@ -12,8 +12,8 @@ import torch.distributed as dist
 
 from labs.exercises._common import check, exercise, score_cases
 from labs.exercises._messages import Counted, silent_ranks
-from labs.grading import Graded
-from labs.launch import LaunchTimeout, launch
+from labs.grading.grader import Graded
+from labs.runtime.launcher import LaunchTimeout, launch
 
 RING_TIMEOUT = 15.0
 REFERENCE = "labs.exercises.nb00.reference_ring_pass"

@@ -2,9 +2,9 @@
 
 * ``split_stages(num_layers, num_stages)`` -> list of ``range``: contiguous, in order, every layer once, sizes
   differing by at most one, the earlier stages taking the extra layers (what ``labs.split_layers`` returns).
-* ``stage_step(rank, world_size, model, batch_size)`` runs on every rank under ``labs.launch``: forward of the whole
+* ``stage_step(rank, world_size, model, batch_size)`` runs on every rank under ``labs.runtime.launcher``: forward of the whole
   batch through this rank's block of layers (receiving from rank-1, sending to rank+1), the loss on the last rank,
-  then the backward in reverse; returns ``{labs.model.parameter_name(layer, name): grad}`` for its own layers.
+  then the backward in reverse; returns ``{labs.models.toy.parameter_name(layer, name): grad}`` for its own layers.
 
 Graded: the kernel returns ``split_stages``'s ranges as lists, and the gradients of a real run of ``stage_step`` on
 the grader's (world size, layers, batch, seed) as nested lists; the grader compares them with ``labs.split_layers``
@@ -17,13 +17,13 @@ import torch.distributed as dist
 
 from labs.exercises._common import check, exercise, gradient_tensors, score_cases
 from labs.exercises._messages import Counted, silent_ranks
-from labs.grading import Graded
-from labs.launch import LaunchTimeout, launch
-from labs.model import ToyModel, loss_fn, parameter_name, reference_gradients, split_layers
+from labs.grading.grader import Graded
+from labs.runtime.launcher import LaunchTimeout, launch
+from labs.models.toy import ToyModel, loss_fn, parameter_name, reference_gradients, split_layers
 
 STEP_TIMEOUT = 20.0
 TOLERANCE = 1e-5
-SPLIT_REFERENCE = "labs.model.split_layers"
+SPLIT_REFERENCE = "labs.models.toy.split_layers"
 STEP_REFERENCE = "labs.exercises.nb01.reference_stage_step"
 
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 import random
 
 from labs.exercises._common import check, exercise, score_cases, special
-from labs.grading import Graded
+from labs.grading.grader import Graded
 from labs.schedules import gpipe
-from labs.simulate import Costs, simulate
+from labs.timeline.simulator import Costs, simulate
 
 TOLERANCE = 1e-9
-IDLE_REFERENCE = "labs.simulate.idle_fraction"
-OVERHEAD_REFERENCE = "labs.simulate.bubble_overhead"  # gives the idle share too: idle = overhead / (1 + overhead)
+IDLE_REFERENCE = "labs.timeline.simulator.idle_fraction"
+OVERHEAD_REFERENCE = "labs.timeline.simulator.bubble_overhead"  # gives the idle share too: idle = overhead / (1 + overhead)
 SIMULATED_COSTS = [(1.0, 2.0), (2.0, 1.0), (1.0, 3.0)]
 
 

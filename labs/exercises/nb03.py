@@ -7,7 +7,7 @@
   Calling ``labs.validate`` (which does this walk) is not an answer.
 * ``gpipe_step_time(forward, backward, M)``: the step time of GPipe with per-stage costs (lists, one number per
   stage, rank r running stage r) and a free link. One slow stage sets the pace of the whole pipeline:
-  sum(F) + (M-1)*max(F) + sum(B) + (M-1)*max(B). Judged against ``labs.simulate`` (which the learner may not call
+  sum(F) + (M-1)*max(F) + sum(B) + (M-1)*max(B). Judged against ``labs.timeline.simulator`` (which the learner may not call
   here); the notebook then measures it on real ranks with an uneven cut.
 
 Graded: the kernel returns plain outputs for the grader's cases (random shuffles of GPipe and 1F1B schedules, random
@@ -18,12 +18,12 @@ from __future__ import annotations
 import random
 
 from labs.exercises._common import check, exercise, fraction_of_cases, sort_case, special
-from labs.grading import Graded
+from labs.grading.grader import Graded
 from labs.schedules import dependencies, gpipe, one_f_one_b, parse
-from labs.simulate import Costs, simulate
+from labs.timeline.simulator import Costs, simulate
 
 VALIDATE_REFERENCE = "labs.schedules.validate"
-SIMULATE_REFERENCE = "labs.simulate.simulate"
+SIMULATE_REFERENCE = "labs.timeline.simulator.simulate"
 
 
 # ---------------------------------------------------------------- the deadlock finder
@@ -179,7 +179,7 @@ STEP_CHECK_CASES = [([1.0] * 4, [2.0] * 4, 8), ([1.5, 1.0, 1.0, 1.0], [3.0, 2.0,
 
 
 def check_gpipe_step_time(fn) -> bool:
-    return check(fn, STEP_CHECK_CASES, step_problem, "gpipe_step_time", "labs.simulate",
+    return check(fn, STEP_CHECK_CASES, step_problem, "gpipe_step_time", "labs.timeline.simulator",
                  forbidden=(SIMULATE_REFERENCE,),
                  passed=f"gpipe_step_time: {len(STEP_CHECK_CASES)} cost models (balanced, one slow stage, "
                         f"slow forward and slow backward on different stages) match the simulated step -> correct")

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from labs.exercises._common import check, exercise, one_stage_per_rank, real_run, score_cases
 from labs.exercises.nb03 import real_run_score
-from labs.grading import Graded
+from labs.grading.grader import Graded
 from labs.schedules import one_f_one_b
-from labs.simulate import Costs, simulate
+from labs.timeline.simulator import Costs, simulate
 
 COSTS = Costs(forward=1.0, backward=2.0)
 TOLERANCE = 1e-5

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from labs.exercises._common import check, exercise, score_cases
 from labs.exercises.nb03 import real_run_score
-from labs.grading import Graded
-from labs.launch import LaunchTimeout, RankFailed
+from labs.grading.grader import Graded
+from labs.runtime.launcher import LaunchTimeout, RankFailed
 from labs.pipeline import run_pipeline
 from labs.schedules import ScheduleError, interleaved, parse, validate
-from labs.simulate import Costs, simulate
+from labs.timeline.simulator import Costs, simulate
 
 COSTS = Costs(forward=1.0, backward=2.0)
 TOLERANCE = 1e-5

@@ -1,7 +1,7 @@
 """Notebook 08 (accumulation vs micro-batching): checks and graded score of ``accumulate_gradients``.
 
 ``accumulate_gradients(model, inputs, targets, M)`` -> {parameter name: gradient} of the batch's mean loss
-(``labs.model.loss_fn``), computed over M equal micro-batches one after the other, as a pipeline does. The kernel side
+(``labs.models.toy.loss_fn``), computed over M equal micro-batches one after the other, as a pipeline does. The kernel side
 (``run_accumulate``) builds a fresh toy model and batch from plain numbers, counts the batch sizes the model is called
 with, and returns the gradients as plain lists. The grader computes the expected gradients in its own process: the
 whole batch in one go, and for some cases the gradients of a real pipeline run.
@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 from labs.exercises._common import check, exercise, gradient_tensors, score_cases
-from labs.grading import Graded
-from labs.model import ToyModel, loss_fn
+from labs.grading.grader import Graded
+from labs.models.toy import ToyModel, loss_fn
 
-REFERENCES = ("labs.accumulation.accumulate_gradients", "labs.model.reference_gradients")
+REFERENCES = ("labs.course.accumulation.accumulate_gradients", "labs.models.toy.reference_gradients")
 TOLERANCE = 1e-5
 
 

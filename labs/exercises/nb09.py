@@ -1,26 +1,26 @@
 """Notebook 09 (the bubble detective): checks and graded score of ``diagnose``.
 
-``diagnose(trace)`` -> ``{"cause": ..., "where": ...}``: cause one of ``labs.analysis.CAUSES`` ("healthy",
+``diagnose(trace)`` -> ``{"cause": ..., "where": ...}``: cause one of ``labs.timeline.analysis.CAUSES`` ("healthy",
 "few micro-batches", "slow stage", "slow link"); where the slow stage's number, the slow link's two ranks as a
 sorted list, or None. Judged on traces the function has never seen: pipelines simulated in the grader's process with
 a cause injected at random (P, M, schedule, costs, which stage or link, how slow), each kept only when the injected
 cause is unambiguous (the reference detective agrees with it). A trace crosses to the kernel as Trace Event Format
-JSON (``labs.chrome_trace``) and is rebuilt there into a ``labs.Trace``. Full marks for a case: cause and where
+JSON (``labs.viz.perfetto``) and is rebuilt there into a ``labs.Trace``. Full marks for a case: cause and where
 right; half: the cause alone.
 """
 from __future__ import annotations
 
 import random
 
-from labs import analysis
-from labs.chrome_trace import from_chrome_trace, to_chrome_trace
+from labs.timeline import analysis
+from labs.viz.perfetto import from_chrome_trace, to_chrome_trace
 from labs.exercises._common import check, exercise, fraction_of_cases
-from labs.grading import Graded
-from labs.links import Link, Network
+from labs.grading.grader import Graded
+from labs.timeline.costs import Link, Network
 from labs.schedules import gpipe, one_f_one_b
-from labs.simulate import Costs, simulate
+from labs.timeline.simulator import Costs, simulate
 
-REFERENCE = "labs.analysis.diagnose"
+REFERENCE = "labs.timeline.analysis.diagnose"
 
 
 def run_diagnose(fn, trace_json, *_):

@@ -14,14 +14,14 @@ import random
 
 import torch
 
-from labs.grading import Graded
-from labs.grading_kernel import describe, forbidden_calls, forbidden_in, plain
-from labs.launch import RankFailed, launch
-from labs.tensor_parallel import MLPModel, gather_shards, tensor_parallel_block
+from labs.grading.grader import Graded
+from labs.grading.kernel import describe, forbidden_calls, forbidden_in, plain
+from labs.runtime.launcher import RankFailed, launch
+from labs.parallel.tensor import MLPModel, gather_shards, tensor_parallel_block
 
 TOLERANCE = 1e-5
-F_NAMES = ("labs.tensor_parallel.copy_to_tensor_parallel", "labs.tensor_parallel.CopyToTensorParallel")
-G_NAMES = ("labs.tensor_parallel.reduce_from_tensor_parallel", "labs.tensor_parallel.ReduceFromTensorParallel")
+F_NAMES = ("labs.parallel.tensor.copy_to_tensor_parallel", "labs.parallel.tensor.CopyToTensorParallel")
+G_NAMES = ("labs.parallel.tensor.reduce_from_tensor_parallel", "labs.parallel.tensor.ReduceFromTensorParallel")
 
 
 # ---------------------------------------------------------------- the same inputs on both sides, from a seed
@@ -176,7 +176,7 @@ def _scorer(role: str):
 
 
 def _call(run, fn, case, forbidden):
-    """What the kernel side sends back for one case (labs.grading_kernel's guard, plain data and error reports)."""
+    """What the kernel side sends back for one case (labs.grading.kernel's guard, plain data and error reports)."""
     with forbidden_calls(forbidden) as calls:  # the swapped code reaches the forked ranks too
         try:
             output = plain(run(fn, *case))
@@ -194,7 +194,7 @@ def check_conjugate_operators(copy_to_tp, reduce_from_tp) -> bool:
         name = "copy_to_tp" if role == "f" else "reduce_from_tp"
         outputs = [_call(run, fn, case, forbidden) for case in cases]
         if any(isinstance(o, dict) and o.get("not_implemented") for o in outputs):
-            print(f"not implemented yet: {name} (the notebook carries on with labs.tensor_parallel's own)")
+            print(f"not implemented yet: {name} (the notebook carries on with labs.parallel.tensor's own)")
             ok = False
             continue
         fraction, message = _scorer(role)(cases, outputs)

@@ -9,11 +9,11 @@ being held from its F to its W). Then it runs on real processes: gradients equal
 from __future__ import annotations
 
 from labs.exercises._common import Answer, one_stage_per_rank, real_run
-from labs.grading import Graded
-from labs.grading_kernel import forbidden_calls
-from labs.simulate import Costs, simulate
-from labs import zero_bubble
-from labs.zero_bubble import zb_h1_bubble
+from labs.grading.grader import Graded
+from labs.grading.kernel import forbidden_calls
+from labs.timeline.simulator import Costs, simulate
+from labs.schedules import zero_bubble
+from labs.schedules.zero_bubble import zb_h1_bubble
 
 
 COSTS = ((1.0, 1.0, 1.0), (1.0, 1.5, 0.5))
@@ -50,11 +50,11 @@ def check_zb_h1_schedule(fn) -> bool:
     """Visible check: validator and simulator on three shapes, then one real run at P=4, M=4."""
     cases, answers = [(4, 8), (3, 6), (4, 2)], []
     try:
-        with forbidden_calls(("labs.zero_bubble.zb_h1",)) as calls:  # only the learner's calls run guarded
+        with forbidden_calls(("labs.schedules.zero_bubble.zb_h1",)) as calls:  # only the learner's calls run guarded
             for P, M in cases:
                 answers.append(Answer(fn, f"zb_h1_schedule({P}, {M})", P, M))
     except NotImplementedError:
-        print("not implemented yet: zb_h1_schedule (the notebook carries on with labs.zero_bubble.zb_h1)")
+        print("not implemented yet: zb_h1_schedule (the notebook carries on with labs.schedules.zero_bubble.zb_h1)")
         return False
     if calls:
         print("zb_h1_schedule calls labs' own zb_h1 (directly or through labs.make): write the lists yourself; "
@@ -108,4 +108,4 @@ def _score(cases, outputs) -> tuple[float, str]:
     return fraction, f"{len(failures)} problem(s); e.g. {worst}"
 
 
-GRADED = [Graded("zb_h1_schedule", 3, cases=_cases, score=_score, forbidden=("labs.zero_bubble.zb_h1",))]
+GRADED = [Graded("zb_h1_schedule", 3, cases=_cases, score=_score, forbidden=("labs.schedules.zero_bubble.zb_h1",))]

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import random
 
-from labs.capstone import train, train_reference
+from labs.course.capstone import train, train_reference
 from labs.exercises._common import Answer
-from labs.grading import Graded
-from labs.launch import LaunchTimeout, RankFailed
+from labs.grading.grader import Graded
+from labs.runtime.launcher import LaunchTimeout, RankFailed
 from labs.schedules import ScheduleError, make, parse, uses_weight_step, validate
-from labs.simulate import Costs, simulate
+from labs.timeline.simulator import Costs, simulate
 
 TOLERANCE = 1e-5
 DESIGNS = [("gpipe", 1), ("1f1b", 1), ("interleaved", 2), ("interleaved", 4), ("zb-h1", 1), ("zb-v", 2)]
@@ -96,7 +96,7 @@ def check_to_torch_csv(fn) -> bool:
             answer = Answer(fn, f"to_torch_csv({name})", schedule)
             problems.append(answer.problem or csv_problem(answer.value, schedule, name))
     except NotImplementedError:
-        print("not implemented yet: to_torch_csv (the notebook carries on with labs.torch_runtime.to_csv)")
+        print("not implemented yet: to_torch_csv (the notebook carries on with labs.course.torch_bridge.to_csv)")
         return False
     problems = [p for p in problems if p]
     for p in problems:
@@ -222,7 +222,7 @@ def _design_score(cases, outputs) -> tuple[float, str]:
 GRADED = [
     Graded("my_schedule", 2, cases=_schedule_cases, score=_schedule_score),
     Graded("to_torch_csv", 1, cases=_csv_cases, score=_csv_score, run="labs.exercises.nb12:run_to_torch_csv",
-           forbidden=("labs.torch_runtime.to_csv",)),
+           forbidden=("labs.course.torch_bridge.to_csv",)),
     Graded("choose_design", 3, cases=_design_cases, score=_design_score,
            forbidden=("labs.exercises.nb12.best_design",)),
 ]

@@ -1,0 +1,243 @@
+"""Grade a submitted notebook: the learner's kernel computes outputs, the grader scores them in its own process.
+
+    python -m labs grade notebooks/02_microbatching.ipynb --json scores.json
+    labs.grading.grader.grade_notebook("notebooks/02_microbatching.ipynb")   # the same, as a dict
+
+An exercise module ``labs/exercises/nbNN.py`` (``NN``: the notebook file's 2-digit prefix) declares what is graded:
+
+    GRADED = [Graded(name="idle_fraction", points=2, cases=_cases, score=_score,
+                     forbidden=("labs.timeline.simulator.idle_fraction",))]
+
+How a notebook is graded (``labs.grading.kernel`` is the kernel side):
+
+1. The notebook and the course's ``labs`` are copied into a temporary folder; a fresh kernel runs the copy's code
+   cells there, top to bottom (a cell that raises does not stop it). Deleting files harms only the copy.
+2. The grader draws every exercise's cases now, in its own process (``cases(rng)``; the seed is in the result).
+3. For each exercise it sends, as one IPython *user expression* (plain ``eval``: input and AST transformers never
+   see it), the source of ``labs/grading_kernel.py`` read from the grader's own disk, the cases, the forbidden
+   references and a fresh file name. The kernel calls the learner's function on each case (through ``run`` if the
+   exercise has one), with the forbidden references' code swapped for one that fails the case, converts what comes
+   back with ``plain`` and writes it as JSON. Expected values never enter the kernel; stdout is never read.
+4. The grader reads that JSON (never a pickle), rejects it unless it has exactly the fields, name, token and number
+   of outputs it asked for, and scores it with ``Graded.score`` here; points are capped at the maximum.
+
+A cell or an exercise that runs past its time limit is interrupted (the kernel is killed if it will not stop); a
+kernel that exits (``os._exit``, a kill) is restarted and the notebook re-run without the cell that killed it, so the
+other exercises are still graded. What broke scores 0, with the reason. This is tamper-resistant grading, not a
+sandbox: see the README for what it does not protect against.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import random
+import re
+import secrets
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from labs.grading.kernel import forbidden_calls, plain  # noqa: F401 - re-exported for exercises and checks
+
+_LABS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_MAX_OUTPUT_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class Graded:
+    name: str  # the learner's function's name in the notebook
+    points: float
+    cases: Callable  # cases(rng: random.Random) -> list[tuple] of plain data, drawn by the grader at grading time
+    score: Callable  # score(cases, outputs) -> (fraction in [0, 1], message), in the grader's process
+    run: str | None = None  # kernel side "module:function", called as f(fn, *case) -> output; default fn(*case)
+    forbidden: tuple = ()  # dotted names of the labs references the exercise asks for: calling one fails the case
+
+
+class GradingError(ValueError):
+    """The kernel's answer file is missing or is not what the grader asked for."""
+
+
+def module_for(path: str) -> str:
+    """``labs.exercises.nbNN`` for a notebook file named ``NN_something.ipynb``."""
+    match = re.match(r"(\d{2})_", os.path.basename(path))
+    if not match:
+        raise ValueError(f"cannot tell which exercises {path!r} holds: a course notebook's file name starts with "
+                         f"its two-digit number, e.g. 01_naive_pipeline.ipynb")
+    return f"labs.exercises.nb{match.group(1)}"
+
+
+def _no_duplicate_keys(pairs):
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise GradingError(f"duplicate fields {sorted(k for k in set(keys) if keys.count(k) > 1)} in the outputs")
+    return dict(pairs)
+
+
+def read_outputs(path: str, name: str, token: str, count: int) -> list:
+    """The outputs the kernel wrote for exercise ``name``; GradingError unless the file is exactly what was asked."""
+    if not os.path.isfile(path):
+        raise GradingError("the kernel wrote no outputs")
+    if os.path.getsize(path) > _MAX_OUTPUT_BYTES:
+        raise GradingError(f"the outputs are larger than {_MAX_OUTPUT_BYTES >> 20} MiB")
+    with open(path) as handle:
+        try:
+            data = json.load(handle, object_pairs_hook=_no_duplicate_keys)
+        except json.JSONDecodeError as error:
+            raise GradingError(f"the outputs are not valid JSON ({error})") from None
+    if not isinstance(data, dict) or sorted(data) != ["exercise", "outputs", "token"]:
+        raise GradingError(f"forged outputs: fields {sorted(data) if isinstance(data, dict) else type(data)}, "
+                           f"expected exercise, outputs, token")
+    if data["exercise"] != name or data["token"] != token:
+        raise GradingError(f"forged outputs: they are for {str(data['exercise'])[:80]!r} with another token, "
+                           f"not for this request for {name}")
+    if not isinstance(data["outputs"], list) or len(data["outputs"]) != count:
+        got = len(data["outputs"]) if isinstance(data["outputs"], list) else type(data["outputs"]).__name__
+        raise GradingError(f"forged outputs: {got} outputs for {count} cases")
+    return data["outputs"]
+
+
+def score_outputs(graded: Graded, cases: list, outputs: list) -> tuple[float, str]:
+    """(fraction in [0, 1], message): ``graded.score`` in this process, capped, and never above the share of cases
+    that did not call a forbidden reference."""
+    def all_are(key):
+        return all(isinstance(o, dict) and o.get(key) is True and len(o) == 1 for o in outputs)
+    if outputs and all_are("missing"):
+        return 0.0, (f"no function named {graded.name} in the notebook (its cell was not run, raised, or the "
+                     f"function was renamed)")
+    if outputs and all_are("not_implemented"):
+        return 0.0, "not implemented (raises NotImplementedError)"
+    try:
+        fraction, message = graded.score(cases, outputs)
+        fraction = float(fraction)
+    except Exception as error:  # noqa: BLE001 - outputs of any shape must not crash the grader
+        return 0.0, f"could not score the outputs: {type(error).__name__}: {error}"
+    fraction = min(1.0, max(0.0, fraction)) if math.isfinite(fraction) else 0.0
+    forbidden = [o["forbidden"] for o in outputs if isinstance(o, dict) and "forbidden" in o]
+    if forbidden:
+        fraction = min(fraction, 1.0 - len(forbidden) / len(outputs))
+        note = f"{len(forbidden)} of {len(outputs)} cases call {forbidden[0]}, the reference this exercise asks for"
+        message = message if forbidden[0] in str(message) else f"{note}; {message}"
+    return fraction, str(message)
+
+
+def _entry(graded: Graded, fraction: float, message: str) -> dict:
+    return {"name": graded.name, "points": round(float(graded.points) * fraction, 4),
+            "max_points": float(graded.points), "passed": fraction >= 1.0, "fraction": round(fraction, 4),
+            "message": message[:3000]}
+
+
+def _expression(source: str, request: dict) -> str:
+    """One Python expression that runs ``source``'s ``run_cases`` on the user's namespace with ``request``."""
+    return (f"(lambda ns: (exec(compile({source!r}, '<labs grading>', 'exec'), ns), "
+            f"ns['run_cases'](globals(), {json.dumps(request)!r}))[1])({{'__name__': 'labs_grading_kernel'}})")
+
+
+def _draw_cases(graded_list, seed: int) -> list:
+    rng = random.Random(seed)
+    drawn = []
+    for graded in graded_list:
+        cases = [tuple(case) for case in graded.cases(rng)]
+        json.dumps(cases)  # cases must be plain data: a TypeError here is a bug in the exercise module
+        drawn.append((graded, cases))
+    return drawn
+
+
+def _copy_course(path: str, folder: str) -> str:
+    """Copy ``labs`` and the notebook into ``folder`` (as root/labs and root/<notebook's folder>/); the copy's path."""
+    shutil.copytree(_LABS_DIR, os.path.join(folder, "labs"), ignore=shutil.ignore_patterns("__pycache__"))
+    work = os.path.join(folder, os.path.basename(os.path.dirname(os.path.abspath(path))) or "notebook")
+    os.makedirs(work, exist_ok=True)
+    copy = os.path.join(work, os.path.basename(path))
+    shutil.copyfile(path, copy)
+    return copy
+
+
+def _load(path: str):
+    import nbformat
+    if not os.path.isfile(path):
+        raise ValueError(f"no notebook at {path!r}")
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as error:  # noqa: BLE001 - nbformat raises several kinds
+        raise ValueError(f"{path!r} is not a Jupyter notebook (.ipynb) that can be read: {error}") from None
+
+
+def grade_notebook(path: str, timeout: float = 600.0, cwd: str | None = None, module: str | None = None,
+                   seed: int | None = None, step_timeout: float = 180.0) -> dict:
+    """Execute a copy of the notebook at ``path`` in a fresh kernel and grade it (see the module docstring).
+
+    ``timeout``: seconds for the whole notebook (cells, grading, restarts); ``step_timeout``: for one cell or one
+    exercise. ``seed`` fixes the drawn cases (default: a fresh random seed, reported in the result). ``cwd`` is
+    accepted for compatibility and ignored: the notebook always runs in a temporary copy beside a copy of ``labs``.
+    """
+    from labs.grading.session import run_session
+
+    module = module or module_for(path)
+    try:
+        graded_list = importlib.import_module(module).GRADED  # an unknown number fails here, before any kernel
+    except ModuleNotFoundError:
+        raise ValueError(f"no graded exercises for {os.path.basename(path)!r}: there is no {module}") from None
+    nb = _load(path)
+    seed = secrets.randbits(32) if seed is None else int(seed)
+    drawn = _draw_cases(graded_list, seed)
+    with open(os.path.join(_LABS_DIR, "grading", "kernel.py")) as handle:
+        source = handle.read()
+    started = time.monotonic()
+    folder = tempfile.mkdtemp(prefix="labs-grade-")
+    try:
+        copy = _copy_course(path, folder)
+        cells = [(index, cell.source) for index, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+        answers, cell_errors = run_session(
+            cells, drawn, lambda request: _expression(source, request), workdir=os.path.dirname(copy),
+            root=folder, results=os.path.join(folder, "results"), timeout=timeout, step_timeout=step_timeout)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    exercises = []
+    for graded, cases in drawn:
+        outputs, why = answers.get(graded.name, (None, "not graded"))
+        if outputs is None:
+            exercises.append(_entry(graded, 0.0, why))
+        else:
+            fraction, message = score_outputs(graded, cases, outputs)
+            exercises.append(_entry(graded, fraction, message + (f"\n{why}" if why else "")))
+    return {"notebook": os.path.abspath(path), "module": module, "seed": seed, "exercises": exercises,
+            "score": round(sum(e["points"] for e in exercises), 4),
+            "max_score": sum(e["max_points"] for e in exercises), "cell_errors": cell_errors,
+            "seconds": round(time.monotonic() - started, 1)}
+
+
+def format_table(result: dict) -> str:
+    rows = [(e["name"], f"{e['points']:g}/{e['max_points']:g}", "passed" if e["passed"] else e["message"])
+            for e in result["exercises"]]
+    width = max([len("exercise")] + [len(r[0]) for r in rows])
+    lines = [result["notebook"], f"{'exercise':<{width}}  {'points':>7}  result"]
+    for name, points, message in rows:
+        first, *rest = message.splitlines() or [""]
+        lines.append(f"{name:<{width}}  {points:>7}  {first}")
+        lines.extend(f"{'':<{width}}  {'':>7}  {more}" for more in rest[:8])
+    lines.append(f"{'total':<{width}}  {format(result['score'], 'g') + '/' + format(result['max_score'], 'g'):>7}")
+    if result.get("cell_errors"):
+        lines.append("cells that raised while executing: " +
+                     ", ".join(f"cell {e['cell']} ({e['error'].splitlines()[0][:80]})" for e in result["cell_errors"]))
+    lines.append(f"cases drawn with seed {result.get('seed')}")
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    """``python -m labs grade NOTEBOOK [--json FILE] [--timeout S]``: print the score table, write JSON if asked."""
+    if getattr(args, "json", None):
+        folder = os.path.dirname(os.path.abspath(args.json))
+        if not os.path.isdir(folder):
+            raise ValueError(f"--json {args.json}: the folder {folder} does not exist")
+    result = grade_notebook(args.notebook, timeout=args.timeout, seed=getattr(args, "seed", None),
+                            step_timeout=getattr(args, "step_timeout", 180.0))
+    print(format_table(result))
+    if getattr(args, "json", None):
+        with open(args.json, "w") as handle:
+            json.dump(result, handle, indent=2)
+        print(f"scores written to {args.json}")
+    return 0

@@ -1,0 +1,183 @@
+"""Tensor parallelism the Megatron way: an MLP block split over T ranks, and the two operators that make it exact.
+
+A block is ``Linear(h, 4h) -> GELU -> Linear(4h, h)``. Split over the T ranks of a tensor-parallel group:
+
+* the first linear **by columns** (its output features): rank t holds rows t*4h/T ... of the (4h, h) weight and
+  the same slice of the bias, and computes its own 4h/T slice of the hidden activation from the full input. GELU
+  acts element by element, so it runs on the slice with no communication;
+* the second linear **by rows** (its input features): rank t holds columns t*4h/T ... of the (h, 4h) weight and
+  multiplies its hidden slice by them: a *partial* sum of the output. Summing the T partial sums (an all-reduce)
+  gives the full output; the bias is added once, after the sum, so every rank holds it whole.
+
+Two operators make the forward and the backward exact (Shoeybi et al. 2019, "Megatron-LM", §3, ``f`` and ``g``):
+
+* ``f = copy_to_tensor_parallel`` before the column-parallel linear: identity forward (every rank already has the
+  full input); all-reduce backward (each rank's slice contributes a partial gradient of the input: sum them);
+* ``g = reduce_from_tensor_parallel`` after the row-parallel linear: all-reduce forward (sum the partial outputs);
+  identity backward (the output's gradient is the same on every rank, and each partial sum's gradient is it).
+
+They are conjugate: each is the other with forward and backward swapped. Per block and micro-batch that is one
+all-reduce of a (b, h) tensor forward and one backward; the model's first block skips ``f`` (its input is the data,
+whose gradient nobody needs). ``all_reduce`` records the bytes and time of each into ``RECORDER`` when the runtime
+listens (``labs.parallel.grid``), so a trace shows the traffic inside a stage apart from the messages between stages.
+
+    layers = MLPModel(num_layers=8, width=16).layers(tp_rank=1, tp_size=2, group=tp_group)   # rank 1's shards
+    grads = gather_shards([grads_of_rank_0, grads_of_rank_1])                                # the full gradients
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..models.toy import ToyModel, seeded
+
+RECORDER: list | None = None  # when a list, each all-reduce appends (kind, start, end, bytes); the runtime sets it
+
+
+def all_reduce(tensor: torch.Tensor, group, kind: str = "tp") -> torch.Tensor:
+    """Sum ``tensor`` over ``group`` in place (and return it), recording bytes and time if the runtime listens."""
+    start = time.perf_counter()
+    dist.all_reduce(tensor, group=group)
+    if RECORDER is not None:
+        RECORDER.append((kind, start, time.perf_counter(), tensor.numel() * tensor.element_size()))
+    return tensor
+
+
+class CopyToTensorParallel(torch.autograd.Function):
+    """Megatron's ``f``: identity forward, all-reduce backward."""
+
+    @staticmethod
+    def forward(ctx, x, group):
+        ctx.group = group
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return all_reduce(grad.clone(), ctx.group), None
+
+
+class ReduceFromTensorParallel(torch.autograd.Function):
+    """Megatron's ``g``: all-reduce forward, identity backward."""
+
+    @staticmethod
+    def forward(ctx, x, group):
+        return all_reduce(x.clone(), group)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+def copy_to_tensor_parallel(x: torch.Tensor, group) -> torch.Tensor:
+    return CopyToTensorParallel.apply(x, group)
+
+
+def reduce_from_tensor_parallel(x: torch.Tensor, group) -> torch.Tensor:
+    return ReduceFromTensorParallel.apply(x, group)
+
+
+def _split(tensor: torch.Tensor, dim: int, rank: int, size: int) -> torch.Tensor:
+    return tensor.chunk(size, dim=dim)[rank].clone()
+
+
+class ColumnParallelLinear(nn.Module):
+    """This rank's columns (output features) of ``linear``; ``f`` before it unless ``copy_input`` is False."""
+
+    SHARD_DIMS = {"weight": 0, "bias": 0}
+
+    def __init__(self, linear: nn.Linear, rank: int, size: int, group, copy_input: bool = True, f=None):
+        super().__init__()
+        self.weight = nn.Parameter(_split(linear.weight.detach(), 0, rank, size))
+        self.bias = nn.Parameter(_split(linear.bias.detach(), 0, rank, size))
+        self.group, self.copy_input, self.f = group, copy_input, f
+
+    def forward(self, x):
+        if self.copy_input:
+            x = (self.f or copy_to_tensor_parallel)(x, self.group)
+        return nn.functional.linear(x, self.weight, self.bias)  # this rank's slice of the output
+
+
+class RowParallelLinear(nn.Module):
+    """This rank's rows (input features) of ``linear``; ``g`` sums the partial outputs; the bias is added once."""
+
+    SHARD_DIMS = {"weight": 1, "bias": None}  # None: every rank holds the whole bias
+
+    def __init__(self, linear: nn.Linear, rank: int, size: int, group, g=None):
+        super().__init__()
+        self.weight = nn.Parameter(_split(linear.weight.detach(), 1, rank, size))
+        self.bias = nn.Parameter(linear.bias.detach().clone())
+        self.group, self.g = group, g
+
+    def forward(self, x):
+        partial = nn.functional.linear(x, self.weight)  # this rank's share of the output sum
+        return (self.g or reduce_from_tensor_parallel)(partial, self.group) + self.bias
+
+
+class MLPBlock(nn.Module):
+    """``Linear(h, 4h) -> GELU -> Linear(4h, h)``; ``up`` and ``down`` are plain or tensor-parallel linears."""
+
+    def __init__(self, up: nn.Module, down: nn.Module):
+        super().__init__()
+        self.up, self.act, self.down = up, nn.GELU(), down
+
+    def forward(self, x):
+        return self.down(self.act(self.up(x)))
+
+
+def shard_dim(name: str) -> int | None:
+    """The dimension along which a block parameter (``'3.up.weight'``) is split; None when every rank holds it."""
+    module, param = name.split(".")[-2:]
+    return {"up": ColumnParallelLinear, "down": RowParallelLinear}[module].SHARD_DIMS[param]
+
+
+def tensor_parallel_block(block: MLPBlock, rank: int, size: int, group, first: bool = False, f=None, g=None):
+    """Rank ``rank``'s shard of ``block``; ``first``: the model's first block, whose input needs no gradient."""
+    return MLPBlock(ColumnParallelLinear(block.up, rank, size, group, copy_input=not first, f=f),
+                    RowParallelLinear(block.down, rank, size, group, g=g))
+
+
+@dataclass(frozen=True)
+class MLPModel:
+    """A stack of MLP blocks with the ``ToyModel`` interface (``layers``, ``batch``, ``boundary_shape``), so the
+    runtime cuts it into stages the same way; ``layers(tp_rank, tp_size, group)`` gives one rank's shards."""
+
+    num_layers: int = 8
+    width: int = 16
+    seed: int = 0
+
+    @property
+    def hidden(self) -> int:
+        return 4 * self.width
+
+    def layers(self, tp_rank: int = 0, tp_size: int = 1, group=None) -> list[nn.Module]:
+        generator = torch.Generator().manual_seed(self.seed)
+        blocks = []
+        for index in range(self.num_layers):
+            up = seeded(nn.Linear(self.width, self.hidden), generator)
+            down = seeded(nn.Linear(self.hidden, self.width), generator)
+            block = MLPBlock(up, down)
+            blocks.append(block if tp_size == 1 else
+                          tensor_parallel_block(block, tp_rank, tp_size, group, first=index == 0))
+        return blocks
+
+    batch = ToyModel.batch  # the same (input, target) batch and stage boundary as the toy model of that width
+    boundary_shape = ToyModel.boundary_shape
+
+    def parameters_per_rank(self, tp_size: int = 1, num_stages: int = 1) -> int:
+        """Parameters one rank holds: its stage's blocks, each block's two weights and first bias split T ways."""
+        h, hidden = self.width, self.hidden
+        per_block = (2 * h * hidden + hidden) // tp_size + h
+        return per_block * (self.num_layers // num_stages)
+
+
+def gather_shards(shards: list[dict]) -> dict:
+    """Full tensors from the T ranks' shards of the same parameters (in tensor-parallel rank order)."""
+    full = {}
+    for name, first in shards[0].items():
+        dim = shard_dim(name)
+        full[name] = first if dim is None else torch.cat([s[name] for s in shards], dim=dim)
+    return full

@@ -1,0 +1,281 @@
+"""Execute one rank's action list with real ``torch.distributed`` point-to-point messages.
+
+``run_rank(rank, job)`` runs inside a launched process (see ``launch.py``). It builds this rank's stages of the toy
+model, then walks its list from the schedule without knowing the schedule's name: for ``sFm`` it takes micro-batch
+m's input (the batch itself on stage 0, otherwise the activation stage s-1 sent), runs stage s and sends the output
+on; the last stage computes the loss (divided by M, so gradients accumulate to the full batch's). For ``sBm`` it
+takes the gradient stage s+1 sent back, runs the backward and sends the input's gradient to stage s-1. When the
+schedule has ``sWm`` actions (zero bubble), B computes only the input's gradient and W the weights' later, from the
+graph B kept (``labs.runtime.split_backward``).
+
+Why a valid schedule cannot deadlock here: sends never block (``isend``, completed at the end of the step), and on
+gloo every receive of the step is posted up front with a tag naming its action, so messages match whatever order
+they arrive in. A rank therefore waits only for data its next action truly needs, which is what ``validate`` checks.
+NCCL ignores tags, so there receives are posted when needed, in the rank's action order, and a schedule must also
+pass ``labs.runtime.transport.check_in_order`` (see ``transport.py``; ``PipelineJob.transport`` forces either way).
+
+Timed steps: ``job.warmup_steps`` untimed steps, then ``job.steps`` recorded ones, each with the garbage collector
+off (see ``_quiet_gc``). ``RUNNABLE_KINDS`` says which action kinds this runtime executes; ``run_pipeline`` checks
+a schedule against it before any process starts.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+
+from ..parallel.grid import Place
+from ..runtime.launcher import report, under_torchrun
+from ..models.memory import SavedBytes
+from ..models.toy import ToyModel, loss_fn, parameter_name, split_batch, split_layers
+from ..runtime.pacing import Paced, paced, three_way
+from ..schedules import BACKWARD, FORWARD, WEIGHT, ScheduleError, shape, stage_owners, uses_weight_step
+from ..runtime.split_backward import SplitBackward
+from ..timeline.trace import Event, RankTrace
+from ..runtime.transport import Links, check_in_order
+
+RUNNABLE_KINDS = (FORWARD, BACKWARD, WEIGHT)  # the action kinds run_rank executes; run_pipeline refuses others up front
+
+
+def _warm_up_autograd() -> None:
+    """A first ``backward(output, grad)`` lazily imports sympy & co (0.6 s here). Paying it once in the parent
+    means forked ranks inherit the imports instead of each paying it inside the first timed step."""
+    y = torch.ones(2, requires_grad=True) * 2
+    torch.autograd.backward(y, torch.ones_like(y))
+
+
+_warm_up_autograd()
+
+
+@dataclass
+class PipelineJob:
+    """Everything a rank needs for a step; sent to every rank."""
+
+    schedule: list
+    model: ToyModel = field(default_factory=ToyModel)
+    batch_size: int = 64
+    pace: tuple | list | None = None  # seconds per layer: (forward, backward) or (forward, B, W); a list: per stage
+    warmup_steps: int = 1
+    device: str = "cpu"
+    steps: int = 1  # timed steps recorded after the warm-up
+    transport: str = "auto"  # "tagged", "in_order" (NCCL's matching, also on gloo), or "auto": in order on NCCL
+    links: object = None  # builds the step's links like Links(...) does (labs.timeline.costs.TransportSpec); None: Links
+    grid: object = None  # a labs.parallel.grid.Grid for tensor/data parallel runs; None: one rank per pipeline rank
+
+
+@dataclass
+class RankResult:
+    traces: list  # one RankTrace per timed step
+    grads: dict
+    losses: dict  # micro-batch -> its share of the loss (last stage only)
+
+    @property
+    def trace(self) -> RankTrace:
+        return self.traces[-1]
+
+
+@contextmanager
+def _quiet_gc():
+    """No garbage-collection pass inside a timed step.
+
+    A forked rank inherits the parent's heap (a notebook kernel: about 300 000 objects) and its collector counters.
+    When a full collection falls inside the timed step, it walks that heap, copying every page it touches
+    (copy-on-write): 140-200 ms measured here, which made one GPipe step read idle 0.35-0.37 instead of 0.28.
+    Whether it falls there depends on the kernel's allocation history, so the first run of a kernel could differ
+    from its tenth. ``launch`` freezes the inherited objects in each worker (``gc.freeze``), which makes a full
+    collection cost 0.2 ms; here, the young garbage is collected before the step and the collector is off during it.
+    """
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@dataclass
+class Stage:
+    layer_indices: range
+    layers: torch.nn.Sequential  # the real layers, for naming gradients
+    module: torch.nn.Module  # what runs: the layers, paced if asked
+    saved: SavedBytes
+    split: SplitBackward | None = None  # set when the schedule splits the backward into B and W
+
+    def gradients(self) -> dict:
+        return {parameter_name(i, name): p.grad.detach().cpu()
+                for i, layer in zip(self.layer_indices, self.layers) for name, p in layer.named_parameters()}
+
+
+def build_stages(rank: int, job: PipelineJob, owners: dict, num_stages: int, place=None) -> dict[int, Stage]:
+    """This rank's stages of the model, by stage number (``place``: its tensor-parallel shards, see labs.parallel.grid)."""
+    blocks = split_layers(job.model.num_layers, num_stages, require_equal=num_stages > len(job.schedule))
+    layers = place.layers(job.model) if place else job.model.layers()
+    split = uses_weight_step(job.schedule)
+    stages = {}
+    for stage, owner in owners.items():
+        if owner == rank:
+            n = len(blocks[stage])
+            core = torch.nn.Sequential(*[layers[i] for i in blocks[stage]]).to(job.device)
+            pace = job.pace[stage] if isinstance(job.pace, list) else job.pace  # a list: one pace per stage
+            pace = place.pace(pace) if place else pace
+            f, b, w = three_way(pace) or (None, 0.0, 0.0)
+            # split: the forward is paced here, B and W by SplitBackward (so the module's own backward pad is 0)
+            module = paced(core, None if pace is None else ((f, 0.0) if split else pace), n)
+            stages[stage] = Stage(blocks[stage], core, module, SavedBytes(core.parameters()),
+                                  SplitBackward(core, b * n, w * n) if split else None)
+    return stages
+
+
+@contextmanager
+def _unpaced(stages, warm_up: bool):
+    """A warm-up step runs every code path (messages, autograd, the pacing hooks) at compute speed: it is there to
+    pay first-time costs, not to be timed, so padding it to the pace would only cost the learner time."""
+    stages = list(stages) if warm_up else []
+    padded = ([(s.module, ("forward_s", "backward_s")) for s in stages if isinstance(s.module, Paced)]
+              + [(s.split, ("backward_s", "weight_s")) for s in stages if s.split])  # a split backward pads B, W
+    saved = [(pad, names, [getattr(pad, n) for n in names]) for pad, names in padded]
+    for pad, names, _ in saved:
+        for name in names:
+            setattr(pad, name, 0.0)
+    try:
+        yield
+    finally:
+        for pad, names, values in saved:
+            for name, value in zip(names, values):
+                setattr(pad, name, value)
+
+
+def uses_tags(transport: str, backend: str) -> bool:
+    """Whether messages are matched by tag (any order) rather than first in, first out."""
+    if transport not in ("auto", "tagged", "in_order"):
+        raise ValueError(f"transport is 'auto', 'tagged' or 'in_order', got {transport!r}")
+    if transport == "auto":
+        return backend != "nccl"
+    if transport == "tagged" and backend == "nccl":
+        raise ValueError("NCCL ignores tags: use transport='in_order' or 'auto' there")
+    return transport == "tagged"
+
+
+def run_rank(rank: int, job: PipelineJob) -> RankResult:
+    """Run ``job.warmup_steps`` untimed steps, then ``job.steps`` recorded ones; return their traces, the gradients."""
+    world, num_stages, _ = shape(job.schedule)
+    place = Place(rank, world, job.grid)  # pipeline rank, tensor/data-parallel groups (labs.parallel.grid); checks the size
+    unknown = sorted({a.kind for a in job.schedule[place.pp]} - set(RUNNABLE_KINDS))
+    if unknown:
+        raise ScheduleError(f"this runtime runs {'/'.join(RUNNABLE_KINDS)} actions, not {'/'.join(unknown)}")
+    tagged = uses_tags(job.transport, dist.get_backend())
+    if not tagged:
+        check_in_order(job.schedule)
+    owners = stage_owners(job.schedule)
+    stages = build_stages(place.pp, job, owners, num_stages, place)
+    inputs, targets = place.share(job.model.batch(job.batch_size))
+    num_microbatches = max(a.microbatch for acts in job.schedule for a in acts) + 1
+    # clone: each micro-batch owns its storage (as a data loader's would), so saved-bytes counts one micro-batch,
+    # not the whole batch that a chunk() view shares
+    inputs = [x.to(job.device).clone() for x in split_batch(inputs, num_microbatches)]
+    targets = [y.to(job.device).clone() for y in split_batch(targets, num_microbatches)]
+    traces = []
+    for step in range(job.warmup_steps + job.steps):
+        for stage in stages.values():
+            stage.layers.zero_grad(set_to_none=True)
+        with _quiet_gc(), _unpaced(stages.values(), step < job.warmup_steps):
+            trace, losses = run_step(rank, job, stages, owners, num_stages, inputs, targets, tagged, place)
+        if step >= job.warmup_steps:
+            traces.append(trace)
+    grads = {name: grad for stage in stages.values() for name, grad in stage.gradients().items()}
+    return RankResult(traces, grads, losses)
+
+
+def run_step(rank, job, stages, owners, num_stages, inputs, targets, tagged=None, place=None):
+    """One step of this rank's action list on its ``stages``; (its trace, the losses of its last stage).
+
+    ``tagged`` and ``place`` default to what ``run_rank`` decides (the job's transport; no grid)."""
+    place = place or Place(rank, len(job.schedule), job.grid)
+    tagged = uses_tags(job.transport, dist.get_backend()) if tagged is None else tagged
+    actions = job.schedule[place.pp]
+    num_microbatches = len(inputs)
+    trace = RankTrace(rank=rank)
+    dist.barrier()
+    links = (job.links or Links)(rank, actions, place.peers(owners), num_stages, num_microbatches,
+                                 job.model.boundary_shape(inputs[0].shape[0]), job.device, trace, tagged)
+    place.start_step()
+    clock_zero = time.perf_counter()
+    held, losses, previous = {}, {}, "nothing"
+    for action in actions:
+        report(f"finished {previous}; now at {action}")
+        stage, microbatch = action.stage, action.microbatch
+        module, saved, split = stages[stage].module, stages[stage].saved, stages[stage].split
+        last = stage == num_stages - 1
+        if action.kind == FORWARD:
+            x = inputs[microbatch] if stage == 0 else links.receive(action).requires_grad_()
+            start = time.perf_counter()
+            with saved.counting():
+                out = split.forward(module, x, microbatch) if split else module(x)
+                if last:  # a model may bring its own loss (labs.models.gpt); the toy model's is loss_fn
+                    out = getattr(job.model, "loss", loss_fn)(out, targets[microbatch]) / num_microbatches
+            if last:
+                losses[microbatch] = float(out.detach())
+            else:
+                links.send(out, FORWARD, stage + 1, microbatch)
+            held[(stage, microbatch)] = (x, out)
+            trace.events.append(Event(action, start - clock_zero, time.perf_counter() - clock_zero, saved.total))
+        elif action.kind == BACKWARD:
+            grad = None if last else links.receive(action)
+            start = time.perf_counter()
+            x, out = held.pop((stage, microbatch))
+            if split:  # B: the input's gradient only; the weights' wait for W
+                input_grad = split.backward_input(microbatch, out, grad, x)
+            else:
+                torch.autograd.backward(out, grad)
+                input_grad = x.grad
+            if stage > 0:
+                if input_grad is None:
+                    raise RuntimeError(f"{action}: the input's gradient is None after the backward, so there is "
+                                       f"nothing to send to stage {stage - 1}: the received activation must "
+                                       f"require grad (x.requires_grad_()) before the forward runs on it")
+                links.send(input_grad, BACKWARD, stage - 1, microbatch)
+            trace.events.append(Event(action, start - clock_zero, time.perf_counter() - clock_zero,
+                                      split.kept_bytes(microbatch) if split else 0))
+        else:
+            start = time.perf_counter()
+            split.backward_weight(microbatch)
+            trace.events.append(Event(action, start - clock_zero, time.perf_counter() - clock_zero))
+        previous = str(action)
+    report(f"finished {previous}; waiting for its sends to be received")
+    links.finish()
+    place.finish_step(stages, trace, clock_zero)  # data parallel: gradients averaged over replicas; all-reduces
+    trace.finish = time.perf_counter() - clock_zero
+    _align_to_earliest_rank(trace, clock_zero)
+    report(f"finished all {len(actions)} actions")
+    return trace, losses
+
+
+def _align_to_earliest_rank(trace: RankTrace, clock_zero: float) -> None:
+    """Put every rank's times on one axis: zero is the moment the first rank left the step's barrier.
+
+    Ranks leave a barrier up to about a millisecond apart; measured from its own exit, each rank's timeline would be
+    shifted by that much. On one machine ``perf_counter`` is a single clock for all processes, so the ranks agree on
+    the earliest exit and count from it. Across machines (torchrun on several hosts) clocks differ: keep each rank's own.
+    """
+    for message in trace.messages:  # stamped with raw perf_counter: count from this rank's zero, like its events
+        message.sent, message.needed, message.received = (t - clock_zero for t in message.times)
+    if under_torchrun() and int(os.environ.get("LOCAL_WORLD_SIZE", "0")) != dist.get_world_size():
+        return
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    earliest = torch.tensor([clock_zero], dtype=torch.float64, device=device)
+    dist.all_reduce(earliest, op=dist.ReduceOp.MIN)
+    offset = clock_zero - float(earliest)
+    for event in trace.events:
+        event.start += offset
+        event.end += offset
+    for message in trace.messages:
+        message.sent, message.needed, message.received = (t + offset for t in message.times)
+    trace.collectives = [(kind, start + offset, end + offset, nbytes) for kind, start, end, nbytes in trace.collectives]
+    trace.finish += offset

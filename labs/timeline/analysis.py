@@ -1,0 +1,209 @@
+"""Read a trace like a detective: where each rank's time went, which stage or link is slow, what sets the step time.
+
+    labs.timeline.analysis.rank_times(run.trace)     # per rank: compute, wait (input not there yet), idle (the rest)
+    labs.timeline.analysis.stage_means(run.trace)    # per stage: mean forward / backward duration
+    labs.timeline.analysis.link_times(run.trace)     # per link (src, dst): messages, bytes, how long they held receivers up
+    labs.timeline.analysis.critical_path(run.trace)  # the chain of actions and messages that sets the step time
+    labs.timeline.analysis.diagnose(run.trace)       # the reference detective: {"cause": ..., "where": ...}
+
+Every function reads only the trace (measured or simulated: the simulator records the same messages the runtime's
+transport does), so each can be checked on a simulated timeline whose answer is known.
+
+Words used: a rank **waits** while it is blocked receiving an action's input (a trace without message records: the
+part of the gap before an action that comes before the producer's end); the rest of the time it does not compute,
+including after its last action, it is **idle**. compute + wait + idle = step time, per rank.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from ..schedules import BACKWARD, FORWARD, dependencies
+from ..timeline.simulator import idle_fraction
+from ..timeline.trace import Trace
+
+EPS = 1e-9
+CAUSES = ("healthy", "few micro-batches", "slow stage", "slow link")
+
+
+def _index(trace: Trace):
+    """(event by action, rank by stage, number of stages, uses W, message by (dst, action))."""
+    events = {e.action: e for r in trace.ranks for e in r.events}
+    owners = {a.stage: r.rank for r in trace.ranks for a in (e.action for e in r.events)}
+    stages = max(owners) + 1 if owners else 0
+    weight = any(a.kind == "W" for a in events)
+    messages = {(m.dst, m.kind, m.stage, m.microbatch): m for r in trace.ranks for m in r.messages}
+    return events, owners, stages, weight, messages
+
+
+def _tolerance(trace: Trace) -> float:
+    """A wait shorter than this is bookkeeping, not waiting (a real receive of a message already there takes tens of
+    microseconds): 2% of the median action, at most 0.2 ms."""
+    durations = sorted(e.duration for r in trace.ranks for e in r.events)
+    return min(2e-4, 0.02 * durations[len(durations) // 2]) if durations else EPS
+
+
+def _input(action, rank: int, free: float, events, owners, stages, weight, messages, tolerance: float):
+    """(the producing event of the cross-rank input of ``action``, seconds the rank waited for it); (None, 0.0) when
+    the action has no input from another rank. With a message record the wait is ``received - needed`` (the time
+    the receive blocked); without one, the part of the gap before the action that came before the producer's end."""
+    for dep in dependencies(action, stages, weight):
+        if owners.get(dep.stage) == rank or dep not in events:
+            continue
+        message = messages.get((rank, action.kind, action.stage, action.microbatch))
+        if message is not None:
+            waited = message.received - message.needed
+        else:
+            waited = min(events[action].start, events[dep].end) - free
+        return events[dep], (waited if waited > tolerance else 0.0)
+    return None, 0.0
+
+
+def rank_times(trace: Trace) -> list[dict]:
+    """Per rank: {"compute", "wait", "idle"} seconds (they add up to the step time) and "idle_fraction"."""
+    events, owners, stages, weight, messages = _index(trace)
+    tolerance = _tolerance(trace)
+    step = trace.step_time
+    out = []
+    for r in trace.ranks:
+        compute = wait = free = 0.0
+        for e in sorted(r.events, key=lambda e: e.start):
+            wait += _input(e.action, r.rank, free, events, owners, stages, weight, messages, tolerance)[1]
+            compute += e.duration
+            free = e.end
+        idle = step - compute - wait
+        out.append({"rank": r.rank, "compute": compute, "wait": wait, "idle": idle,
+                    "idle_fraction": 1.0 - compute / step if step else 0.0})
+    return out
+
+
+def stage_means(trace: Trace) -> dict[int, dict[str, float]]:
+    """Per stage: {"F": mean forward seconds, "B": mean backward seconds, ("W": ... when split)}."""
+    durations: dict = {}
+    for r in trace.ranks:
+        for e in r.events:
+            durations.setdefault(e.action.stage, {}).setdefault(e.action.kind, []).append(e.duration)
+    return {stage: {kind: statistics.mean(values) for kind, values in sorted(kinds.items())}
+            for stage, kinds in sorted(durations.items())}
+
+
+def link_times(trace: Trace) -> dict[tuple[int, int], dict]:
+    """Per directed link (src rank, dst rank), from the recorded messages:
+
+    * ``messages``, ``bytes``;
+    * ``mean_held_up_s``: how long a message kept its receiver waiting after it was both sent and asked for
+      (``received - max(sent, needed)``): the link's cost where it shows, 0 where compute hides it;
+    * ``mean_in_flight_s``: ``received - sent`` over the messages whose receiver was already waiting when they were
+      sent (there it is the link's full cost); None when the receiver never waited;
+    * ``min_in_flight_s``: the fastest of those: a slow link makes every message slow, a busy machine only some.
+    """
+    out: dict = {}
+    for r in trace.ranks:
+        for m in r.messages:
+            entry = out.setdefault((m.src, m.dst), {"messages": 0, "bytes": 0, "_held": [], "_flight": []})
+            entry["messages"] += 1
+            entry["bytes"] += m.nbytes
+            entry["_held"].append(max(0.0, m.received - max(m.sent, m.needed)))
+            if m.needed <= m.sent + EPS:
+                entry["_flight"].append(m.received - m.sent)
+    for entry in out.values():
+        held, flight = entry.pop("_held"), entry.pop("_flight")
+        entry["mean_held_up_s"] = statistics.mean(held)
+        entry["mean_in_flight_s"] = statistics.mean(flight) if flight else None
+        entry["min_in_flight_s"] = min(flight) if flight else None
+    return dict(sorted(out.items()))
+
+
+@dataclass
+class PathStep:
+    """One link of the critical path: an action computing on ``rank``, a message from ``src`` to ``dst``, or a gap
+    (the rank had its input but had not started: runtime overhead)."""
+
+    kind: str  # "compute", "message" or "gap"
+    label: str  # "2F5", "1->2" or "gap before 2F5"
+    start: float
+    end: float
+    rank: int | None = None
+    src: int | None = None
+    dst: int | None = None
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+def critical_path(trace: Trace) -> list[PathStep]:
+    """The chain that sets the step time, first step first: start from the action that ends last and walk back,
+    each time to what held it back: its input's message (when the rank waited for it) or the rank's previous
+    action. On a simulated trace the steps tile the step exactly."""
+    events, owners, stages, weight, messages = _index(trace)
+    tolerance = _tolerance(trace)
+    by_rank = {r.rank: sorted(r.events, key=lambda e: e.start) for r in trace.ranks}
+    current = max(events.values(), key=lambda e: e.end, default=None)
+    path: list[PathStep] = []
+    while current is not None:
+        rank = owners[current.action.stage]
+        path.append(PathStep("compute", str(current.action), current.start, current.end, rank=rank))
+        ordered = by_rank[rank]
+        position = ordered.index(current)
+        previous = ordered[position - 1] if position else None
+        free = previous.end if previous else 0.0
+        producer, waited = _input(current.action, rank, free, events, owners, stages, weight, messages, tolerance)
+        if producer is not None and waited > 0:
+            src = owners[producer.action.stage]
+            # a real producer's recorded end includes posting its send, so its message can be used a little before it
+            start = min(producer.end, current.start)
+            path.append(PathStep("message", f"{src}->{rank}", start, current.start, src=src, dst=rank))
+            current = producer
+            continue
+        if current.start - free > tolerance:
+            path.append(PathStep("gap", f"gap before {current.action}", free, current.start, rank=rank))
+        current = previous
+    return path[::-1]
+
+
+def path_summary(path: list[PathStep]) -> dict:
+    """Seconds of the path spent computing (per stage, by kind), in messages (per link) and in gaps."""
+    summary = {"compute": 0.0, "message": 0.0, "gap": 0.0, "by_stage": {}, "by_link": {}}
+    for step in path:
+        summary[step.kind] += step.duration
+        if step.kind == "compute":
+            stage = int(step.label.split(FORWARD)[0].split(BACKWARD)[0].split("W")[0])
+            summary["by_stage"][stage] = summary["by_stage"].get(stage, 0.0) + step.duration
+        elif step.kind == "message":
+            key = (step.src, step.dst)
+            summary["by_link"][key] = summary["by_link"].get(key, 0.0) + step.duration
+    return summary
+
+
+def diagnose(trace: Trace) -> dict:
+    """The reference detective: {"cause": one of CAUSES, "where": a stage, a [rank, rank] link, or None}.
+
+    In this order: a cable whose every message (both ways, among those a receiver waited for) took over a quarter of
+    a mean forward is a slow link (one late message on a busy machine is not);
+    a stage whose forward + backward takes over 1.4x the median stage's is slow; otherwise, when the idle fraction
+    is near (P-1)/(vM+P-1) and that is over 0.3, there are too few micro-batches; otherwise the pipeline is healthy.
+    """
+    means = stage_means(trace)
+    forward = statistics.mean(m[FORWARD] for m in means.values())
+    fastest: dict = {}  # per cable (both directions): the fastest message whose receiver was waiting for it
+    for (src, dst), v in link_times(trace).items():
+        if v["min_in_flight_s"] is not None:
+            cable = (min(src, dst), max(src, dst))
+            fastest[cable] = min(fastest.get(cable, v["min_in_flight_s"]), v["min_in_flight_s"])
+    if fastest:
+        cable = max(fastest, key=fastest.get)
+        if fastest[cable] > 0.25 * forward:
+            return {"cause": "slow link", "where": list(cable)}
+    totals = {stage: sum(m.values()) for stage, m in means.items()}
+    median = statistics.median(totals.values())
+    stage = max(totals, key=totals.get)
+    if totals[stage] > 1.4 * median:
+        return {"cause": "slow stage", "where": stage}
+    ranks = trace.world_size
+    virtual = len(means) // ranks
+    microbatches = max(e.action.microbatch for r in trace.ranks for e in r.events) + 1
+    theory = idle_fraction(ranks, microbatches, virtual)
+    if theory > 0.3 and abs(trace.idle_fraction - theory) < 0.1:
+        return {"cause": "few micro-batches", "where": None}
+    return {"cause": "healthy", "where": None}

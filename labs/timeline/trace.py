@@ -1,0 +1,158 @@
+"""What a pipeline step did, rank by rank: the record a real run returns and the simulator produces.
+
+Each rank keeps one ``Event`` per action (start and end of its compute, in seconds from the step's start, and for a
+forward the bytes of activations it saved for the backward) and counts the bytes and messages it sent and received.
+A ``Trace`` merges the ranks and answers the questions the course asks: the step time, each rank's idle fraction,
+the activations each rank held at its peak, and how much moved over the links.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..schedules import Action, BACKWARD, FORWARD, WEIGHT
+
+
+@dataclass
+class Event:
+    action: Action
+    start: float
+    end: float
+    saved_bytes: int = 0  # forward: activations kept for the backward; split B: gradients kept for its W
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass
+class Message:
+    """One message as its receiver saw it (times on the step's clock, like events): from rank ``src`` to ``dst``,
+    the input of action ``stage kind microbatch``; sent when the producer finished, needed when the receiver asked
+    for it, received when the receiver had it (after any link cost, see ``labs.timeline.costs``)."""
+
+    src: int
+    dst: int
+    kind: str
+    stage: int
+    microbatch: int
+    nbytes: int
+    sent: float
+    needed: float
+    received: float
+
+    @property
+    def times(self) -> tuple[float, float, float]:
+        return self.sent, self.needed, self.received
+
+
+@dataclass
+class RankTrace:
+    rank: int
+    events: list[Event] = field(default_factory=list)
+    finish: float = 0.0  # when the rank was done, its sends delivered
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    messages_sent: int = 0
+    messages_received: int = 0
+    wait_time: float = 0.0  # time spent blocked on receives
+    messages: list[Message] = field(default_factory=list)  # received messages, when the transport records them
+    # all-reduces, (kind, start, end, bytes): "tp" inside a stage (tensor parallel), "dp" across replicas
+    collectives: list = field(default_factory=list)
+
+    def collective_bytes(self, kind: str) -> int:
+        return sum(nbytes for k, _, _, nbytes in self.collectives if k == kind)
+
+    def collective_time(self, kind: str) -> float:
+        return sum(end - start for k, start, end, _ in self.collectives if k == kind)
+
+    @property
+    def busy(self) -> float:
+        return sum(e.duration for e in self.events)
+
+    def activations_over_time(self) -> list[tuple[float, int, int]]:
+        """(time, micro-batches held, bytes held) after each action: a forward adds one, its last backward step
+        (B, or W where the schedule splits the backward) releases it; a split B adds the gradients it keeps for W."""
+        releases_on_w = {(e.action.stage, e.action.microbatch) for e in self.events if e.action.kind == WEIGHT}
+        held_bytes: dict[tuple[int, int], int] = {}
+        points = [(0.0, 0, 0)]
+        for e in sorted(self.events, key=lambda e: e.start):
+            key = (e.action.stage, e.action.microbatch)
+            if e.action.kind == FORWARD:
+                held_bytes[key] = e.saved_bytes
+            elif (e.action.kind == WEIGHT) or (e.action.kind == BACKWARD and key not in releases_on_w):
+                held_bytes.pop(key, None)
+            elif key in held_bytes:  # a B whose W comes later: the micro-batch stays, plus what W needs
+                held_bytes[key] += e.saved_bytes
+            points.append((e.end, len(held_bytes), sum(held_bytes.values())))
+        return points
+
+    @property
+    def peak_activations(self) -> int:
+        return max(count for _, count, _ in self.activations_over_time())
+
+    @property
+    def peak_activation_bytes(self) -> int:
+        return max(nbytes for _, _, nbytes in self.activations_over_time())
+
+
+@dataclass
+class Trace:
+    ranks: list[RankTrace]
+
+    @property
+    def world_size(self) -> int:
+        return len(self.ranks)
+
+    @property
+    def events(self) -> list[list[Event]]:
+        return [r.events for r in self.ranks]
+
+    @property
+    def step_time(self) -> float:
+        return max(max(r.finish, max((e.end for e in r.events), default=0.0)) for r in self.ranks)
+
+    def idle_fraction_of(self, rank: int) -> float:
+        return 1.0 - self.ranks[rank].busy / self.step_time
+
+    @property
+    def idle_fractions(self) -> list[float]:
+        return [self.idle_fraction_of(r) for r in range(self.world_size)]
+
+    @property
+    def idle_fraction(self) -> float:
+        """The bubble as a fraction of the step: idle rank-seconds over all rank-seconds."""
+        return 1.0 - sum(r.busy for r in self.ranks) / (self.world_size * self.step_time)
+
+    @property
+    def peak_activations(self) -> list[int]:
+        return [r.peak_activations for r in self.ranks]
+
+    @property
+    def peak_activation_bytes(self) -> list[int]:
+        return [r.peak_activation_bytes for r in self.ranks]
+
+    @property
+    def bytes_moved(self) -> int:
+        return sum(r.bytes_sent for r in self.ranks)
+
+    @property
+    def messages(self) -> int:
+        return sum(r.messages_sent for r in self.ranks)
+
+    @property
+    def traffic(self) -> dict:
+        """Bytes and rank-seconds of the messages between stages and of the all-reduces inside a stage (tensor
+        parallel) and across replicas (data parallel); all-reduce bytes are the payload each rank contributes."""
+        return {"bytes_between_stages": self.bytes_moved, "messages_between_stages": self.messages,
+                "wait_between_stages_s": sum(r.wait_time for r in self.ranks),
+                "bytes_inside_stages": sum(r.collective_bytes("tp") for r in self.ranks),
+                "all_reduces_inside_stages": sum(k == "tp" for r in self.ranks for k, *_ in r.collectives),
+                "time_inside_stages_s": sum(r.collective_time("tp") for r in self.ranks),
+                "bytes_across_replicas": sum(r.collective_bytes("dp") for r in self.ranks),
+                "time_across_replicas_s": sum(r.collective_time("dp") for r in self.ranks)}
+
+    def summary(self) -> dict:
+        return {"step_time_s": self.step_time, "idle_fraction": self.idle_fraction,
+                "idle_fraction_per_rank": self.idle_fractions, "peak_activations": self.peak_activations,
+                "peak_activation_bytes": self.peak_activation_bytes, "bytes_moved": self.bytes_moved,
+                "messages": self.messages}

@@ -1,0 +1,153 @@
+"""The interactive schedule explorer: pick a schedule and its costs, see the timeline, the bubble and the memory.
+
+    labs.viz.explorer.explorer()          # in a notebook: sliders -> timeline, idle fraction, activations per rank
+    fig, summary = labs.viz.explorer.explore("1f1b", P=4, M=8, v=1, forward=10, backward=20, link=1)
+    fig, summary = labs.viz.explorer.explore("zb-h1", P=4, M=8, forward=10, backward=20, weight=10)
+
+Everything here is simulated (``labs.timeline.simulator``), so it redraws instantly: the widget only calls ``explore``.
+Times are in milliseconds. ``forward`` and ``backward`` are the time of one micro-batch through one rank's share
+of the model; with ``interleaved`` that share is cut into ``v`` chunks, each taking ``1/v`` of it, so the total work
+stays the same whatever ``v`` is and only the schedule changes. ``link`` is the time one message takes between
+ranks. ``v`` applies to ``interleaved`` only (``zb-v`` always holds 2 chunks, the others one stage per rank).
+``weight`` is the part of ``backward`` that computes the weights' gradients (W): the zero-bubble schedules
+(``zb-h1``, ``zb-v``, see ``labs.schedules.zero_bubble``) run it apart from the input gradient B = backward - weight; the
+others run the backward whole. Default: half of it (close to a transformer layer's split).
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+
+from ..viz.plots import COLOURS, draw_timeline
+from ..schedules import ScheduleError, make
+from ..timeline.simulator import Costs, bubble_overhead, idle_fraction, simulate
+from ..schedules.zero_bubble import zb_h1_idle_fraction
+
+SCHEDULES = ("gpipe", "1f1b", "interleaved", "zb-h1", "zb-v")
+
+
+def explore(schedule: str = "1f1b", P: int = 4, M: int = 8, v: int = 2, forward: float = 10.0,
+            backward: float = 20.0, link: float = 0.0, width: float = 10.0, weight: float | None = None):
+    """Simulate ``schedule`` on P ranks with M micro-batches; return (figure, summary dict).
+
+    Raises ScheduleError (with what to change) for a combination that cannot be built, e.g. interleaved with M not
+    a multiple of P. The summary holds the step time (ms), the ideal time (no bubble, free link), the measured-in-
+    simulation idle fraction, the closed forms, the peak activations per rank and the messages per step.
+    """
+    if schedule not in SCHEDULES:
+        raise ScheduleError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
+    if min(forward, backward) <= 0 or link < 0:
+        raise ScheduleError("forward and backward must be > 0 ms and link >= 0 ms")
+    weight = backward / 2 if weight is None else weight
+    if not 0 <= weight < backward:
+        raise ScheduleError(f"weight (W, {weight} ms) is the part of the backward ({backward} ms) that computes the "
+                            f"weights' gradients: choose 0 <= weight < backward")
+    v = {"interleaved": v, "zb-v": 2}.get(schedule, 1)
+    actions = make(schedule, P, M, v)
+    split = schedule.startswith("zb-")
+    b, w = (backward - weight, weight) if split else (backward, 0.0)
+    costs = Costs(forward=forward / 1000 / v, backward=b / 1000 / v, weight=w / 1000 / v, link=link / 1000)
+    trace = simulate(actions, costs)
+    ideal_ms = M * (forward + backward)  # one rank's work, nothing idle
+    summary = {
+        "schedule": schedule, "P": P, "M": M, "v": v,
+        "forward_ms": forward, "backward_ms": backward, "weight_ms": weight if split else None, "link_ms": link,
+        "step_ms": trace.step_time * 1000,
+        "ideal_ms": ideal_ms,
+        "idle_fraction": trace.idle_fraction,
+        # free link, equal stages: (P-1)/(vM+P-1); ZB-H1: (P-1)(F+B-W) over the step; ZB-V (greedy order): none
+        "idle_fraction_theory": (zb_h1_idle_fraction(P, M, forward, b, w) if schedule == "zb-h1"
+                                 else None if schedule == "zb-v" else idle_fraction(P, M, v)),
+        "bubble_overhead_theory": bubble_overhead(P, M, v),  # (P-1)/(vM): bubble time over compute time
+        "peak_activations": trace.peak_activations,  # micro-batch chunks held at the peak, per rank
+        "peak_activations_in_microbatches": [n / v for n in trace.peak_activations],
+        "messages": trace.messages,
+    }
+    return _figure(trace, summary, width), summary
+
+
+def _figure(trace, summary: dict, width: float):
+    P = summary["P"]
+    fig, (ax, bars) = plt.subplots(1, 2, figsize=(width, 0.5 * P + 1.6), sharey=True,
+                                   gridspec_kw={"width_ratios": [5, 1]})
+    title = (f"{summary['schedule']}  P={P} M={summary['M']}" + (f" v={summary['v']}" if summary["v"] > 1 else "")
+             + f"  step {summary['step_ms']:.0f} ms")
+    draw_timeline(ax, trace, title)
+    held = summary["peak_activations_in_microbatches"]
+    bars.barh(range(P), held, color=COLOURS["F"], height=0.6)
+    for rank, value in enumerate(held):
+        bars.text(value, rank, f" {value:g}", va="center", fontsize=8)
+    bars.set_xlim(0, max(held) * 1.35)
+    bars.set_xlabel("peak activations\n(micro-batches)")
+    bars.tick_params(left=False)
+    fig.tight_layout()
+    return fig
+
+
+def describe(summary: dict) -> str:
+    """One short line per fact, for printing under the figure (short enough not to wrap inside a formula)."""
+    s = summary
+    if s["schedule"] == "zb-h1":
+        theory = f"closed form (P-1)(F+B-W) over the step = {s['idle_fraction_theory']:.1%}"
+    elif s["idle_fraction_theory"] is None:
+        theory = "no closed form: the order is found by a greedy search"
+    else:
+        theory = (f"closed form (P-1)/(vM+P-1) = {s['idle_fraction_theory']:.1%}\n"
+                  f"bubble over compute time (P-1)/(vM) = {s['bubble_overhead_theory']:.0%}")
+    return (f"step {s['step_ms']:.1f} ms for {s['ideal_ms']:.1f} ms of work per rank\n"
+            f"idle {s['idle_fraction']:.1%} of the step; {theory}\n"
+            f"peak activations per rank (micro-batches): {s['peak_activations_in_microbatches']}\n"
+            f"messages per step: {s['messages']}")
+
+
+def explorer(schedule: str = "1f1b", P: int = 4, M: int = 8, v: int = 2, forward: float = 10.0,
+             backward: float = 20.0, link: float = 0.0, weight: float = 10.0):
+    """An ipywidgets UI around ``explore``: redraws as the sliders move. Returns the widget (display it)."""
+    import ipywidgets as w
+    from IPython.display import display
+
+    style = {"description_width": "120px"}  # wide enough for "micro-batches M"
+    slider = w.Layout(width="360px")
+    controls = {
+        # no description: a ToggleButtons' own description sits on a line of its own; a Label beside it does not
+        "schedule": w.ToggleButtons(options=SCHEDULES, value=schedule, style={"button_width": "110px"}),
+        "P": w.IntSlider(value=P, min=1, max=8, description="ranks P", style=style, layout=slider),
+        "M": w.IntSlider(value=M, min=1, max=32, description="micro-batches M", style=style, layout=slider),
+        "v": w.IntSlider(value=v, min=2, max=4, description="chunks v", style=style, layout=slider),
+        "forward": w.FloatSlider(value=forward, min=1, max=50, step=1, description="forward ms", style=style,
+                                 layout=slider),
+        "backward": w.FloatSlider(value=backward, min=1, max=100, step=1, description="backward ms", style=style,
+                                  layout=slider),
+        "weight": w.FloatSlider(value=weight, min=0, max=99, step=1, description="of which W ms", style=style,
+                                layout=slider),
+        "link": w.FloatSlider(value=link, min=0, max=20, step=0.5, description="link ms", style=style,
+                              layout=slider),
+    }
+    for control in controls.values():
+        if hasattr(control, "continuous_update"):
+            control.continuous_update = False
+    out = w.Output()
+
+    def redraw(_=None):
+        values = {name: control.value for name, control in controls.items()}
+        controls["v"].disabled = values["schedule"] != "interleaved"
+        controls["weight"].disabled = not values["schedule"].startswith("zb-")
+        out.clear_output(wait=True)
+        with out:
+            try:
+                fig, summary = explore(**values)
+            except ScheduleError as error:
+                print(f"cannot build this schedule: {error}")
+                return
+            display(fig)
+            plt.close(fig)
+            print(describe(summary))
+
+    for control in controls.values():
+        control.observe(redraw, names="value")
+    names = list(controls)
+    label = w.Label("schedule", layout=w.Layout(width="120px", display="flex", justify_content="flex-end",
+                                                 padding="0 8px 0 0"))
+    ui = w.VBox([w.HBox([label, controls["schedule"]]), w.HBox([w.VBox([controls[n] for n in names[1:4]]),
+                                                                w.VBox([controls[n] for n in names[4:]])]), out])
+    redraw()
+    return ui
