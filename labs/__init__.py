@@ -1,19 +1,56 @@
 """labs: the package behind the pipeline-parallelism course.
 
-Real multi-process pipelines in a few hundred lines: schedules as data (``schedules``), their simulated timelines
-(``simulate``), a launcher for N ranks (``launch``), a runtime that walks one rank's actions with real messages
-(``runtime``), traces and plots. ``python -m labs --help`` lists the command-line tools.
-"""
-from .runtime.launcher import LaunchTimeout, RankFailed, launch, report
-from .timeline.costs import Link, Network
-from .models.toy import ModelError, ToyModel, split_layers
-from .pipeline import PipelineRun, run_pipeline
-from .schedules import (Action, ScheduleError, gpipe, interleaved, make, naive, one_f_one_b, parse, parse_action,
-                        render, validate)
-from .timeline.simulator import Costs, bubble_overhead, idle_fraction, simulate
-from .timeline.trace import Trace
+Real multi-process pipelines in a few thousand lines, in rooms by layer (every import points down):
+``theory``, ``errors``, ``checks`` -> ``schedules`` (schedules as data) -> ``timeline`` (costs, traces, the
+simulator, analysis) -> ``viz`` and ``models`` -> ``parallel`` (grid, tensor, data) -> ``runtime`` (launch, transport,
+step, pacing) -> ``pipeline`` (``run_pipeline``) -> ``course`` (tools of single notebooks) -> ``grading`` ->
+``exercises``. ``python -m labs --help`` lists the command-line tools.
 
-__all__ = ["Action", "Costs", "Link", "Network", "LaunchTimeout", "ModelError", "PipelineRun", "RankFailed", "ScheduleError",
-           "ToyModel", "Trace", "bubble_overhead", "gpipe", "idle_fraction", "interleaved", "launch", "make",
-           "naive", "one_f_one_b", "parse", "parse_action", "render", "run_pipeline", "simulate", "split_layers",
-           "validate", "report"]
+The names below are the everyday ones, by the notebook that introduces them. They are loaded on first use, so
+``import labs.schedules`` or ``labs.theory`` does not load torch; ``labs.run_pipeline`` or ``labs.launch`` does.
+"""
+from __future__ import annotations
+
+import importlib
+
+_HOMES = {
+    # 00 ranks and messages
+    "launch": "runtime.launcher", "report": "runtime.launcher",
+    "LaunchTimeout": "runtime.failures", "RankFailed": "runtime.failures",
+    # 01 the naive pipeline
+    "ToyModel": "models.toy", "split_layers": "models.cut", "run_pipeline": "pipeline", "PipelineRun": "pipeline",
+    # 02 micro-batching
+    "idle_fraction": "theory", "bubble_overhead": "theory",
+    # 03 GPipe: schedules as data, validated, simulated, rendered
+    "Action": "schedules.actions", "parse": "schedules.actions", "parse_action": "schedules.actions",
+    "naive": "schedules.classic", "gpipe": "schedules.classic", "make": "schedules", "validate": "schedules.validation",
+    "Costs": "timeline.costs", "simulate": "timeline.simulator", "Trace": "timeline.trace", "render": "viz.text",
+    # 04-05 1F1B and interleaved
+    "one_f_one_b": "schedules.classic", "interleaved": "schedules.classic",
+    # 07 communication
+    "Link": "timeline.costs", "Network": "timeline.costs",
+    # 11 zero bubble
+    "zb_h1": "schedules.zero_bubble", "zb_v": "schedules.zero_bubble",
+    # what goes wrong: bad input (before any process starts) or a run that fails
+    "LabsError": "errors", "InputError": "errors", "ScheduleError": "errors", "ModelError": "errors",
+    "GridError": "errors", "RunFailure": "errors",
+}
+_ROOMS = ("checks", "course", "errors", "exercises", "grading", "models", "parallel", "pipeline", "runtime",
+          "schedules", "theory", "timeline", "viz")
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    """``labs.X``: an everyday name from its home module, or one of the package's rooms, imported on first use."""
+    if name in _HOMES:
+        value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+        globals()[name] = value
+        return value
+    if name in _ROOMS:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'labs' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES) | set(_ROOMS))

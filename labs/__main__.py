@@ -1,10 +1,14 @@
 """Command line: ``python -m labs run|bench|grade ...`` (``python -m labs run --help`` for the options).
 
-    python -m labs run --schedule 1f1b --stages 4 --microbatches 8 --pace-ms 10,20
-    python -m labs run --schedule interleaved --stages 4 --microbatches 8 --virtual-stages 2 --json
-    python -m labs run --schedule 1f1b --stages 2 --tp 2 --dp 2 --microbatches 4 --json     # 8 ranks, a 3-D grid
+    python -m labs run --schedule 1f1b -P 4 -M 8 --pace-ms 10,20
+    python -m labs run --schedule interleaved -P 4 -M 8 -v 2 --json
+    python -m labs run --schedule 1f1b -P 2 -T 2 -D 2 -M 4 --json     # 8 ranks, a 3-D grid
     python -m labs bench
     python -m labs grade notebooks/03_gpipe.ipynb --json scores.json
+
+P pipeline ranks (``-P/--pp``), M micro-batches (``-M/--microbatches``), v model chunks per rank
+(``-v/--virtual-stages``), T tensor-parallel ranks (``-T/--tp``), D data-parallel replicas (``-D/--dp``): the same
+letters as the Python API and the JSON summary.
 """
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import argparse
 import json
 import os
 import sys
+
+__all__ = ["main"]
 
 
 def _whole(text: str) -> int:
@@ -39,11 +45,13 @@ def _pace(text: str):
 def _run_parser(sub) -> None:
     p = sub.add_parser("run", help="run one real pipeline-parallel training step and explain it")
     p.add_argument("--schedule", default="1f1b", help="naive, gpipe, 1f1b, interleaved, zb-h1 or zb-v")
-    p.add_argument("--stages", type=_whole, default=4, help="pipeline ranks P")
-    p.add_argument("--microbatches", type=_whole, default=8, help="micro-batches M")
-    p.add_argument("--virtual-stages", type=_whole, default=1, help="model chunks per rank v (interleaved)")
-    p.add_argument("--tp", type=_whole, default=1, help="tensor-parallel ranks T per stage (MLP blocks split T ways)")
-    p.add_argument("--dp", type=_whole, default=1, help="data-parallel replicas D (P*T*D ranks in all)")
+    p.add_argument("-P", "--pp", dest="P", type=_whole, default=4, help="pipeline ranks P")
+    p.add_argument("-M", "--microbatches", dest="M", type=_whole, default=8, help="micro-batches M")
+    p.add_argument("-v", "--virtual-stages", dest="v", type=_whole, default=1,
+                   help="model chunks per rank v (interleaved)")
+    p.add_argument("-T", "--tp", dest="T", type=_whole, default=1,
+                   help="tensor-parallel ranks T per stage (MLP blocks split T ways)")
+    p.add_argument("-D", "--dp", dest="D", type=_whole, default=1, help="data-parallel replicas D (P*T*D ranks in all)")
     p.add_argument("--layers", type=_whole, default=8)
     p.add_argument("--width", type=_whole, default=64)
     p.add_argument("--batch-size", type=_whole, default=64)
@@ -63,44 +71,43 @@ def _run_parser(sub) -> None:
 
 
 def _run(args) -> int:
-    from .viz import plots
-    from .pipeline import run_pipeline
-    from .schedules import render
-
+    from .pipeline import CLASSIC, run_pipeline
+    from .runtime.pacing import parse_factor
     from .timeline.costs import network_from_text
-    from .uneven import parse_factor
+    from .viz.text import render
+
     try:
         network = network_from_text(args.link, args.slow_link)
         slow_stages = dict(parse_factor(text, "--slow-stage") for text in args.slow_stage)
         straggler = parse_factor(args.straggler, "--straggler") if args.straggler else None
     except ValueError as error:
         raise SystemExit(f"error: {error}")
-    run = run_pipeline(args.schedule, args.stages, args.microbatches, args.virtual_stages, args.layers,
-                       args.width, args.batch_size, args.pace_ms, timeout=args.timeout, network=network,
-                       blocking=args.blocking, slow_stages=slow_stages, straggler=straggler,
-                       tensor_parallel=args.tp, data_parallel=args.dp)
+    run = run_pipeline(args.schedule, args.P, args.M, args.v, args.layers, args.width, args.batch_size, args.pace_ms,
+                       timeout_s=args.timeout, network=network, blocking=args.blocking, slow_stages=slow_stages,
+                       straggler=straggler, T=args.T, D=args.D)
     summary = run.summary()
     if os.environ.get("RANK", "0") != "0":  # under torchrun every rank gets the results; rank 0 reports them
         return 0
     if args.chrome_trace:
         from .viz.perfetto import save
-        save(run.trace, args.chrome_trace, name=f"{run.name} P={run.stages} M={run.microbatches}")
+        save(run.trace, args.chrome_trace, name=f"{run.name} P={run.P} M={run.M}")
     if args.plot:
-        plots.compare(run.trace, run.ideal).savefig(args.plot, dpi=120)
+        from .viz import plots
+        plots.compare(run.trace, run.simulated).savefig(args.plot, dpi=120)
     if args.json:
         print(json.dumps(summary))
         return 0
-    slot = min(e.duration for events in run.trace.events for e in events)
-    slots = [[(round(e.start / slot), round(e.end / slot), e.action) for e in events] for events in run.trace.events]
-    print(f"{run.name}: P={run.stages} ranks, M={run.microbatches} micro-batches, v={run.virtual_stages}")
+    slot = min(e.duration_s for events in run.trace.events for e in events)
+    slots = [[(round(e.start_s / slot), round(e.end_s / slot), e.action) for e in events]
+             for events in run.trace.events]
+    print(f"{run.name}: P={run.P} ranks, M={run.M} micro-batches, v={run.v}")
     print(f"\nmeasured timeline (one column = {slot * 1000:.1f} ms):\n{render(run.schedule, slots)}\n")
-    print(f"step time        {run.step_time * 1000:8.1f} ms   ideal {run.ideal_time * 1000:.1f} ms "
-          f"(x{run.step_time / run.ideal_time:.3f})")
-    formula = "(P-1)/(vM+P-1)" if run.name in ("naive", "gpipe", "1f1b", "interleaved") else "(simulated, free link)"
-    print(f"idle fraction    {run.bubble_fraction:8.3f}      theory {formula} = {run.bubble_fraction_theory:.3f}")
-    if network or slow_stages or straggler:
-        print(f"simulated        {run.simulated.step_time * 1000:8.1f} ms   same links and stages "
-              f"(measured x{run.step_time / run.simulated.step_time:.3f})")
+    links = "same links and stages" if network or slow_stages or straggler else "same costs"
+    print(f"step time        {run.step_time_s * 1000:8.1f} ms   simulated {run.simulated_step_time_s * 1000:.1f} ms, "
+          f"{links} (measured x{run.step_time_s / run.simulated_step_time_s:.3f})")
+    print(f"ideal            {run.ideal_time_s * 1000:8.1f} ms   the busiest rank's compute alone")
+    formula = "(P-1)/(vM+P-1)" if run.name in CLASSIC else "(simulated, free link)"
+    print(f"idle fraction    {run.idle_fraction:8.3f}      theory {formula} = {run.idle_fraction_theory:.3f}")
     print(f"peak activations {run.trace.peak_activations} micro-batches per rank")
     print(f"bytes moved      {run.trace.bytes_moved} in {run.trace.messages} messages between stages")
     if run.grid:
@@ -145,12 +152,13 @@ def _check_paths(args) -> str | None:
 
 
 def main(argv=None) -> int:
+    """Parse ``argv`` and run the command; the exit code: 0 done, 1 a run failed, 2 bad input (said on stderr)."""
     parser = argparse.ArgumentParser(prog="python -m labs", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
-    bench = sub.add_parser("bench", help="launch time, step/ideal per schedule, ours vs torch.distributed.pipelining")
+    bench = sub.add_parser("bench", help="launch time, step/simulated per schedule, ours vs torch.distributed.pipelining")
     bench.add_argument("--pace-ms", type=_pace, default=(10.0, 20.0))
-    bench.add_argument("--microbatches", type=_whole, default=8)
+    bench.add_argument("-M", "--microbatches", dest="M", type=_whole, default=8, help="micro-batches M")
     bench.add_argument("--json", action="store_true")
     grade = sub.add_parser("grade", help="execute a copy of a submitted notebook, score its exercises, print a table")
     grade.add_argument("notebook", help="path to the submitted .ipynb")
@@ -163,10 +171,7 @@ def main(argv=None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    from .checks import InputError
-    from .runtime.launcher import LaunchTimeout, RankFailed
-    from .models.toy import ModelError
-    from .schedules import ScheduleError
+    from .errors import InputError, RunFailure
     try:
         if args.command == "run":
             return _run(args)
@@ -179,10 +184,10 @@ def main(argv=None) -> int:
                 return 2
         from .course.bench import main as bench_main
         return bench_main(args)
-    except (ScheduleError, ModelError, ValueError) as error:  # bad input (InputError too): what to change
+    except (InputError, ValueError) as error:  # bad input (ScheduleError, ModelError, GridError...): what to change
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except (RankFailed, LaunchTimeout) as error:
+    except RunFailure as error:  # RankFailed, LaunchTimeout
         print(f"error: {error}", file=sys.stderr)
         return 1
 

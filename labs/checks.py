@@ -2,23 +2,23 @@
 
     whole_number("micro-batches M", value, low=1, high=MAX_MICROBATCHES)
     pace_seconds(pace_ms)        # None, or (forward, backward) in seconds per layer
-    positive_seconds("timeout", timeout)
-    check_device(device)
+    positive_seconds("timeout_s", timeout_s)
 
-The limits say what one machine can run: every rank is a process (``labs.runtime.launcher.MAX_RANKS``), and a schedule's
-actions are Python objects walked by the validator and the simulator.
+The limits say what one machine can run: every rank is a process (``MAX_RANKS``), and a schedule's actions are Python
+objects walked by the validator and the simulator. (``labs.runtime.devices.check_device`` checks a device name: it
+needs torch, which this module does not import.)
 """
 from __future__ import annotations
 
 import math
 import numbers
 
+from .errors import InputError
 
+__all__ = ["MAX_BATCH", "MAX_LAYERS", "MAX_MICROBATCHES", "MAX_RANKS", "MAX_VIRTUAL_STAGES", "MAX_WIDTH",
+           "number", "pace_seconds", "positive_seconds", "whole_number"]
 
-class InputError(ValueError):
-    """An argument that cannot work; the message says which and what to pass instead."""
-
-
+MAX_RANKS = 64  # processes one launch starts on this machine
 MAX_MICROBATCHES = 4096  # a batch splits into at most this many; more only wastes time in Python
 MAX_VIRTUAL_STAGES = 64
 MAX_LAYERS = 4096
@@ -27,7 +27,11 @@ MAX_BATCH = 1 << 20
 
 
 def whole_number(name: str, value, low: int = 1, high: int | None = None, why: str = "") -> int:
-    """``value`` as an int in [low, high], or ValueError naming the parameter, the limit and how to fix it."""
+    """``value`` as an int in [low, high].
+
+    Raises InputError naming the parameter, the limit and how to fix it (a float such as 2.0 is refused too, with
+    the int to write instead).
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         example = f" (write {int(value)}, not {value!r})" if _looks_whole(value) else ""
         raise InputError(f"{name} must be a whole number, got {value!r} ({type(value).__name__}){example}")
@@ -47,7 +51,7 @@ def _looks_whole(value) -> bool:
 
 
 def number(name: str, value, low: float = 0.0, strictly: bool = False) -> float:
-    """A finite real number >= low (> low when ``strictly``), or ValueError saying what was wrong."""
+    """A finite real number >= low (> low when ``strictly``); InputError saying what was wrong otherwise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise InputError(f"{name} must be a finite number, got {value!r}")
     if value < low or (strictly and value == low):
@@ -56,7 +60,10 @@ def number(name: str, value, low: float = 0.0, strictly: bool = False) -> float:
 
 
 def pace_seconds(pace_ms):
-    """``pace_ms=(F, B)`` or ``(F, B, W)`` (a split backward's parts) in ms per layer -> seconds; None stays None."""
+    """``pace_ms=(F, B)`` or ``(F, B, W)`` (a split backward's parts) in ms per layer -> seconds; None stays None.
+
+    Raises InputError for anything else (a string, the wrong length, a negative or non-finite time, over 10 s).
+    """
     if pace_ms is None:
         return None
     usage = ("pace_ms is (forward_ms, backward_ms) per layer, e.g. (10, 20), or (forward, B, W) for a split "
@@ -70,22 +77,5 @@ def pace_seconds(pace_ms):
 
 
 def positive_seconds(name: str, value) -> float:
+    """A finite number of seconds > 0 (a timeout); InputError otherwise."""
     return number(f"{name} (seconds)", value, 0.0, strictly=True)
-
-
-def check_device(device) -> str:
-    """'cpu' or 'cuda'/'cuda:N' on a machine where torch sees that GPU."""
-    from .runtime.launcher import gpus_visible
-    if not isinstance(device, str) or not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
-        raise InputError(f"device is 'cpu' or 'cuda' (or 'cuda:N'), got {device!r}")
-    if device.startswith("cuda"):
-        index = device.partition(":")[2]
-        if index and not (index.isascii() and index.isdigit()):
-            raise InputError(f"device {device!r}: write 'cuda' or 'cuda:N' with N a GPU number")
-        gpus = gpus_visible()
-        if gpus == 0:
-            raise InputError(f"device={device!r} but torch sees no CUDA GPU on this machine: use device='cpu' "
-                             f"(or install a CUDA build of torch on a machine with a GPU)")
-        if index and int(index) >= gpus:
-            raise InputError(f"device={device!r} but torch sees {gpus} GPU(s), numbered 0 to {gpus - 1}")
-    return device

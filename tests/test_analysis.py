@@ -4,27 +4,25 @@ import json
 import pytest
 
 import labs
-from labs.timeline import analysis
+from labs.timeline import Costs, Link, Network, analysis, simulate
 from labs.viz.perfetto import from_chrome_trace, load, save, to_chrome_trace, validate
-from labs.timeline.costs import Link, Network
-from labs.timeline.simulator import Costs, simulate
 
 
 def _naive_with_link():
     """P=2, M=1, F=1, B=2, every message 0.5: 0F0 [0,1], 1F0 [1.5,2.5], 1B0 [2.5,4.5], 0B0 [5,7]."""
-    return simulate(labs.naive(2), Costs(1.0, 2.0, link=0.5))
+    return simulate(labs.naive(2), Costs(1.0, 2.0, link_s=0.5))
 
 
 def test_rank_times_add_up_and_split_wait_from_idle():
     times = analysis.rank_times(_naive_with_link())
-    assert times[0] == pytest.approx({"rank": 0, "compute": 3.0, "wait": 4.0, "idle": 0.0, "idle_fraction": 4 / 7})
-    assert times[1] == pytest.approx({"rank": 1, "compute": 3.0, "wait": 1.5, "idle": 2.5, "idle_fraction": 4 / 7})
+    assert times[0] == pytest.approx({"rank": 0, "compute_s": 3.0, "wait_s": 4.0, "idle_s": 0.0, "idle_fraction": 4 / 7})
+    assert times[1] == pytest.approx({"rank": 1, "compute_s": 3.0, "wait_s": 1.5, "idle_s": 2.5, "idle_fraction": 4 / 7})
 
 
 def test_rank_times_of_gpipe_match_the_bubble_formula():
     trace = simulate(labs.gpipe(4, 8), Costs(1.0, 2.0))
     for t in analysis.rank_times(trace):
-        assert t["compute"] + t["wait"] + t["idle"] == pytest.approx(trace.step_time)
+        assert t["compute_s"] + t["wait_s"] + t["idle_s"] == pytest.approx(trace.step_time_s)
         assert t["idle_fraction"] == pytest.approx(labs.idle_fraction(4, 8))
 
 
@@ -48,29 +46,29 @@ def test_link_times_count_messages_bytes_and_the_slow_link():
 
 def test_critical_path_of_a_known_timeline():
     path = analysis.critical_path(_naive_with_link())
-    assert [(s.kind, s.label, s.start, s.end) for s in path] == [
+    assert [(s.kind, s.label, s.start_s, s.end_s) for s in path] == [
         ("compute", "0F0", 0, 1), ("message", "0->1", 1, 1.5), ("compute", "1F0", 1.5, 2.5),
         ("compute", "1B0", 2.5, 4.5), ("message", "1->0", 4.5, 5), ("compute", "0B0", 5, 7)]
     summary = analysis.path_summary(path)
-    assert summary["compute"] == 6 and summary["message"] == 1 and summary["by_link"] == {(0, 1): 0.5, (1, 0): 0.5}
+    assert summary["compute_s"] == 6 and summary["message_s"] == 1 and summary["by_link"] == {(0, 1): 0.5, (1, 0): 0.5}
 
 
 def test_critical_path_runs_through_the_slow_stage_and_tiles_the_step():
     trace = simulate(labs.gpipe(4, 8), Costs([1, 1, 3, 1], [2, 2, 6, 2]))
     path = analysis.critical_path(trace)
-    assert path[0].start == 0 and path[-1].end == pytest.approx(trace.step_time)
-    assert all(a.end == pytest.approx(b.start) for a, b in zip(path, path[1:]))  # no holes
+    assert path[0].start_s == 0 and path[-1].end_s == pytest.approx(trace.step_time_s)
+    assert all(a.end_s == pytest.approx(b.start_s) for a, b in zip(path, path[1:]))  # no holes
     summary = analysis.path_summary(path)
     assert max(summary["by_stage"], key=summary["by_stage"].get) == 2
     assert summary["by_stage"][2] == pytest.approx(8 * (3 + 6))  # every F and B of the slow stage is on it
 
 
 @pytest.mark.parametrize("costs,expected", [
-    (dict(forward=[1, 1, 3, 1], backward=[2, 2, 6, 2]), {"cause": "slow stage", "where": 2}),
+    (dict(forward_s=[1, 1, 3, 1], backward_s=[2, 2, 6, 2]), {"cause": "slow stage", "where": 2}),
     (dict(network=Network(Link(10), {(2, 3): Link(800)}), message_bytes=10), {"cause": "slow link", "where": [2, 3]}),
 ])
 def test_diagnose_finds_what_was_injected(costs, expected):
-    trace = simulate(labs.one_f_one_b(4, 8), Costs(**{"forward": 1.0, "backward": 2.0, **costs}))
+    trace = simulate(labs.one_f_one_b(4, 8), Costs(**{"forward_s": 1.0, "backward_s": 2.0, **costs}))
     assert analysis.diagnose(trace) == expected
 
 
@@ -111,21 +109,21 @@ def test_chrome_trace_is_valid_and_matches_the_trace(tmp_path):
     assert names == {"rank 0", "rank 1", "rank 2", "rank 3"}
     for e in slices:
         event = next(x for x in trace.ranks[e["pid"]].events if str(x.action) == e["name"])
-        assert e["dur"] == pytest.approx(event.duration * 1e6) and e["ts"] == pytest.approx(event.start * 1e6)
+        assert e["dur"] == pytest.approx(event.duration_s * 1e6) and e["ts"] == pytest.approx(event.start_s * 1e6)
     assert len([e for e in data["traceEvents"] if e["ph"] == "s"]) == trace.messages == 2 * 3 * 4
     back = load(path)
-    assert back.step_time == pytest.approx(trace.step_time)
+    assert back.step_time_s == pytest.approx(trace.step_time_s)
     assert back.idle_fractions == pytest.approx(trace.idle_fractions)
     original = analysis.link_times(trace)
     assert {k: pytest.approx(v) for k, v in analysis.link_times(back).items()} == original
     assert [r.messages_sent for r in back.ranks] == [r.messages_sent for r in trace.ranks]
-    assert from_chrome_trace(to_chrome_trace(back)).step_time == pytest.approx(trace.step_time)
+    assert from_chrome_trace(to_chrome_trace(back)).step_time_s == pytest.approx(trace.step_time_s)
 
 
 def test_a_link_carries_one_message_at_a_time():
     """Transfer 2 > forward 1: the link, not the stage, sets the pace of rank 1's forwards (3, 5, 7, 9)."""
     net = Network(Link(latency_ms=0, bandwidth_mb_s=1e-6))  # 1 byte per second
     trace = simulate(labs.gpipe(2, 4), Costs(1.0, 2.0, network=net, message_bytes=2))
-    assert [e.start for e in trace.ranks[1].events if e.action.kind == "F"] == [3, 5, 7, 9]
+    assert [e.start_s for e in trace.ranks[1].events if e.action.kind == "F"] == [3, 5, 7, 9]
     latency_only = simulate(labs.gpipe(2, 4), Costs(1.0, 2.0, network=Network(Link(latency_ms=2000))))
-    assert [e.start for e in latency_only.ranks[1].events if e.action.kind == "F"] == [3, 4, 5, 6]  # overlaps
+    assert [e.start_s for e in latency_only.ranks[1].events if e.action.kind == "F"] == [3, 4, 5, 6]  # overlaps

@@ -12,8 +12,8 @@ import pytest
 
 import labs
 from labs import Action, Costs, ScheduleError, run_pipeline, validate
-from labs.checks import InputError
-from labs.runtime.launcher import RankFailed, launch
+from labs.errors import InputError
+from labs.runtime import RankFailed, launch
 
 
 def _no_launch(*args, **kwargs):
@@ -25,13 +25,13 @@ def _no_launch(*args, **kwargs):
     (dict(pace_ms=(-1, 2)), r"pace_ms\[0\] must be >= 0"),
     (dict(pace_ms=(math.nan, 2)), r"pace_ms\[0\] must be a finite number"),
     (dict(pace_ms="fast"), "pace_ms is \\(forward_ms, backward_ms\\) per layer"),
-    (dict(timeout=0), "timeout \\(seconds\\) must be > 0"),
-    (dict(timeout=-1), "timeout \\(seconds\\) must be > 0"),
-    (dict(microbatches="2"), "write 2, not '2'"),
+    (dict(timeout_s=0), "timeout_s \\(seconds\\) must be > 0"),
+    (dict(timeout_s=-1), "timeout_s \\(seconds\\) must be > 0"),
+    (dict(M="2"), "write 2, not '2'"),
     (dict(width=0), "width must be a whole number >= 1"),
-    (dict(stages=1000), "P=1000 is more than this machine can run: at most 64"),
-    (dict(stages=10**5), "at most 64"),
-    (dict(microbatches=10**8), "M=100000000 is more than this machine can run: at most 4096"),
+    (dict(P=1000), "P=1000 is more than this machine can run: at most 64"),
+    (dict(P=10**5), "at most 64"),
+    (dict(M=10**8), "M=100000000 is more than this machine can run: at most 4096"),
     (dict(steps=0), "steps must be a whole number >= 1"),
     (dict(schedule="zb-h1", pace_ms=(10, 10, 10, 10)), "for a split backward, e.g"),
     (dict(schedule=[["0F0", "0F1", "0B0", "0B1"], ["1F1", "1F0", "1B0", "1B1"]], transport="in_order"),
@@ -47,7 +47,7 @@ def test_run_pipeline_refuses_at_once_without_starting_a_process(monkeypatch, kw
 
 def test_cuda_without_a_gpu_is_refused(monkeypatch):
     monkeypatch.setattr(labs.pipeline, "launch", _no_launch)
-    monkeypatch.setattr(sys.modules["labs.runtime.launcher"], "gpus_visible", lambda: 0)
+    monkeypatch.setattr(sys.modules["labs.runtime.devices"], "gpus_visible", lambda: 0)
     with pytest.raises(InputError, match="torch sees no CUDA GPU on this machine: use device='cpu'"):
         run_pipeline(device="cuda")
 
@@ -66,8 +66,8 @@ def test_validate_says_what_is_wrong(schedule, message):
 
 
 @pytest.mark.parametrize("costs,message", [
-    (dict(forward=-1), "finite numbers >= 0"), (dict(backward=math.nan), "finite numbers >= 0"),
-    (dict(link=-0.5), "finite numbers >= 0"),
+    (dict(forward_s=-1), "finite numbers >= 0"), (dict(backward_s=math.nan), "finite numbers >= 0"),
+    (dict(link_s=-0.5), "finite numbers >= 0"),
 ])
 def test_bad_costs_are_refused(costs, message):
     with pytest.raises(ValueError, match=message):
@@ -76,10 +76,10 @@ def test_bad_costs_are_refused(costs, message):
 
 def test_costs_with_the_wrong_number_of_stages():
     with pytest.raises(ValueError, match="has 2 entries for 4 stages"):
-        labs.simulate(labs.gpipe(4, 2), Costs(forward=[1, 2]))
+        labs.simulate(labs.gpipe(4, 2), Costs(forward_s=[1, 2]))
 
 
-@pytest.mark.parametrize("kwargs,message", [(dict(timeout=0), "timeout is the seconds"),
+@pytest.mark.parametrize("kwargs,message", [(dict(timeout_s=0), "timeout_s is the seconds"),
                                             (dict(world_size=65), "more than 64 ranks")])
 def test_launch_refuses_before_starting(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -120,8 +120,8 @@ def _cli(*args):
     (["grade", "notebooks/04_1f1b.ipynb", "--json", "/no/such/folder/s.json"], "does not exist"),
     (["grade", "no_such_notebook.ipynb"], "no such file"),
     (["grade", "labs/checks.py"], "is not a notebook"),
-    (["run", "--stages", "\u0662"], "digits 0-9"),
-    (["run", "--stages", "100000"], "at most 64"),
+    (["run", "-P", "\u0662"], "digits 0-9"),
+    (["run", "-P", "100000"], "at most 64"),
     (["run", "--pace-ms=-1,2"], "must be >= 0"),
 ])
 def test_cli_refuses_before_running(args, message):

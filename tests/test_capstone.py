@@ -3,16 +3,16 @@ import pytest
 import torch
 
 from labs.course.capstone import train, train_reference
-from labs.models.gpt import TinyGPT
-from labs.schedules import ScheduleError, make
 from labs.course.torch_bridge import to_csv, train_torch
+from labs.models import TinyGPT
+from labs.schedules import ScheduleError, make
 
 STEPS, M = 4, 4
 
 
 @pytest.fixture(scope="module")
 def reference():
-    return train_reference(steps=STEPS, microbatches=M)
+    return train_reference(steps=STEPS, M=M)
 
 
 def test_tiny_gpt_cuts_like_the_toy_model_and_learns(reference):
@@ -26,7 +26,7 @@ def test_tiny_gpt_cuts_like_the_toy_model_and_learns(reference):
 
 @pytest.mark.parametrize("schedule", ["1f1b", "zb-h1", "zb-v"])
 def test_pipeline_training_equals_one_process_step_by_step(schedule, reference):
-    losses = train(schedule, stages=4, microbatches=M, steps=STEPS)
+    losses = train(schedule, P=4, M=M, steps=STEPS)
     assert len(losses) == STEPS
     assert max(abs(a - b) for a, b in zip(losses, reference)) < 1e-5
 
@@ -43,8 +43,8 @@ def test_csv_export_uses_pytorch_notation():
 
 @pytest.mark.parametrize("schedule", ["zb-h1", "zb-v"])
 def test_exported_schedule_on_torch_runtime_gives_the_same_losses(schedule, reference):
-    ours = train(schedule, stages=4, microbatches=M, steps=STEPS)
-    theirs = train_torch(schedule, stages=4, microbatches=M, steps=STEPS)
+    ours = train(schedule, P=4, M=M, steps=STEPS)
+    theirs = train_torch(schedule, P=4, M=M, steps=STEPS)
     assert max(abs(a - b) for a, b in zip(theirs, ours)) < 1e-5
     assert max(abs(a - b) for a, b in zip(theirs, reference)) < 1e-5
 
@@ -53,4 +53,4 @@ def test_bad_input_fails_before_processes_start():
     with pytest.raises(ScheduleError):
         train([["0F0", "0B0"], ["1B0", "1F0"]], steps=1)
     with pytest.raises(ValueError, match="micro-batches"):
-        train("1f1b", microbatches=3, batch_size=16, steps=1)
+        train("1f1b", M=3, batch_size=16, steps=1)

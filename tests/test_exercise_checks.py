@@ -20,7 +20,7 @@ def test_a_function_that_calls_the_reference_is_told_so(capsys):
     saved = labs.idle_fraction
     assert nb02.check_idle_fraction(lambda P, M: saved(P, M)) is False
     out = capsys.readouterr().out
-    assert "idle_fraction just calls labs.timeline.simulator.idle_fraction, the reference it is asked to write" in out
+    assert "idle_fraction just calls labs.theory.idle_fraction, the reference it is asked to write" in out
     assert labs.idle_fraction(4, 8) == 3 / 11  # the reference works again after the check
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from labs.exercises import nb02, nb03
-from labs.grading.grader import plain
+from labs.grading import plain
 
 
 def _graded(module, name):

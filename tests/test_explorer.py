@@ -6,15 +6,15 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from labs.viz.explorer import describe, explore, explorer  # noqa: E402
 from labs.schedules import ScheduleError  # noqa: E402
-from labs.timeline.simulator import idle_fraction  # noqa: E402
+from labs.theory import idle_fraction  # noqa: E402
+from labs.viz.explorer import describe, explore, explorer  # noqa: E402
 
 
 @pytest.mark.parametrize("schedule,P,M,v", [("gpipe", 4, 1, 1), ("gpipe", 4, 8, 1), ("1f1b", 4, 8, 1),
                                             ("1f1b", 3, 5, 1), ("interleaved", 4, 8, 2), ("interleaved", 2, 4, 4)])
 def test_free_link_matches_closed_form(schedule, P, M, v):
-    fig, s = explore(schedule, P, M, v, forward=10, backward=20, link=0)
+    fig, s = explore(schedule, P, M, v, forward_ms=10, backward_ms=20, link_ms=0)
     plt.close(fig)
     assert s["v"] == (v if schedule == "interleaved" else 1)
     assert s["idle_fraction"] == pytest.approx(idle_fraction(P, M, s["v"]))
@@ -49,7 +49,7 @@ def test_bad_combinations_raise_schedule_error():
     with pytest.raises(ScheduleError, match="unknown schedule"):
         explore("zigzag", 4, 4, 1)
     with pytest.raises(ScheduleError):
-        explore("gpipe", 4, 4, 1, forward=0)
+        explore("gpipe", 4, 4, 1, forward_ms=0)
 
 
 def test_widget_builds_and_redraws():
@@ -64,9 +64,9 @@ def test_widget_builds_and_redraws():
 
 
 def test_zero_bubble_schedules_take_w_time():
-    fig, h1 = explore("zb-h1", 4, 8, 1, forward=10, backward=20, weight=10)
-    fig2, v = explore("zb-v", 4, 8, 1, forward=10, backward=20, weight=10)
-    fig3, ob = explore("1f1b", 4, 8, 1, forward=10, backward=20, weight=10)
+    fig, h1 = explore("zb-h1", 4, 8, 1, forward_ms=10, backward_ms=20, weight_ms=10)
+    fig2, v = explore("zb-v", 4, 8, 1, forward_ms=10, backward_ms=20, weight_ms=10)
+    fig3, ob = explore("1f1b", 4, 8, 1, forward_ms=10, backward_ms=20, weight_ms=10)
     plt.close(fig), plt.close(fig2), plt.close(fig3)
     assert h1["step_ms"] == pytest.approx(8 * 30 + 3 * 10)  # (P-1)(F+B-W) = 3 * 10 ms of bubble
     assert h1["idle_fraction"] == pytest.approx(h1["idle_fraction_theory"])
@@ -74,4 +74,4 @@ def test_zero_bubble_schedules_take_w_time():
     assert max(h1["peak_activations"]) == max(ob["peak_activations"]) == 4
     assert "greedy" in describe(v) and "F+B-W" in describe(h1)
     with pytest.raises(ScheduleError, match="weight"):
-        explore("zb-h1", 4, 8, 1, forward=10, backward=20, weight=20)
+        explore("zb-h1", 4, 8, 1, forward_ms=10, backward_ms=20, weight_ms=20)

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import labs
-from labs.runtime.launcher import RankFailed, default_start_method, launch
+import labs.course.environment
+from labs.runtime import RankFailed, default_start_method, launch
 from tests.test_launch import _children
 
 pytestmark = [pytest.mark.gpu,
@@ -54,15 +55,15 @@ def test_a_cell_function_runs_on_spawned_ranks_with_cuda_compute():
             x = torch.full((4,), float(rank), device="cuda")
             return float(x.sum()), torch.cuda.current_device()
     """)
-    results = launch(fn, world_size=2, timeout=SPAWN_TIMEOUT)
+    results = launch(fn, world_size=2, timeout_s=SPAWN_TIMEOUT)
     assert [value for value, _ in results] == [0.0, 4.0]
 
 
 @pytest.mark.parametrize("pace_ms", [None, (5, 10)], ids=["unpaced", "paced"])
 @pytest.mark.parametrize("name,M,v", [("naive", 1, 1), ("gpipe", 4, 1), ("1f1b", 4, 1), ("interleaved", 4, 2)])
 def test_every_schedule_on_cuda_matches_one_process(name, M, v, pace_ms):
-    run = labs.run_pipeline(name, stages=4, microbatches=M, virtual_stages=v, pace_ms=pace_ms, device="cuda",
-                            timeout=SPAWN_TIMEOUT)
+    run = labs.run_pipeline(name, P=4, M=M, v=v, pace_ms=pace_ms, device="cuda",
+                            timeout_s=SPAWN_TIMEOUT)
     assert run.max_grad_error <= 1e-5, run.summary()
     assert abs(run.loss - run.reference_loss) <= 1e-5
 
@@ -70,7 +71,7 @@ def test_every_schedule_on_cuda_matches_one_process(name, M, v, pace_ms):
 def test_nccl_is_refused_when_ranks_would_share_a_gpu():
     world = torch.cuda.device_count() + 1
     with pytest.raises(ValueError, match="gloo"):
-        launch(lambda rank: rank, world_size=world, backend="nccl", timeout=SPAWN_TIMEOUT)
+        launch(lambda rank: rank, world_size=world, backend="nccl", timeout_s=SPAWN_TIMEOUT)
 
 
 def test_a_failing_rank_surfaces_as_on_cpu():
@@ -84,14 +85,14 @@ def test_a_failing_rank_surfaces_as_on_cpu():
     """)
     started = time.perf_counter()
     with pytest.raises(RankFailed) as error:
-        launch(fn, world_size=2, timeout=SPAWN_TIMEOUT)
+        launch(fn, world_size=2, timeout_s=SPAWN_TIMEOUT)
     assert error.value.rank == 1 and "rank one is unhappy" in str(error.value)
     assert time.perf_counter() - started < 60
     assert _children() == []
 
 
 def test_no_process_or_gpu_memory_is_left_behind():
-    labs.run_pipeline("1f1b", stages=2, microbatches=4, pace_ms=None, device="cuda", timeout=SPAWN_TIMEOUT)
+    labs.run_pipeline("1f1b", P=2, M=4, pace_ms=None, device="cuda", timeout_s=SPAWN_TIMEOUT)
     assert _children() == []
     holders = _gpu_processes()
     if holders is not None:

@@ -8,7 +8,8 @@ import nbformat
 import pytest
 
 from labs.__main__ import main as cli
-from labs.grading.grader import Graded, format_table, grade_notebook, module_for
+from labs.grading import Graded, module_for
+from labs.grading.grader import format_table, grade_notebook
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOLVED = os.path.join(ROOT, "solutions", "01_naive_pipeline.ipynb")
@@ -84,7 +85,7 @@ def test_missing_function_scores_zero_with_a_reason(tmp_path):
                 nbformat.v4.new_code_cell("raise RuntimeError('a cell that fails does not stop grading')")]
     path = tmp_path / "01_partial.ipynb"
     nbformat.write(nb, str(path))
-    result = grade_notebook(str(path), timeout=120)
+    result = grade_notebook(str(path), timeout_s=120)
     exercises = _by_name(result)
     assert exercises["split_stages"]["passed"]
     assert not exercises["stage_step"]["passed"] and "no function named stage_step" in exercises["stage_step"]["message"]

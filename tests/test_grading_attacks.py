@@ -13,7 +13,8 @@ import nbformat
 import pytest
 
 from labs.exercises import nb02
-from labs.grading.grader import Graded, GradingError, grade_notebook, read_outputs, score_outputs
+from labs.grading import Graded, GradingError, read_outputs, score_outputs
+from labs.grading.grader import grade_notebook
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVENTS = ("def idle_from_events(events, step_time):\n"
@@ -31,7 +32,7 @@ def _grade(tmp_path, *cells, **options) -> dict:
     folder.mkdir(exist_ok=True)
     path = folder / "02_attack.ipynb"
     nbformat.write(nb, str(path))
-    options.setdefault("timeout", 120)
+    options.setdefault("timeout_s", 120)
     result = grade_notebook(str(path), **options)
     assert path.exists()  # the submission itself is never touched
     return {e["name"]: e for e in result["exercises"]} | {"_total": result}
@@ -50,7 +51,7 @@ def _zero(entry, *words):
 def test_reassigning_graded_or_its_tests_changes_nothing(tmp_path):
     attack = """
 import labs.exercises.nb02 as ex, labs.exercises._common as common
-from labs.grading.grader import Graded
+from labs.grading import Graded
 always = lambda *args, **kwargs: (1.0, "all cases passed")
 for module in (ex, common):  # every function of the exercise module and its helpers: cases, problems, scores, checks
     for key, value in list(vars(module).items()):
@@ -131,27 +132,27 @@ def idle_from_events(events, step_time):
 def test_calling_the_reference_directly_through_an_alias_or_a_wrapper_scores_zero(tmp_path):
     alias = "f = labs.idle_fraction\n"
     result = _grade(tmp_path, alias, "def idle_fraction(P, M):\n    return f(P, M)\n", EVENTS)
-    _zero(result["idle_fraction"], "labs.timeline.simulator.idle_fraction", "reference")
+    _zero(result["idle_fraction"], "labs.theory.idle_fraction", "reference")
     assert result["idle_from_events"]["passed"]
     # bubble_overhead gives the idle share too (idle = overhead / (1 + overhead)): it is forbidden as well
-    partial = ("import functools\nfrom labs.timeline.simulator import bubble_overhead as g\n"
+    partial = ("import functools\nfrom labs.theory import bubble_overhead as g\n"
                "idle_fraction = functools.partial(lambda g, P, M: g(P, M) / (1 + g(P, M)), g)\n")
     result = _grade(tmp_path, partial, EVENTS)
-    _zero(result["idle_fraction"], "labs.timeline.simulator.bubble_overhead")
+    _zero(result["idle_fraction"], "labs.theory.bubble_overhead")
     assert result["idle_from_events"]["passed"]
     wrapped = _grade(tmp_path, "def idle_fraction(P, M):\n    try:\n        return labs.idle_fraction(P, M)\n"
                                "    except Exception:\n        return (P - 1) / (M + P - 1)\n", EVENTS)
-    _zero(wrapped["idle_fraction"], "labs.timeline.simulator.idle_fraction")  # caught or not, the call itself fails the case
+    _zero(wrapped["idle_fraction"], "labs.theory.idle_fraction")  # caught or not, the call itself fails the case
     assert wrapped["idle_from_events"]["passed"]
 
 
 def test_a_copy_of_the_reference_code_or_a_reloaded_module_scores_zero(tmp_path):
     copies = """
 import sys, types
-simulate = sys.modules["labs.timeline.simulator"]
+import labs.theory as theory
 # taken before grading: the swap of the references' code does not reach these copies' functions
-idle_copy = types.FunctionType(labs.idle_fraction.__code__, vars(simulate), "idle_fraction", (1,))
-overhead_copy = types.FunctionType(labs.bubble_overhead.__code__, vars(simulate), "bubble_overhead", (1,))
+idle_copy = types.FunctionType(labs.idle_fraction.__code__, vars(theory), "idle_fraction", (1,))
+overhead_copy = types.FunctionType(labs.bubble_overhead.__code__, vars(theory), "bubble_overhead", (1,))
 def idle_fraction(P, M):  # odd P: a copy of the reference itself; even P: a copy of bubble_overhead
     if P % 2:
         return idle_copy(P, M)
@@ -159,16 +160,16 @@ def idle_fraction(P, M):  # odd P: a copy of the reference itself; even P: a cop
     return overhead / (1 + overhead)
 """
     result = _grade(tmp_path, copies, EVENTS)
-    _zero(result["idle_fraction"], "labs.timeline.simulator.idle_fraction", "labs.timeline.simulator.bubble_overhead")
+    _zero(result["idle_fraction"], "labs.theory.idle_fraction", "labs.theory.bubble_overhead")
     assert result["idle_from_events"]["passed"]
     reloaded = """
 import importlib, sys
-simulate = sys.modules["labs.timeline.simulator"]
+import labs.theory as theory
 def idle_fraction(P, M):
-    return importlib.reload(simulate).idle_fraction(P, M)  # fresh function objects, same code
+    return importlib.reload(theory).idle_fraction(P, M)  # fresh function objects, same code
 """
     result = _grade(tmp_path, reloaded, EVENTS)
-    _zero(result["idle_fraction"], "labs.timeline.simulator.idle_fraction")
+    _zero(result["idle_fraction"], "labs.theory.idle_fraction")
     assert result["idle_from_events"]["passed"]
 
 
@@ -199,7 +200,7 @@ def idle_from_events(events, step_time):
             pass
 """
     slow_cell = "import time\nwhile True:\n    time.sleep(0.05)"
-    result = _grade(tmp_path, stubborn, slow_cell, IDLE, timeout=90, step_timeout=5)
+    result = _grade(tmp_path, stubborn, slow_cell, IDLE, timeout_s=90, step_timeout_s=5)
     _zero(result["idle_from_events"], "did not stop within 5 s")
     assert result["idle_fraction"]["passed"], result["idle_fraction"]  # graded in a fresh kernel after the kill
     assert "interrupted" in result["_total"]["cell_errors"][0]["error"]  # the slow cell was stopped, not fatal

@@ -6,12 +6,12 @@ import types
 
 import pytest
 
-from labs.timeline import analysis
 from labs.course.accumulation import accumulate_gradients
 from labs.exercises import nb07, nb08, nb09
+from labs.grading import plain
 from labs.grading.grader import grade_notebook
-from labs.grading.kernel import plain
-from labs.timeline.costs import traffic
+from labs.theory import traffic
+from labs.timeline import analysis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOT_IMPLEMENTED = {"not_implemented": True}

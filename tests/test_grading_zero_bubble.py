@@ -8,8 +8,7 @@ import pytest
 
 from labs.exercises import nb11, nb12
 from labs.grading.kernel import plain, run_cases
-from labs.schedules import Action, make, one_f_one_b
-from labs.schedules.zero_bubble import zb_h1
+from labs.schedules import Action, make, one_f_one_b, zb_h1
 
 
 def _outputs(fn, cases, forbidden=(), run=None):

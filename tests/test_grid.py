@@ -14,11 +14,11 @@ L, H, B, M = 4, 8, 16, 4  # layers, width h, batch, micro-batches: small, so 8 r
 
 
 def test_layout_puts_tensor_parallel_innermost():
-    grid = Grid(pp=2, tp=2, dp=2)
+    grid = Grid(P=2, T=2, D=2)
     assert [grid.coordinates(r) for r in range(8)] == [(0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1),
                                                       (1, 0, 0), (1, 0, 1), (1, 1, 0), (1, 1, 1)]
     assert all(grid.rank_of(*grid.coordinates(r)) == r for r in range(8))
-    assert "replica 1, stage 0: ranks 4 5" in grid.layout()
+    assert "replica 1, pipeline rank 0: ranks 4 5" in grid.layout()
 
 
 def _expected_traffic(P, T, D, v=1, first_block_skips_f=True):
@@ -33,8 +33,8 @@ def _expected_traffic(P, T, D, v=1, first_block_skips_f=True):
 @pytest.mark.parametrize("P,T,D", [(2, 2, 1), (4, 2, 1), (2, 2, 2)])
 @pytest.mark.parametrize("schedule", ["gpipe", "1f1b"])
 def test_grids_give_one_process_gradients(schedule, P, T, D):
-    run = run_pipeline(schedule, stages=P, microbatches=M, layers=L, width=H, batch_size=B, pace_ms=None,
-                       tensor_parallel=T, data_parallel=D, warmup_steps=0)
+    run = run_pipeline(schedule, P=P, M=M, layers=L, width=H, batch_size=B, pace_ms=None,
+                       T=T, D=D, warmup_steps=0)
     assert run.max_grad_error <= 1e-5
     assert abs(run.loss - run.reference_loss) <= 1e-5
     traffic = run.trace.traffic
@@ -49,15 +49,15 @@ def test_grids_give_one_process_gradients(schedule, P, T, D):
                                         ([["0F0", "0F1", "0B1", "0B0"], ["1F0", "1F1", "1B1", "1B0"]], 1)])
 def test_every_schedule_runs_on_the_grid_unchanged(schedule, v):
     microbatches = 1 if schedule == "naive" else 2 if isinstance(schedule, list) else M
-    run = run_pipeline(schedule, stages=2, microbatches=microbatches, virtual_stages=v, layers=L, width=H,
-                       batch_size=B, pace_ms=None, tensor_parallel=2, warmup_steps=0)
+    run = run_pipeline(schedule, P=2, M=microbatches, v=v, layers=L, width=H,
+                       batch_size=B, pace_ms=None, T=2, warmup_steps=0)
     assert run.max_grad_error <= 1e-5
     assert run.trace.traffic["bytes_between_stages"] == _expected_traffic(2, 2, 1, v)[0]
 
 
 def test_data_parallel_alone_on_the_toy_model():
-    run = run_pipeline("1f1b", stages=2, microbatches=2, layers=L, width=H, batch_size=B, pace_ms=None,
-                       data_parallel=2, warmup_steps=0)
+    run = run_pipeline("1f1b", P=2, M=2, layers=L, width=H, batch_size=B, pace_ms=None,
+                       D=2, warmup_steps=0)
     assert isinstance(run.grid, Grid) and run.trace.world_size == 4 and run.max_grad_error <= 1e-5
 
 
@@ -65,40 +65,41 @@ def test_without_the_data_parallel_all_reduce_the_check_fails(monkeypatch):
     """Each replica is checked: skip the gradient all-reduce (forked ranks inherit the patch) and it shows."""
     import labs.parallel.grid
     monkeypatch.setattr(labs.parallel.grid, "all_reduce_gradients", lambda *args: None)
-    run = run_pipeline("1f1b", stages=2, microbatches=2, layers=L, width=H, batch_size=B, pace_ms=None,
-                       data_parallel=2, warmup_steps=0)
+    run = run_pipeline("1f1b", P=2, M=2, layers=L, width=H, batch_size=B, pace_ms=None,
+                       D=2, warmup_steps=0)
     assert run.max_grad_error > 1e-4
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(tensor_parallel=3, width=16), "hidden size 4h = 64 .* does not split into T=3"),
-    (dict(data_parallel=3, batch_size=16), "does not split into D=3 replicas x M=4"),
-    (dict(tensor_parallel=0), "tensor-parallel ranks T .* whole number >= 1"),
-    (dict(data_parallel=-1), "data-parallel replicas D .* whole number >= 1"),
-    (dict(tensor_parallel=2, model=ToyModel(4, 8)), "use labs.parallel.tensor.MLPModel or T=1"),
+    (dict(T=3, width=16), "hidden size 4h = 64 .* does not split into T=3"),
+    (dict(D=3, batch_size=16), "does not split into D=3 replicas x M=4"),
+    (dict(T=0), "tensor-parallel ranks T .* whole number >= 1"),
+    (dict(D=-1), "data-parallel replicas D .* whole number >= 1"),
+    (dict(T=2, model=ToyModel(4, 8)), "use labs.parallel.tensor.MLPModel or T=1"),
 ])
 def test_bad_grids_fail_before_any_process_starts(kwargs, message, monkeypatch):
     import labs.pipeline
     monkeypatch.setattr(labs.pipeline, "launch", lambda *a, **k: pytest.fail("a process was started"))
     with pytest.raises(GridError, match=message):
-        run_pipeline(**{"schedule": "1f1b", "stages": 2, "microbatches": 4, "layers": 4, **kwargs})
+        run_pipeline(**{"schedule": "1f1b", "P": 2, "M": 4, "layers": 4, **kwargs})
     assert issubclass(GridError, ModelError)  # the CLI reports it as bad input (exit code 2)
 
 
 def test_a_grid_must_match_the_processes_torchrun_started():
     with pytest.raises(GridError, match="needs P\\*T\\*D = 2\\*2\\*2 = 8 ranks but 6 were started"):
-        Grid(2, 2, 2).check(MLPModel(4, 8), batch_size=16, microbatches=2, world_size=6)
+        Grid(2, 2, 2).check(MLPModel(4, 8), batch_size=16, M=2, world_size=6)
 
 
 def test_cli_reports_the_grid_and_both_kinds_of_traffic():
-    result = subprocess.run([sys.executable, "-m", "labs", "run", "--schedule", "1f1b", "--stages", "2", "--tp", "2",
-                             "--dp", "2", "--microbatches", "4", "--layers", str(L), "--width", str(H),
+    result = subprocess.run([sys.executable, "-m", "labs", "run", "--schedule", "1f1b", "-P", "2", "--tp", "2",
+                             "--dp", "2", "-M", "4", "--layers", str(L), "--width", str(H),
                              "--batch-size", str(B), "--pace-ms", "off", "--json"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["max_grad_error"] <= 1e-5
-    assert summary["grid"]["pp"] == 2 and summary["grid"]["tp"] == 2 and summary["grid"]["dp"] == 2
+    assert summary["grid"]["P"] == 2 and summary["grid"]["T"] == 2 and summary["grid"]["D"] == 2
+    assert (summary["P"], summary["T"], summary["D"]) == (2, 2, 2)
     assert summary["grid"]["coordinates"][5] == [1, 0, 1]
     assert (summary["bytes_between_stages"], summary["bytes_inside_stages"]) == _expected_traffic(2, 2, 2)
     bad = subprocess.run([sys.executable, "-m", "labs", "run", "--tp", "3"], capture_output=True, text=True,
@@ -108,9 +109,9 @@ def test_cli_reports_the_grid_and_both_kinds_of_traffic():
 
 def test_a_grid_runs_under_torchrun():
     result = subprocess.run(["torchrun", "--standalone", "--nproc-per-node", "4", "-m", "labs", "run", "--schedule",
-                             "1f1b", "--stages", "2", "--tp", "2", "--microbatches", "2", "--layers", "2", "--width",
+                             "1f1b", "-P", "2", "--tp", "2", "-M", "2", "--layers", "2", "--width",
                              str(H), "--batch-size", str(B), "--pace-ms", "off"],
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("gradient check") == 1 and "OK" in result.stdout
-    assert "replica 0, stage 1: ranks 2 3" in result.stdout
+    assert "replica 0, pipeline rank 1: ranks 2 3" in result.stdout

@@ -52,7 +52,7 @@ def test_launching_four_ranks_that_do_nothing_takes_under_a_second():
 
 def test_a_closure_runs_under_spawn_too():
     offset = 7
-    assert launch(lambda rank: rank + offset, world_size=2, start_method="spawn", timeout=120) == [7, 8]
+    assert launch(lambda rank: rank + offset, world_size=2, start_method="spawn", timeout_s=120) == [7, 8]
 
 
 def _fail_on_rank_2(rank):
@@ -64,7 +64,7 @@ def _fail_on_rank_2(rank):
 def test_a_failing_rank_surfaces_in_seconds_with_rank_and_traceback_and_nothing_is_left():
     started = time.perf_counter()
     with pytest.raises(RankFailed) as error:
-        launch(_fail_on_rank_2, world_size=4, timeout=60)
+        launch(_fail_on_rank_2, world_size=4, timeout_s=60)
     assert time.perf_counter() - started < 5
     assert error.value.rank == 2
     assert "ValueError: rank two is unhappy" in str(error.value)
@@ -80,7 +80,7 @@ def _stuck(rank):
 def test_a_hung_run_fails_at_its_timeout_naming_each_rank_progress():
     started = time.perf_counter()
     with pytest.raises(LaunchTimeout) as error:
-        launch(_stuck, world_size=3, timeout=2)
+        launch(_stuck, world_size=3, timeout_s=2)
     assert time.perf_counter() - started < 5
     assert "rank 1: rank 1 waiting on 0F1" in str(error.value)
     assert _children() == []
@@ -88,7 +88,7 @@ def test_a_hung_run_fails_at_its_timeout_naming_each_rank_progress():
 
 def test_a_crashed_rank_without_a_result_is_reported():
     with pytest.raises(RankFailed, match="exit code 3"):
-        launch(lambda rank: os._exit(3) if rank == 1 else time.sleep(30), world_size=2, timeout=20)
+        launch(lambda rank: os._exit(3) if rank == 1 else time.sleep(30), world_size=2, timeout_s=20)
     assert _children() == []
 
 
@@ -108,7 +108,7 @@ def test_keyboard_interrupt_leaves_no_process_behind():
     thread = threading.Thread(target=_interrupt_once_ranks_run, args=(sent, 2), daemon=True)
     thread.start()
     with pytest.raises(KeyboardInterrupt):
-        launch(_stuck, world_size=2, timeout=150)
+        launch(_stuck, world_size=2, timeout_s=150)
     stopped = time.monotonic()
     assert sent and stopped - sent[0] < 5, "the interrupt did not stop the run promptly"
     assert _children() == []
@@ -118,7 +118,7 @@ def test_keyboard_interrupt_while_ranks_start_leaves_no_process_behind():
     timer = threading.Timer(0.01, lambda: signal.pthread_kill(threading.main_thread().ident, signal.SIGINT))
     with pytest.raises(KeyboardInterrupt):
         timer.start()
-        launch(_stuck, world_size=4, timeout=150)
+        launch(_stuck, world_size=4, timeout_s=150)
     assert _children() == []
 
 

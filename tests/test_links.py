@@ -6,10 +6,9 @@ import sys
 import pytest
 
 import labs
-from labs.timeline import analysis
+from labs.runtime import LaunchTimeout
+from labs.timeline import Link, Network, analysis
 from labs.viz.perfetto import to_chrome_trace
-from labs.runtime.launcher import LaunchTimeout
-from labs.timeline.costs import Link, Network
 from tests.test_analysis import check_trace_event_format
 
 PACE = (10, 20)
@@ -21,10 +20,11 @@ def _close(measured: float, simulated: float, rel: float = 0.12) -> bool:
 
 def test_a_slow_link_stretches_the_step_as_simulated_and_is_recorded():
     net = Network(Link(1.0), {(1, 2): Link(latency_ms=30, bandwidth_mb_s=2)})  # 30 ms + 4096 B / 2 MB/s = 32 ms
-    run = labs.run_pipeline("1f1b", stages=4, microbatches=4, layers=4, pace_ms=PACE, network=net)
+    run = labs.run_pipeline("1f1b", P=4, M=4, layers=4, pace_ms=PACE, network=net)
     assert run.max_grad_error <= 1e-5
-    assert _close(run.step_time, run.simulated.step_time), (run.step_time, run.simulated.step_time)
-    assert run.simulated.step_time > run.ideal_time + 4 * 0.030  # the slow link is on the critical path
+    assert _close(run.step_time_s, run.simulated.step_time_s), (run.step_time_s, run.simulated.step_time_s)
+    free_link = labs.simulate(run.schedule, run.costs).step_time_s  # the same costs, every message free
+    assert run.simulated.step_time_s > free_link + 4 * 0.030  # the slow link is on the critical path
     links = analysis.link_times(run.trace)
     assert sorted(links) == [(0, 1), (1, 0), (1, 2), (2, 1), (2, 3), (3, 2)]
     assert all(v["messages"] == 4 and v["bytes"] == 4 * 16 * 64 * 4 for v in links.values())
@@ -34,38 +34,38 @@ def test_a_slow_link_stretches_the_step_as_simulated_and_is_recorded():
 
 
 def test_slow_stage_and_straggler_are_mirrored_by_the_simulator():
-    run = labs.run_pipeline("gpipe", stages=4, microbatches=4, layers=4, pace_ms=PACE, slow_stages={2: 3.0})
+    run = labs.run_pipeline("gpipe", P=4, M=4, layers=4, pace_ms=PACE, slow_stages={2: 3.0})
     assert run.max_grad_error <= 1e-5
-    assert _close(run.step_time, run.simulated.step_time)
+    assert _close(run.step_time_s, run.simulated.step_time_s)
     means = analysis.stage_means(run.trace)
     assert means[2]["F"] == pytest.approx(0.030, abs=0.003) and means[1]["F"] == pytest.approx(0.010, abs=0.003)
     assert analysis.diagnose(run.trace) == {"cause": "slow stage", "where": 2}
-    run = labs.run_pipeline("interleaved", stages=2, microbatches=4, virtual_stages=2, layers=4, pace_ms=PACE,
+    run = labs.run_pipeline("interleaved", P=2, M=4, v=2, layers=4, pace_ms=PACE,
                             straggler=(1, 2.0))
     means = analysis.stage_means(run.trace)
     assert [round(means[s]["B"] / 0.020) for s in range(4)] == [1, 2, 1, 2]  # rank 1 holds stages 1 and 3
-    assert _close(run.step_time, run.simulated.step_time)
+    assert _close(run.step_time_s, run.simulated.step_time_s)
 
 
 def test_blocking_one_f_one_b_deadlocks_for_real_and_gpipe_does_not():
     with pytest.raises(LaunchTimeout) as caught:
-        labs.run_pipeline("1f1b", stages=2, microbatches=2, layers=2, pace_ms=(1, 2), blocking=True, timeout=4)
+        labs.run_pipeline("1f1b", P=2, M=2, layers=2, pace_ms=(1, 2), blocking=True, timeout_s=4)
     progress = caught.value.progress
     assert "0F1 done; blocked sending it to rank 1" in progress[0], progress
     assert "1B0 done; blocked sending it to rank 0" in progress[1], progress
-    run = labs.run_pipeline("gpipe", stages=2, microbatches=2, layers=2, pace_ms=(1, 2), blocking=True, timeout=20)
+    run = labs.run_pipeline("gpipe", P=2, M=2, layers=2, pace_ms=(1, 2), blocking=True, timeout_s=20)
     assert run.max_grad_error <= 1e-5
-    run = labs.run_pipeline("1f1b", stages=2, microbatches=2, layers=2, pace_ms=(1, 2), timeout=20)
+    run = labs.run_pipeline("1f1b", P=2, M=2, layers=2, pace_ms=(1, 2), timeout_s=20)
     assert run.max_grad_error <= 1e-5
 
 
 def test_chrome_trace_of_a_real_run_is_valid_and_complete():
-    run = labs.run_pipeline("1f1b", stages=4, microbatches=4, pace_ms=(2, 4), network=Link(1.0))
+    run = labs.run_pipeline("1f1b", P=4, M=4, pace_ms=(2, 4), network=Link(1.0))
     data = to_chrome_trace(run.trace)
     check_trace_event_format(data)
     slices = [e for e in data["traceEvents"] if e["ph"] == "X" and e["tid"] == 0]
     assert len(slices) == 32 and len([e for e in data["traceEvents"] if e["ph"] == "s"]) == run.trace.messages == 24
-    assert sum(e["dur"] for e in slices) == pytest.approx(1e6 * sum(r.busy for r in run.trace.ranks))
+    assert sum(e["dur"] for e in slices) == pytest.approx(1e6 * sum(r.busy_s for r in run.trace.ranks))
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -83,7 +83,7 @@ def test_bad_conditions_fail_before_any_process_starts(kwargs, message):
 
 def test_cli_link_options_and_chrome_trace(tmp_path):
     out = tmp_path / "t.json"
-    done = subprocess.run([sys.executable, "-m", "labs", "run", "--microbatches", "4", "--pace-ms", "2,4", "--link",
+    done = subprocess.run([sys.executable, "-m", "labs", "run", "-M", "4", "--pace-ms", "2,4", "--link",
                            "1", "--slow-link", "1-2:10,5", "--slow-stage", "3:2", "--chrome-trace", str(out)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

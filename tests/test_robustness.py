@@ -47,8 +47,8 @@ def test_the_first_run_of_a_fresh_interpreter_meets_the_bar():
     """A cold kernel: the run is the process's first launch, with a notebook-sized heap (matplotlib imported)."""
     code = textwrap.dedent("""
         import matplotlib.pyplot, labs
-        run = labs.run_pipeline("gpipe", stages=4, microbatches=8, pace_ms=(20, 40))
-        print(run.bubble_fraction, run.max_grad_error)
+        run = labs.run_pipeline("gpipe", P=4, M=8, pace_ms=(20, 40))
+        print(run.idle_fraction, run.max_grad_error)
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -57,10 +57,10 @@ def test_the_first_run_of_a_fresh_interpreter_meets_the_bar():
 
 
 def test_the_reported_step_is_the_median_of_the_timed_steps():
-    run = run_pipeline("1f1b", stages=2, microbatches=2, layers=2, batch_size=4, pace_ms=(1, 2), steps=3)
-    assert len(run.step_times) == 3
-    assert run.step_time == statistics.median(run.step_times)
-    assert run.summary()["step_times_s"] == run.step_times
+    run = run_pipeline("1f1b", P=2, M=2, layers=2, batch_size=4, pace_ms=(1, 2), steps=3)
+    assert len(run.step_times_s) == 3
+    assert run.step_time_s == statistics.median(run.step_times_s)
+    assert run.summary()["step_times_s"] == run.step_times_s
 
 
 def test_in_order_transport_refuses_a_crossing_schedule_and_names_both_actions():
@@ -98,7 +98,7 @@ def _forgets_requires_grad(rank):
 
 def test_a_missing_requires_grad_gets_the_whole_exception_and_what_to_do():
     with pytest.raises(RankFailed) as error:
-        launch(_forgets_requires_grad, world_size=2, timeout=20)
+        launch(_forgets_requires_grad, world_size=2, timeout_s=20)
     assert error.value.rank == 1
     assert "Expected parameter `tensor`" in error.value.exception
     assert "but got <class 'NoneType'> instead." in error.value.exception  # the whole message, not its last line
@@ -113,7 +113,7 @@ def _unmatched_send(rank):
 
 def test_a_send_never_received_is_named_as_an_unmatched_send():
     with pytest.raises(RankFailed) as error:
-        launch(_unmatched_send, world_size=2, timeout=20)
+        launch(_unmatched_send, world_size=2, timeout_s=20)
     assert error.value.rank == 1 and error.value.finished == [0]
     assert "unmatched send/recv" in str(error.value) and "rank(s) 0 had already returned" in str(error.value)
 
@@ -123,5 +123,5 @@ def test_a_timeout_lists_every_ranks_last_report():
         labs.report(f"rank {rank} waits for rank {(rank + 1) % 2}")
         dist.recv(torch.zeros(1), (rank + 1) % 2)
     with pytest.raises(LaunchTimeout) as error:
-        launch(stuck, world_size=2, timeout=2)
+        launch(stuck, world_size=2, timeout_s=2)
     assert "rank 0: rank 0 waits for rank 1" in str(error.value) and "rank 1: rank 1 waits" in str(error.value)

@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from labs import ModelError, ScheduleError, run_pipeline
-from labs.runtime.launcher import RankFailed
-from labs.timeline.simulator import idle_fraction
+from labs.runtime import RankFailed
+from labs.theory import idle_fraction
 
 PACE = (10, 20)  # ms per layer; see README "Paced compute" for why not 5,10 on a 2-core machine
 
@@ -17,9 +17,9 @@ CASES = [("naive", 1, 1)] + [(s, m, 1) for s in ("gpipe", "1f1b") for m in (4, 8
 def _paced_run(name, M, v, attempts=2):
     """Timing on a shared 2-core machine can be disturbed once; a second run must then meet the bar."""
     for attempt in range(attempts):
-        run = run_pipeline(name, stages=4, microbatches=M, virtual_stages=v, layers=8, pace_ms=PACE)
-        good = (abs(run.bubble_fraction - idle_fraction(4, M, v)) <= 0.03
-                and run.step_time / run.ideal_time <= 1.10)
+        run = run_pipeline(name, P=4, M=M, v=v, layers=8, pace_ms=PACE)
+        good = (abs(run.idle_fraction - idle_fraction(4, M, v)) <= 0.03
+                and run.step_time_s / run.simulated_step_time_s <= 1.10)
         if good or attempt == attempts - 1:
             return run
 
@@ -29,9 +29,10 @@ def test_paced_pipeline_matches_theory_and_one_process_gradients(name, M, v):
     run = _paced_run(name, M, v)
     assert run.max_grad_error <= 1e-5
     assert abs(run.loss - run.reference_loss) <= 1e-5
-    assert run.bubble_fraction_theory == pytest.approx(idle_fraction(4, M, v))
-    assert abs(run.bubble_fraction - run.bubble_fraction_theory) <= 0.03, run.summary()
-    assert run.step_time / run.ideal_time <= 1.10, run.summary()
+    assert run.idle_fraction_theory == pytest.approx(idle_fraction(4, M, v))
+    assert abs(run.idle_fraction - run.idle_fraction_theory) <= 0.03, run.summary()
+    assert run.step_time_s / run.simulated_step_time_s <= 1.10, run.summary()
+    assert run.ideal_time_s == pytest.approx(M * 8 / 4 * (PACE[0] + PACE[1]) / 1000)  # one rank's compute alone
     if name == "gpipe":
         assert run.trace.peak_activations == [M] * 4
     if name == "1f1b":
@@ -39,7 +40,7 @@ def test_paced_pipeline_matches_theory_and_one_process_gradients(name, M, v):
 
 
 def test_unpaced_runs_give_exact_gradients_and_count_bytes():
-    run = run_pipeline("1f1b", stages=2, microbatches=4, layers=4, width=16, batch_size=8, pace_ms=None)
+    run = run_pipeline("1f1b", P=2, M=4, layers=4, width=16, batch_size=8, pace_ms=None)
     assert run.max_grad_error <= 1e-5
     # 4 micro-batches x (activation forward + gradient back) x 2 floats x 16 wide, over the one link
     assert run.trace.messages == 8
@@ -52,18 +53,18 @@ def test_unpaced_runs_give_exact_gradients_and_count_bytes():
 def test_a_hand_written_schedule_runs_and_is_checked():
     schedule = [["0F0", "0F1", "0B1", "0B0"], ["1F0", "1F1", "1B1", "1B0"]]
     run = run_pipeline(schedule, layers=4, batch_size=8, pace_ms=None)
-    assert run.name == "custom" and run.stages == 2 and run.microbatches == 2
+    assert run.name == "custom" and run.P == 2 and run.M == 2
     assert run.max_grad_error <= 1e-5
 
 
 @pytest.mark.parametrize("kwargs,error,message", [
-    (dict(microbatches=0), ScheduleError, "M must be a whole number >= 1"),
-    (dict(microbatches=3, batch_size=64), ModelError, "does not split into M=3"),
-    (dict(stages=9, layers=8), ModelError, "cannot cut 8 layers into 9 stages"),
-    (dict(schedule="interleaved", stages=2, microbatches=4, virtual_stages=3, layers=8), ModelError,
+    (dict(M=0), ScheduleError, "M must be a whole number >= 1"),
+    (dict(M=3, batch_size=64), ModelError, "does not split into M=3"),
+    (dict(P=9, layers=8), ModelError, "cannot cut 8 layers into 9 stages"),
+    (dict(schedule="interleaved", P=2, M=4, v=3, layers=8), ModelError,
      "do not divide into 6 equal chunks"),
-    (dict(schedule="interleaved", virtual_stages=0), ScheduleError, "v must be a whole number >= 1"),
-    (dict(schedule="1f1b", virtual_stages=2), ScheduleError, "needs --schedule interleaved"),
+    (dict(schedule="interleaved", v=0), ScheduleError, "v must be a whole number >= 1"),
+    (dict(schedule="1f1b", v=2), ScheduleError, "needs --schedule interleaved"),
     (dict(schedule="pipedream"), ScheduleError, "unknown schedule 'pipedream'"),
     (dict(schedule=[["0F0", "0B0", "0F1", "0B1"], ["1F1", "1B1", "1F0", "1B0"]]), ScheduleError,
      "rank 0 waits forever on 0B0"),
@@ -88,28 +89,32 @@ def _cli(*args):
 
 
 def test_cli_json_has_the_promised_fields():
-    result = _cli("run", "--schedule", "gpipe", "--stages", "2", "--microbatches", "4", "--layers", "4",
+    result = _cli("run", "--schedule", "gpipe", "-P", "2", "-M", "4", "--layers", "4",
                   "--pace-ms", "2,4", "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    for key in ["schedule", "stages", "microbatches", "virtual_stages", "step_time_s", "ideal_time_s",
-                "bubble_fraction", "bubble_fraction_theory", "peak_activations", "max_grad_error", "loss"]:
+    for key in ["schedule", "P", "M", "v", "T", "D", "step_time_s", "simulated_step_time_s", "ideal_time_s",
+                "step_over_simulated", "idle_fraction", "idle_fraction_theory", "peak_activations", "max_grad_error",
+                "loss"]:
         assert key in summary
+    assert (summary["P"], summary["M"], summary["v"], summary["T"], summary["D"]) == (2, 4, 1, 1, 1)
+    assert summary["ideal_time_s"] == pytest.approx(4 * 2 * (0.002 + 0.004))  # M x 2 layers x (F + B) per rank
+    assert not {"stages", "microbatches", "bubble_fraction", "step_over_ideal"} & set(summary)
     assert summary["peak_activations"] == [4, 4] and summary["max_grad_error"] <= 1e-5
 
 
 def test_cli_summary_and_errors():
-    result = _cli("run", "--schedule", "1f1b", "--stages", "2", "--microbatches", "2", "--layers", "2",
+    result = _cli("run", "--schedule", "1f1b", "-P", "2", "-M", "2", "--layers", "2",
                   "--pace-ms", "2,4")
     assert result.returncode == 0, result.stderr
     assert "measured timeline" in result.stdout and "gradient check" in result.stdout and "OK" in result.stdout
-    bad = _cli("run", "--schedule", "gpipe", "--microbatches", "3")
+    bad = _cli("run", "--schedule", "gpipe", "-M", "3")
     assert bad.returncode == 2 and "does not split into M=3" in bad.stderr
 
 
 def test_runs_under_torchrun_and_reports_once():
     result = subprocess.run(["torchrun", "--standalone", "--nproc-per-node", "2", "-m", "labs", "run", "--schedule",
-                             "1f1b", "--stages", "2", "--microbatches", "2", "--layers", "2", "--pace-ms", "off"],
+                             "1f1b", "-P", "2", "-M", "2", "--layers", "2", "--pace-ms", "off"],
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("gradient check") == 1 and "OK" in result.stdout

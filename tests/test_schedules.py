@@ -1,9 +1,11 @@
-"""Schedules as data: generators, parsing, validation and rendering (no processes)."""
+"""Schedules as data: generators, parsing, validation, the lowering to sends and receives, rendering (no processes)."""
 
 import pytest
 
-from labs.schedules import (Action, ScheduleError, gpipe, interleaved, make, naive, one_f_one_b, parse, parse_action,
-                            render, shape, stage_owners, validate)
+from labs.schedules import (SEND, Action, Comm, ScheduleError, check_in_order, consumer, dependencies, gpipe,
+                            input_source, interleaved, lower, make, naive, one_f_one_b, output_target, parse,
+                            parse_action, producer, shape, stage_owners, validate, zb_v)
+from labs.viz.text import render
 
 COMBOS = [(name, P, M, v) for P in range(1, 7) for M in range(1, 13)
           for name, v in [("gpipe", 1), ("1f1b", 1), ("interleaved", 2), ("interleaved", 3), ("interleaved", 4)]
@@ -27,7 +29,7 @@ def test_parse_accepts_strings_per_rank():
 @pytest.mark.parametrize("name,P,M,v", COMBOS)
 def test_every_generated_schedule_validates_and_runs_each_action_once(name, P, M, v):
     schedule = make(name, P, M, v)
-    validate(schedule, num_microbatches=M, world_size=P)
+    validate(schedule, M=M, P=P)
     actions = [a for acts in schedule for a in acts]
     assert len(actions) == len(set(actions)) == 2 * P * v * M
     assert shape(schedule) == (P, P * v, M)
@@ -53,7 +55,7 @@ def test_interleaved_places_stage_s_on_rank_s_mod_p():
 
 @pytest.mark.parametrize("call,message", [
     (lambda: gpipe(4, 0), "M must be a whole number >= 1"),
-    (lambda: one_f_one_b(0, 4), "stages/ranks must be"),
+    (lambda: one_f_one_b(0, 4), "pipeline ranks P must be"),
     (lambda: make("zigzag", 4, 4), "unknown schedule 'zigzag'"),
     (lambda: make("gpipe", 4, 4, 2), "virtual stages v=2 needs --schedule interleaved"),
     (lambda: make("interleaved", 4, 8, 0), "v must be a whole number >= 1"),
@@ -75,8 +77,8 @@ def test_validate_rejects_missing_repeated_and_misordered_work():
         validate([["0B0", "0F0"], ["1F0", "1B0"]])
     with pytest.raises(ScheduleError, match="stage 1 appears on rank 0 and on rank 1"):
         validate([["0F0", "1F0", "0B0"], ["1B0"]])
-    with pytest.raises(ScheduleError, match="but the world size is 3"):
-        validate(gpipe(4, 2), world_size=3)
+    with pytest.raises(ScheduleError, match="but the pipeline has P=3"):
+        validate(gpipe(4, 2), P=3)
 
 
 def test_validate_names_the_rank_and_action_a_deadlock_waits_on():
@@ -107,3 +109,47 @@ def test_hundreds_of_random_orders_either_validate_or_explain():
             validate(schedule)
         except ScheduleError as error:
             assert "rank" in str(error)
+
+
+# ------------------------------------------------------------------ the lowering: one rule for where messages go
+def test_each_action_has_one_source_and_one_target_stage():
+    assert (input_source(Action(2, "F", 5), 4), output_target(Action(2, "F", 5), 4)) == (1, 3)
+    assert (input_source(Action(2, "B", 5), 4), output_target(Action(2, "B", 5), 4)) == (3, 1)
+    assert input_source(Action(0, "F", 0), 4) is None and output_target(Action(3, "F", 0), 4) is None
+    assert input_source(Action(3, "B", 0), 4) is None and output_target(Action(0, "B", 0), 4) is None
+    assert input_source(Action(1, "W", 0), 4) is None and output_target(Action(1, "W", 0), 4) is None
+    assert producer(Action(2, "B", 5), 4) == Action(3, "B", 5) and consumer(Action(2, "F", 5), 4) == Action(3, "F", 5)
+    assert dependencies(Action(1, "B", 2), 4) == [Action(1, "F", 2), Action(2, "B", 2)]
+    assert dependencies(Action(1, "W", 2), 4) == [Action(1, "B", 2)]
+
+
+@pytest.mark.parametrize("name,P,M,v", [c for c in COMBOS if c[1] > 1][::7] + [("zb-v", 3, 4, 2), ("zb-h1", 4, 5, 1)])
+def test_lowering_pairs_every_send_with_one_receive(name, P, M, v):
+    """Every message that crosses ranks is sent once and received once, next to the action that makes or uses it."""
+    schedule = make(name, P, M, v)
+    sends, receives = {}, {}
+    for rank, ops in enumerate(lower(schedule)):
+        assert [op for op in ops if not isinstance(op, Comm)] == schedule[rank]  # compute order kept
+        for i, op in enumerate(ops):
+            if isinstance(op, Comm):
+                (sends if op.op == SEND else receives)[op.message] = (rank, op.peer)
+                neighbour = ops[i - 1] if op.op == SEND else ops[i + 1]
+                assert neighbour == op.action  # a send right after its producer, a receive right before its user
+    assert sends == {message: (b, a) for message, (a, b) in receives.items()}
+    if name != "zb-v":  # every boundary between stages crosses ranks: two messages per micro-batch
+        assert len(sends) == 2 * (v * P - 1) * M
+
+
+def test_lower_names_ops_as_pytorch_does_and_local_messages_stay_local():
+    assert [[str(op) for op in ops] for ops in lower(naive(2))] == [["0F0", "0SEND_F0", "0RECV_B0", "0B0"],
+                                                                    ["1RECV_F0", "1F0", "1B0", "1SEND_B0"]]
+    assert not any(isinstance(op, Comm) for op in lower(interleaved(1, 2, 2))[0])  # both chunks on one rank
+    comms = [op for ops in lower(zb_v(2, 2)) for op in ops if isinstance(op, Comm)]
+    assert comms and all({op.action.stage, op.message.stage} != {1, 2} for op in comms)  # stages 1, 2: rank 1, local
+
+
+def test_check_in_order_reads_the_lowering_and_accepts_strings():
+    check_in_order([[str(a) for a in acts] for acts in one_f_one_b(4, 8)])
+    crossing = [["0F0", "0F1", "0B0", "0B1"], ["1F1", "1F0", "1B0", "1B1"]]
+    with pytest.raises(ScheduleError, match="1F1 on rank 1 would receive 0F0's message"):
+        check_in_order(crossing)

@@ -2,7 +2,8 @@
 import pytest
 
 from labs.schedules import gpipe, make, naive, one_f_one_b, interleaved
-from labs.timeline.simulator import Costs, activations_in_flight, bubble_overhead, ideal_time, idle_fraction, simulate
+from labs.theory import bubble_overhead, idle_fraction
+from labs.timeline import Costs, activations_in_flight, ideal_time_s, simulate
 from tests.test_schedules import COMBOS
 
 
@@ -19,7 +20,7 @@ def test_the_seed_numbers_corrected():
 def test_simulated_idle_fraction_equals_the_formula(name, P, M, v, forward, backward):
     trace = simulate(make(name, P, M, v), Costs(forward / v, backward / v))
     assert trace.idle_fraction == pytest.approx(idle_fraction(P, M, v), abs=1e-9)
-    assert trace.step_time == pytest.approx((v * M + P - 1) * (forward + backward) / v)
+    assert trace.step_time_s == pytest.approx((v * M + P - 1) * (forward + backward) / v)
 
 
 def test_activations_in_flight():
@@ -33,14 +34,20 @@ def test_activations_in_flight():
 
 def test_link_latency_delays_every_hop():
     schedule = naive(4)
-    assert simulate(schedule, Costs(1, 2, link=0.5)).step_time == pytest.approx(12 + 6 * 0.5)
-    assert ideal_time(schedule, Costs(1, 2, link=0.5)) == pytest.approx(12)
+    assert simulate(schedule, Costs(1, 2, link_s=0.5)).step_time_s == pytest.approx(12 + 6 * 0.5)
+    assert simulate(schedule, Costs(1, 2)).step_time_s == pytest.approx(12)  # a free link: only the bubble
+    assert ideal_time_s(schedule, Costs(1, 2, link_s=0.5)) == pytest.approx(3)  # ideal: one rank's compute alone
+
+
+def test_ideal_time_is_the_busiest_ranks_compute():
+    assert ideal_time_s(gpipe(4, 8), Costs(1, 2)) == pytest.approx(8 * 3)  # M(F+B): the formulas' ideal
+    assert ideal_time_s(gpipe(2, 4), Costs([1, 3], [2, 6])) == pytest.approx(4 * 9)  # the slow stage's rank
 
 
 def test_unbalanced_stage_costs_per_stage_lists():
     trace = simulate(gpipe(2, 4), Costs([1, 3], [2, 6]))
-    assert trace.step_time == pytest.approx(1 + 4 * 3 + 4 * 6 + 2)
-    assert Costs.per_layer(1, 2, [1, 3]).forward == [1, 3]
+    assert trace.step_time_s == pytest.approx(1 + 4 * 3 + 4 * 6 + 2)
+    assert Costs.per_layer(1, 2, [1, 3]).forward_s == [1, 3]
 
 
 def test_message_count_grows_with_v():

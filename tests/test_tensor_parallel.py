@@ -32,7 +32,7 @@ def _compare_with_torch_tp(rank, size, width, batch):
 
 @pytest.mark.parametrize("size,width", [(2, 8), (4, 6)])
 def test_our_operators_match_torch_tensor_parallel_and_one_process(size, width):
-    per_rank = launch(_compare_with_torch_tp, world_size=size, args=(size, width, 5), timeout=60)
+    per_rank = launch(_compare_with_torch_tp, world_size=size, args=(size, width, 5), timeout_s=60)
     block = MLPModel(num_layers=1, width=width, seed=3).layers()[0]
     x, target = MLPModel(width=width).batch(5, seed=5)
     x.requires_grad_()
@@ -64,5 +64,5 @@ def test_a_block_without_its_operators_is_wrong():
         shard = tensor_parallel_block(block, rank, 2, group, g=lambda x, group: x)
         x, _ = MLPModel(width=8).batch(4, seed=5)
         return shard(x).detach(), block(x).detach()
-    for ours, reference in launch(run, world_size=2, timeout=60):
+    for ours, reference in launch(run, world_size=2, timeout_s=60):
         assert (ours - reference).abs().max() > 1e-3

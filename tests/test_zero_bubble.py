@@ -2,12 +2,12 @@
 import pytest
 import torch
 
-from labs.models.toy import ToyModel, loss_fn
+from labs.models import ToyModel, loss_fn
 from labs.pipeline import run_pipeline
-from labs.schedules import ScheduleError, make, one_f_one_b, validate
-from labs.timeline.simulator import Costs, simulate
-from labs.runtime.split_backward import SplitBackward
-from labs.schedules.zero_bubble import zb_h1, zb_h1_bubble, zb_h1_idle_fraction, zb_v
+from labs.runtime import SplitBackward
+from labs.schedules import ScheduleError, make, one_f_one_b, validate, zb_h1, zb_v
+from labs.theory import zb_h1_bubble, zb_h1_idle_fraction
+from labs.timeline import Costs, simulate
 
 
 def test_split_backward_gives_the_fused_gradients_exactly():
@@ -35,8 +35,8 @@ def test_split_backward_gives_the_fused_gradients_exactly():
 @pytest.mark.parametrize("P", range(1, 7))
 @pytest.mark.parametrize("M", [1, 2, 3, 5, 8, 12])
 def test_zero_bubble_schedules_are_valid(P, M):
-    validate(zb_h1(P, M), num_microbatches=M, num_stages=P)
-    validate(zb_v(P, M), num_microbatches=M, num_stages=2 * P)
+    validate(zb_h1(P, M), M=M, num_stages=P)
+    validate(zb_v(P, M), M=M, num_stages=2 * P)
 
 
 @pytest.mark.parametrize("costs", [(1, 1, 1), (1, 2, 1), (2, 1, 1), (1, 1.5, 0.5)])
@@ -44,7 +44,7 @@ def test_zero_bubble_schedules_are_valid(P, M):
 def test_zb_h1_matches_its_formula_and_1f1b_memory(costs, P, M):
     f, b, w = costs
     trace = simulate(zb_h1(P, M), Costs(f, b, w))
-    assert trace.step_time == pytest.approx(M * (f + b + w) + zb_h1_bubble(P, f, b, w))
+    assert trace.step_time_s == pytest.approx(M * (f + b + w) + zb_h1_bubble(P, f, b, w))
     assert max(trace.peak_activations) == max(simulate(one_f_one_b(P, M), Costs(f, b + w)).peak_activations)
 
 
@@ -52,8 +52,8 @@ def test_zb_v_beats_1f1b_within_1f1b_memory():
     P, M = 4, 8
     trace = simulate(zb_v(P, M), Costs(0.5, 0.5, 0.5))  # two chunks of half a stage each
     assert max(trace.peak_activations) <= 2 * P  # chunks: P micro-batches of a whole stage
-    assert trace.step_time < simulate(zb_h1(P, M), Costs(1, 1, 1)).step_time
-    assert trace.step_time < simulate(one_f_one_b(P, M), Costs(1, 2)).step_time
+    assert trace.step_time_s < simulate(zb_h1(P, M), Costs(1, 1, 1)).step_time_s
+    assert trace.step_time_s < simulate(one_f_one_b(P, M), Costs(1, 2)).step_time_s
 
 
 def test_make_knows_the_zero_bubble_schedules():
@@ -65,7 +65,7 @@ def test_make_knows_the_zero_bubble_schedules():
 
 @pytest.mark.parametrize("name", ["zb-h1", "zb-v"])
 def test_real_zero_bubble_runs_give_one_process_gradients(name):
-    run = run_pipeline(name, stages=4, microbatches=4, layers=8, batch_size=16, pace_ms=(1, 1, 1), warmup_steps=0)
+    run = run_pipeline(name, P=4, M=4, layers=8, batch_size=16, pace_ms=(1, 1, 1), warmup_steps=0)
     assert run.max_grad_error < 1e-6
     kinds = {e.action.kind for events in run.trace.events for e in events}
     assert kinds == {"F", "B", "W"}
@@ -74,9 +74,9 @@ def test_real_zero_bubble_runs_give_one_process_gradients(name):
 def test_zb_h1_measured_idle_matches_the_formula_and_beats_1f1b():
     """F:B:W = 1:1:1 per layer, one layer per stage: the formula gives 3/27 for ZB-H1 and 9/33 for 1F1B."""
     pace = (30, 30, 30)  # at 20 ms the measured ZB-H1 idle sits 0.027 above theory here: too close to 0.03
-    zb = run_pipeline("zb-h1", stages=4, microbatches=8, layers=4, batch_size=32, pace_ms=pace)
-    fused = run_pipeline("1f1b", stages=4, microbatches=8, layers=4, batch_size=32, pace_ms=pace)
-    assert zb.bubble_fraction == pytest.approx(zb_h1_idle_fraction(4, 8, 1, 1, 1), abs=0.03)
-    assert fused.bubble_fraction == pytest.approx(3 / 11, abs=0.03)
-    assert zb.step_time < fused.step_time
+    zb = run_pipeline("zb-h1", P=4, M=8, layers=4, batch_size=32, pace_ms=pace)
+    fused = run_pipeline("1f1b", P=4, M=8, layers=4, batch_size=32, pace_ms=pace)
+    assert zb.idle_fraction == pytest.approx(zb_h1_idle_fraction(4, 8, 1, 1, 1), abs=0.03)
+    assert fused.idle_fraction == pytest.approx(3 / 11, abs=0.03)
+    assert zb.step_time_s < fused.step_time_s
     assert zb.max_grad_error < 1e-6 and fused.max_grad_error < 1e-6

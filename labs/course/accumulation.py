@@ -1,14 +1,14 @@
 """Gradient accumulation on one process, and data parallelism on top of it: the maths a pipeline's micro-batches do.
 
-    grads = labs.course.accumulation.accumulate_gradients(model, inputs, targets, M)   # M micro-batches, one at a time
-    grads = labs.course.accumulation.data_parallel_gradients(ToyModel(), 64, M=4, replicas=2)   # real ranks + all_reduce
+    grads = accumulate_gradients(model, inputs, targets, M)       # M micro-batches, one at a time
+    grads = data_parallel_gradients(ToyModel(), 64, M=4, D=2)     # D real ranks + all_reduce
 
 A pipeline splits the batch into M micro-batches and adds up their gradients, each loss divided by M; gradient
 accumulation on a single process does exactly the same sums, one micro-batch after the other. What differs is *when*
 the work happens (the pipeline runs different stages of different micro-batches at once) and *what is held* (one
 micro-batch's activations at a time here; up to M per stage in GPipe). Data parallelism multiplies the batch again:
-each of ``replicas`` ranks accumulates its share, then an all-reduce averages the gradients, so the global batch is
-micro-batch x M x replicas.
+each of D replicas (ranks) accumulates its share, then an all-reduce averages the gradients, so the global batch is
+micro-batch x M x D.
 """
 from __future__ import annotations
 
@@ -16,12 +16,17 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..errors import InputError
+from ..models.cut import check_microbatches, split_batch
+from ..models.toy import ToyModel, loss_fn
 from ..runtime.launcher import launch
-from ..models.toy import ToyModel, check_microbatches, loss_fn, split_batch
+
+__all__ = ["accumulate_gradients", "data_parallel_gradients"]
 
 
 def accumulate_gradients(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, M: int) -> dict:
-    """The gradients of the mean loss over the batch, computed over M micro-batches one after the other."""
+    """{parameter name: gradient} of the mean loss over the batch (``inputs``, ``targets``: first dimension the
+    samples), computed over M micro-batches one after the other; ModelError when M does not divide the batch."""
     check_microbatches(inputs.shape[0], M)
     model.zero_grad(set_to_none=True)
     for x, y in zip(split_batch(inputs, M), split_batch(targets, M)):
@@ -30,22 +35,22 @@ def accumulate_gradients(model: nn.Module, inputs: torch.Tensor, targets: torch.
 
 
 def _replica(rank: int, model: ToyModel, batch_size: int, M: int) -> dict:
-    replicas = dist.get_world_size()
+    D = dist.get_world_size()
     layers = nn.Sequential(*model.layers())
     inputs, targets = model.batch(batch_size)
-    share = batch_size // replicas
+    share = batch_size // D
     grads = accumulate_gradients(layers, inputs[rank * share:(rank + 1) * share],
                                  targets[rank * share:(rank + 1) * share], M)
     for grad in grads.values():  # the mean over replicas: what DistributedDataParallel's all-reduce computes
         dist.all_reduce(grad)
-        grad /= replicas
+        grad /= D
     return grads
 
 
-def data_parallel_gradients(model: ToyModel, batch_size: int, M: int, replicas: int, timeout: float = 60.0) -> dict:
-    """Each of ``replicas`` real ranks accumulates M micro-batches of its share of the batch; all-reduce; rank 0's
-    gradients (all ranks hold the same)."""
-    if batch_size % replicas:
-        raise ValueError(f"a batch of {batch_size} does not split over {replicas} replicas")
-    check_microbatches(batch_size // replicas, M)
-    return launch(_replica, world_size=replicas, args=(model, batch_size, M), timeout=timeout)[0]
+def data_parallel_gradients(model: ToyModel, batch_size: int, M: int, D: int, timeout_s: float = 60.0) -> dict:
+    """Each of D real ranks (replicas) accumulates M micro-batches of its share of the batch; all-reduce; rank 0's
+    gradients (all ranks hold the same). InputError when the batch does not split over D replicas x M."""
+    if batch_size % D:
+        raise InputError(f"a batch of {batch_size} does not split over D={D} replicas")
+    check_microbatches(batch_size // D, M)
+    return launch(_replica, world_size=D, args=(model, batch_size, M), timeout_s=timeout_s)[0]

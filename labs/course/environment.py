@@ -1,9 +1,9 @@
-"""What this machine offers the course, and what ``labs.runtime.launcher`` will do with it.
+"""What this machine offers the course, and what ``labs.launch`` will do with it.
 
-    labs.course.environment.describe()        # a dict: device, GPUs, backend, start method (and why), cores, ranks that fit
-    print(labs.course.environment.explain())  # the same, in sentences
+    describe()        # a dict: device, GPUs, backend, start method (and why), cores, ranks that fit
+    print(explain())  # the same, in sentences
 
-Everything here is read from ``labs.runtime.launcher``'s own rules (``default_backend``, ``default_start_method``,
+Everything here is read from ``labs.runtime.devices``' own rules (``default_backend``, ``default_start_method``,
 ``gpus_visible``), so what it says is what a launch will do. Nothing here starts a process or touches CUDA.
 """
 from __future__ import annotations
@@ -15,7 +15,9 @@ import platform
 import torch
 import torch.distributed as dist
 
-from ..runtime.launcher import default_backend, default_start_method, gpus_visible, under_torchrun
+from ..runtime.devices import default_backend, default_start_method, gpus_visible, under_torchrun
+
+__all__ = ["describe", "explain"]
 
 
 def _cores() -> int:

@@ -1,7 +1,7 @@
 """What one message between two real ranks costs, measured over sizes and fitted as latency + size / bandwidth.
 
-    times = labs.p2p.message_times([4_096, 65_536, 1_048_576])      # {bytes: fastest one-way seconds}
-    latency_s, bytes_per_s, r2 = labs.p2p.fit(times)
+    times = message_times([4_096, 65_536, 1_048_576])      # {bytes: fastest one-way seconds}
+    latency_s, bytes_per_s, r2 = fit(times)
 
 Two ranks play ping-pong: rank 0 sends a tensor, rank 1 sends it back; half the round trip is one message's time.
 Each size is repeated and the fastest exchange kept: noise (another process on the core, a page fault) only ever
@@ -11,13 +11,15 @@ R^2 says how much of the spread the straight line explains.
 """
 from __future__ import annotations
 
-import statistics
 import time
 
 import torch
 import torch.distributed as dist
 
+from ..errors import InputError
 from ..runtime.launcher import launch
+
+__all__ = ["fit", "message_times"]
 
 
 def _ping_pong(rank: int, sizes: list[int], repeats: int) -> dict[int, float]:
@@ -40,11 +42,13 @@ def _ping_pong(rank: int, sizes: list[int], repeats: int) -> dict[int, float]:
     return times
 
 
-def message_times(sizes: list[int], repeats: int = 7, timeout: float = 60.0) -> dict[int, float]:
-    """Fastest one-way time (seconds) of a message of each size in bytes over ``repeats``, between two real ranks."""
+def message_times(sizes: list[int], repeats: int = 7, timeout_s: float = 60.0) -> dict[int, float]:
+    """{size in bytes: fastest one-way seconds} of a message of each size over ``repeats``, between two real ranks.
+
+    InputError for sizes that are not whole numbers of bytes >= 4."""
     if not sizes or any(not isinstance(s, int) or s < 4 for s in sizes):
-        raise ValueError(f"sizes are whole numbers of bytes >= 4, got {sizes!r}")
-    return launch(_ping_pong, world_size=2, args=(list(sizes), repeats), timeout=timeout)[0]
+        raise InputError(f"sizes are whole numbers of bytes >= 4, got {sizes!r}")
+    return launch(_ping_pong, world_size=2, args=(list(sizes), repeats), timeout_s=timeout_s)[0]
 
 
 def fit(times: dict[int, float]) -> tuple[float, float, float]:

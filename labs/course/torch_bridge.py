@@ -25,11 +25,13 @@ import tempfile
 import torch
 import torch.distributed as dist
 
-from ..course.capstone import TrainJob, _checked
 from ..models.gpt import TinyGPT
 from ..runtime.launcher import launch
 from ..runtime.step import PipelineJob, build_stages
-from ..schedules import BACKWARD, parse, shape, stage_owners, uses_weight_step
+from ..schedules import BACKWARD, WEIGHT, parse, shape, stage_owners, uses_weight_step
+from .capstone import TrainJob, checked_schedule, step_batches
+
+__all__ = ["to_csv", "torch_action", "train_torch"]
 
 
 def torch_action(action, split: bool) -> str:
@@ -52,16 +54,14 @@ def _torch_train_rank(rank: int, job: TrainJob, csv_path: str) -> list[float]:
     from torch.distributed.pipelining import PipelineStage
     from torch.distributed.pipelining.schedules import _PipelineScheduleRuntime
 
-    from ..course.capstone import step_batches
-
-    _, num_stages, num_microbatches = shape(job.schedule)
+    _, num_stages, M = shape(job.schedule)
     owners = stage_owners(job.schedule)
     # our own stage builder: the same layers and cut as on our runtime (no pacing, no split wrapper needed: PyTorch
     # splits the backward itself, in stage_backward_input / stage_backward_weight)
-    mine = build_stages(rank, PipelineJob([[a for a in acts if a.kind != "W"] for acts in job.schedule], job.model,
-                                          job.batch_size, pace=None), owners, num_stages)
+    mine = build_stages(rank, PipelineJob([[a for a in acts if a.kind != WEIGHT] for acts in job.schedule], job.model,
+                                          job.batch_size, pace_s=None), owners, num_stages)
     stages = [PipelineStage(stage.layers, index, num_stages, torch.device("cpu")) for index, stage in sorted(mine.items())]
-    schedule = _PipelineScheduleRuntime(stages, num_microbatches, loss_fn=job.model.loss)
+    schedule = _PipelineScheduleRuntime(stages, M, loss_fn=job.model.loss)
     schedule._load_csv(csv_path, format="compute_only")
     adam = torch.optim.Adam([p for s in mine.values() for p in s.layers.parameters()], lr=job.lr)
     losses = []
@@ -78,22 +78,23 @@ def _torch_train_rank(rank: int, job: TrainJob, csv_path: str) -> list[float]:
     return losses
 
 
-def train_torch(schedule="1f1b", stages: int = 4, microbatches: int = 4, virtual_stages: int = 1, steps: int = 10,
-                batch_size: int = 16, lr: float = 1e-2, model: TinyGPT | None = None,
-                timeout: float = 180.0, csv_text: str | None = None) -> list[float]:
-    """``labs.course.capstone.train``'s training, with the schedule run by PyTorch's ``_PipelineScheduleRuntime``.
+def train_torch(schedule="1f1b", P: int = 4, M: int = 4, v: int = 1, steps: int = 10, batch_size: int = 16,
+                lr: float = 1e-2, model: TinyGPT | None = None, timeout_s: float = 180.0,
+                csv_text: str | None = None) -> list[float]:
+    """``labs.course.capstone.train``'s training, with the schedule run by PyTorch's ``_PipelineScheduleRuntime``;
+    the loss of each step.
 
     ``csv_text``: the CSV PyTorch loads (default ``to_csv(schedule)``), e.g. your own export of the same lists.
     """
     model = model or TinyGPT()
-    actions = _checked(schedule, stages, microbatches, virtual_stages, model, batch_size)
+    actions = checked_schedule(schedule, P, M, v, model, batch_size)
     folder = tempfile.mkdtemp(prefix="labs-torch-csv-")
     path = os.path.join(folder, "schedule.csv")
     with open(path, "w") as handle:
         handle.write(to_csv(actions) if csv_text is None else csv_text)
     try:
         results = launch(_torch_train_rank, world_size=len(actions),
-                         args=(TrainJob(actions, model, steps, batch_size, lr), path), timeout=timeout)
+                         args=(TrainJob(actions, model, steps, batch_size, lr), path), timeout_s=timeout_s)
     finally:
         os.remove(path)
         os.rmdir(folder)

@@ -1,7 +1,7 @@
 """What every exercise check and graded score shares: judging one case, ordering failures, reporting them.
 
 An exercise module writes one *problem* function per exercise, ``problem(case, value) -> None | str``: None when
-``value`` (the learner's output for ``case``, as ``labs.grading.grader.plain`` data) is right, else a sentence saying which
+``value`` (the learner's output for ``case``, as ``labs.grading.plain`` data) is right, else a sentence saying which
 call, what came back and what was expected. Both sides use it:
 
 * the visible check in the notebook (kernel side): ``check(fn, cases, problem, name=..., reference=...)`` calls the
@@ -15,6 +15,10 @@ from __future__ import annotations
 import re
 
 from labs.grading.kernel import describe, forbidden_calls, plain
+
+__all__ = ["Answer", "SHOWN", "call_text", "check", "collect", "distinct", "exercise", "forbidden_message",
+           "fraction_of_cases", "gradient_tensors", "instructiveness", "not_implemented_message",
+           "one_stage_per_rank", "real_run", "report", "score_cases", "sort_case", "special"]
 
 SHOWN = 3  # distinct failure messages a check or a score shows
 _CALL = re.compile(r"^[A-Za-z_][\w.]*\([^()]*\)")  # the call a message starts with: f(2, 3)
@@ -125,7 +129,7 @@ def one_stage_per_rank(where: str, schedule, P: int, M: int):
     """
     from labs.schedules import ScheduleError, parse, validate
     try:
-        actions = validate(parse(schedule), num_microbatches=M, num_stages=P, world_size=P)
+        actions = validate(parse(schedule), M=M, num_stages=P, P=P)
     except ScheduleError as error:
         return None, f"{where}: the validator rejects it: {error}"
     for r, acts in enumerate(actions):
@@ -164,8 +168,8 @@ def real_run(where: str, schedule, P: int, M: int, pace_ms: tuple, tolerance: fl
     from labs.pipeline import run_pipeline
     from labs.schedules import ScheduleError, parse
     try:
-        run = run_pipeline(parse(schedule), stages=P, microbatches=M, layers=P, batch_size=4 * M, pace_ms=pace_ms,
-                           warmup_steps=0, steps=1, timeout=30)
+        run = run_pipeline(parse(schedule), P=P, M=M, layers=P, batch_size=4 * M, pace_ms=pace_ms,
+                           warmup_steps=0, steps=1, timeout_s=30)
     except (RankFailed, LaunchTimeout, ScheduleError) as error:
         return None, f"{where} failed: {error.brief() if isinstance(error, RankFailed) else str(error).strip()}"
     if run.max_grad_error > tolerance:

@@ -7,6 +7,8 @@ an alias) ends in a method of the process group, which is where the counting sit
 """
 from __future__ import annotations
 
+__all__ = ["Counted", "silent_ranks"]
+
 _METHODS = {"send": "sent", "recv": "received", "recv_anysource": "received"}
 
 

@@ -1,6 +1,6 @@
 """Notebook 00 (ranks and messages): the check and graded score of ``ring_pass``, and a reference to carry on with.
 
-``ring_pass(rank, world_size)`` runs on every rank under ``labs.runtime.launcher``: rank r holds
+``ring_pass(rank, world_size)`` runs on every rank under ``labs.launch``: rank r holds
 ``torch.arange(4.) + 10 * r``, sends it to rank r+1 and returns what it received from rank r-1 (the ring wraps).
 Graded: the kernel runs the learner's ring on the grader's world sizes and returns what each rank received (plain
 lists); the grader compares with ``ring_tensor`` in its own process. Calling ``reference_ring_pass`` is not an answer.
@@ -12,8 +12,11 @@ import torch.distributed as dist
 
 from labs.exercises._common import check, exercise, score_cases
 from labs.exercises._messages import Counted, silent_ranks
-from labs.grading.grader import Graded
+from labs.grading import Graded
 from labs.runtime.launcher import LaunchTimeout, launch
+
+__all__ = ["GRADED", "REFERENCE", "RING_TIMEOUT", "check_ring_pass", "reference_ring_pass", "ring_problem",
+           "ring_tensor", "run_ring"]
 
 RING_TIMEOUT = 15.0
 REFERENCE = "labs.exercises.nb00.reference_ring_pass"
@@ -38,7 +41,7 @@ def run_ring(fn, world_size: int) -> list:
     """Kernel side: per rank, what ``fn`` returned and how many messages it sent and received (a deadlock becomes a
     clear TimeoutError)."""
     try:
-        return launch(Counted(fn), world_size=world_size, args=(world_size,), timeout=RING_TIMEOUT)
+        return launch(Counted(fn), world_size=world_size, args=(world_size,), timeout_s=RING_TIMEOUT)
     except LaunchTimeout as error:
         raise TimeoutError(f"the ring did not finish within {RING_TIMEOUT:g} s: a deadlock? (every rank in a blocking "
                            f"send waits for a receive that no rank has posted yet)\n{error}") from None

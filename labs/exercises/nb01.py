@@ -2,9 +2,9 @@
 
 * ``split_stages(num_layers, num_stages)`` -> list of ``range``: contiguous, in order, every layer once, sizes
   differing by at most one, the earlier stages taking the extra layers (what ``labs.split_layers`` returns).
-* ``stage_step(rank, world_size, model, batch_size)`` runs on every rank under ``labs.runtime.launcher``: forward of the whole
+* ``stage_step(rank, world_size, model, batch_size)`` runs on every rank under ``labs.launch``: forward of the whole
   batch through this rank's block of layers (receiving from rank-1, sending to rank+1), the loss on the last rank,
-  then the backward in reverse; returns ``{labs.models.toy.parameter_name(layer, name): grad}`` for its own layers.
+  then the backward in reverse; returns ``{labs.models.parameter_name(layer, name): grad}`` for its own layers.
 
 Graded: the kernel returns ``split_stages``'s ranges as lists, and the gradients of a real run of ``stage_step`` on
 the grader's (world size, layers, batch, seed) as nested lists; the grader compares them with ``labs.split_layers``
@@ -17,13 +17,16 @@ import torch.distributed as dist
 
 from labs.exercises._common import check, exercise, gradient_tensors, score_cases
 from labs.exercises._messages import Counted, silent_ranks
-from labs.grading.grader import Graded
+from labs.grading import Graded
 from labs.runtime.launcher import LaunchTimeout, launch
-from labs.models.toy import ToyModel, loss_fn, parameter_name, reference_gradients, split_layers
+from labs.models import ToyModel, loss_fn, parameter_name, reference_gradients, split_layers
+
+__all__ = ["GRADED", "SPLIT_REFERENCE", "STEP_REFERENCE", "STEP_TIMEOUT", "TOLERANCE", "check_split_stages",
+           "check_stage_step", "reference_stage_step", "run_stage_step", "split_problem", "step_problem"]
 
 STEP_TIMEOUT = 20.0
 TOLERANCE = 1e-5
-SPLIT_REFERENCE = "labs.models.toy.split_layers"
+SPLIT_REFERENCE = "labs.models.cut.split_layers"
 STEP_REFERENCE = "labs.exercises.nb01.reference_stage_step"
 
 
@@ -91,7 +94,7 @@ def run_stage_step(fn, world_size: int, layers: int, batch_size: int, seed: int,
     model = ToyModel(num_layers=layers, width=width, seed=seed)
     try:
         reports = launch(Counted(fn), world_size=world_size, args=(world_size, model, batch_size),
-                         timeout=STEP_TIMEOUT)
+                         timeout_s=STEP_TIMEOUT)
     except LaunchTimeout as error:
         raise TimeoutError(f"the ranks did not finish within {STEP_TIMEOUT:g} s (a rank waits for a message that "
                            f"is never sent?)\n{error}") from None

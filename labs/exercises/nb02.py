@@ -3,9 +3,9 @@
 * ``idle_fraction(P, M)`` -> the share of a GPipe step the ranks sit idle, derived by counting slots:
   (P-1)/(M+P-1) (0.75 at P=4, M=1). Judged against the idle share of *simulated* GPipe timelines (several costs)
   and the closed form; calling ``labs.idle_fraction`` (the reference) is not an answer.
-* ``idle_from_events(events, step_time)`` -> the idle share of a step read off a trace: ``events[r]`` is rank r's
-  list of ``(start, end)`` pairs; the answer is 1 - (busy rank-time) / (P * step_time). Judged on synthetic traces
-  (staggered ranks, gaps, a rank with no events) and, in the notebook, on the six real traces of the sweep.
+* ``idle_from_events(events, step_time_s)`` -> the idle share of a step read off a trace: ``events[r]`` is rank r's
+  list of ``(start_s, end_s)`` pairs; the answer is 1 - (busy rank-time) / (P * step_time_s). Judged on synthetic
+  traces (staggered ranks, gaps, a rank with no events) and, in the notebook, on the six real traces of the sweep.
 
 Each exercise has one problem function (``idle_problem``, ``events_problem``: None or what is wrong) used by both the
 visible check (``_common.check``, which judges the outputs after leaving the forbidden-reference guard, so a problem
@@ -16,13 +16,18 @@ from __future__ import annotations
 import random
 
 from labs.exercises._common import check, exercise, score_cases, special
-from labs.grading.grader import Graded
+from labs.grading import Graded
 from labs.schedules import gpipe
-from labs.timeline.simulator import Costs, simulate
+from labs.timeline import Costs, simulate
+
+__all__ = ["GRADED", "IDLE_CHECK_CASES", "IDLE_REFERENCE", "OVERHEAD_REFERENCE", "SIMULATED_COSTS", "TOLERANCE",
+           "check_idle_fraction", "check_idle_from_events", "event_check_cases", "events_cases", "events_of",
+           "events_problem", "events_score", "expected_idle", "idle_cases", "idle_problem", "idle_score",
+           "simulated_idle", "synthetic_events"]
 
 TOLERANCE = 1e-9
-IDLE_REFERENCE = "labs.timeline.simulator.idle_fraction"
-OVERHEAD_REFERENCE = "labs.timeline.simulator.bubble_overhead"  # gives the idle share too: idle = overhead / (1 + overhead)
+IDLE_REFERENCE = "labs.theory.idle_fraction"
+OVERHEAD_REFERENCE = "labs.theory.bubble_overhead"  # gives the idle share too: idle = overhead / (1 + overhead)
 SIMULATED_COSTS = [(1.0, 2.0), (2.0, 1.0), (1.0, 3.0)]
 
 
@@ -36,9 +41,9 @@ def _number(where: str, got):
 
 
 # ---------------------------------------------------------------- idle_fraction
-def simulated_idle(P: int, M: int, forward: float = 1.0, backward: float = 2.0) -> float:
+def simulated_idle(P: int, M: int, forward_s: float = 1.0, backward_s: float = 2.0) -> float:
     """The idle share of a simulated GPipe step on equal stages: what ``idle_fraction`` must predict."""
-    return simulate(gpipe(P, M), Costs(forward, backward)).idle_fraction
+    return simulate(gpipe(P, M), Costs(forward_s, backward_s)).idle_fraction
 
 
 @exercise("idle_fraction")
@@ -88,8 +93,8 @@ def idle_score(cases, outputs):
 
 # ---------------------------------------------------------------- idle_from_events
 def events_of(trace) -> list[list[tuple[float, float]]]:
-    """A trace's events as plain data: per rank, the (start, end) of each action."""
-    return [[(e.start, e.end) for e in events] for events in trace.events]
+    """A trace's events as plain data: per rank, the (start_s, end_s) of each action."""
+    return [[(e.start_s, e.end_s) for e in events] for events in trace.events]
 
 
 def synthetic_events(rng: random.Random, ranks: int, actions: int, empty_rank: bool = False):
@@ -108,15 +113,15 @@ def synthetic_events(rng: random.Random, ranks: int, actions: int, empty_rank: b
     return events, round(latest + rng.uniform(0, 0.5), 6)
 
 
-def expected_idle(events, step_time: float) -> float:
+def expected_idle(events, step_time_s: float) -> float:
     busy = sum(end - start for pairs in events for start, end in pairs)
-    return 1.0 - busy / (len(events) * step_time)
+    return 1.0 - busy / (len(events) * step_time_s)
 
 
 def _events_where(case) -> str:
-    events, step_time = case[0], case[1]
+    events, step_time_s = case[0], case[1]
     label = case[2] if len(case) > 2 else f"{len(events)} ranks, {sum(map(len, events))} events"
-    return f"idle_from_events(<{label}>, {step_time:g})"
+    return f"idle_from_events(<{label}>, {step_time_s:g})"
 
 
 def _events_key(case) -> tuple:
@@ -126,19 +131,19 @@ def _events_key(case) -> tuple:
 
 @exercise("idle_from_events", where=_events_where, key=_events_key)
 def events_problem(case, got):
-    events, step_time = case[0], case[1]
+    events, step_time_s = case[0], case[1]
     where = _events_where(case)
     value, message = _number(where, got)
     if message:
         return message
-    want = expected_idle(events, step_time)
+    want = expected_idle(events, step_time_s)
     if abs(value - want) <= TOLERANCE * max(1.0, abs(want)):
         return None
     hint = ""
     nonempty = [p for p in events if p]
     if abs(value - (1 - want)) <= TOLERANCE:
         hint = " - that is the busy share"
-    elif len(nonempty) < len(events) and nonempty and abs(value - expected_idle(nonempty, step_time)) <= 1e-9:
+    elif len(nonempty) < len(events) and nonempty and abs(value - expected_idle(nonempty, step_time_s)) <= 1e-9:
         hint = " - a rank with no events counts too: it sits idle the whole step"
     return f"{where} returned {value:.6g}, expected {want:.6g}{hint}"
 
@@ -149,7 +154,7 @@ def event_check_cases(real_traces=()) -> list[tuple]:
              (*synthetic_events(rng, 3, 5, empty_rank=True), "3 ranks, the last one with no events"),
              ([[[0.0, 1.0]], [[1.0, 2.0]]], 2.0, "2 ranks taking turns")]
     for trace in real_traces:
-        cases.append((events_of(trace), trace.step_time,
+        cases.append((events_of(trace), trace.step_time_s,
                       f"the real GPipe trace with M={len(trace.events[0]) // 2}"))
     return cases
 
@@ -157,7 +162,7 @@ def event_check_cases(real_traces=()) -> list[tuple]:
 def check_idle_from_events(fn, real_traces=()) -> bool:
     cases = event_check_cases(real_traces)
     return check(fn, cases, events_problem, "idle_from_events", "the trace's own idle_fraction",
-                 call=lambda learner, events, step_time, _label: learner(events, step_time),
+                 call=lambda learner, events, step_time_s, _label: learner(events, step_time_s),
                  passed=f"idle_from_events: {len(cases)} traces ({len(real_traces)} of them real) match the "
                         f"trace's idle_fraction -> correct")
 

@@ -7,7 +7,7 @@
   Calling ``labs.validate`` (which does this walk) is not an answer.
 * ``gpipe_step_time(forward, backward, M)``: the step time of GPipe with per-stage costs (lists, one number per
   stage, rank r running stage r) and a free link. One slow stage sets the pace of the whole pipeline:
-  sum(F) + (M-1)*max(F) + sum(B) + (M-1)*max(B). Judged against ``labs.timeline.simulator`` (which the learner may not call
+  sum(F) + (M-1)*max(F) + sum(B) + (M-1)*max(B). Judged against ``labs.simulate`` (which the learner may not call
   here); the notebook then measures it on real ranks with an uneven cut.
 
 Graded: the kernel returns plain outputs for the grader's cases (random shuffles of GPipe and 1F1B schedules, random
@@ -18,11 +18,16 @@ from __future__ import annotations
 import random
 
 from labs.exercises._common import check, exercise, fraction_of_cases, sort_case, special
-from labs.grading.grader import Graded
+from labs.grading import Graded
 from labs.schedules import dependencies, gpipe, one_f_one_b, parse
-from labs.timeline.simulator import Costs, simulate
+from labs.timeline import Costs, simulate
 
-VALIDATE_REFERENCE = "labs.schedules.validate"
+__all__ = ["GRADED", "SIMULATE_REFERENCE", "STEP_CHECK_CASES", "VALIDATE_REFERENCE", "check_gpipe_step_time",
+           "check_stuck_at", "real_run_score", "reference_gpipe_step_time", "reference_stuck_at", "shuffled",
+           "simulated_gpipe_step", "step_cases", "step_problem", "step_score", "stuck_cases", "stuck_check_cases",
+           "stuck_problem", "stuck_score"]
+
+VALIDATE_REFERENCE = "labs.schedules.validation.validate"
 SIMULATE_REFERENCE = "labs.timeline.simulator.simulate"
 
 
@@ -143,7 +148,7 @@ def stuck_score(cases, outputs):
 # ---------------------------------------------------------------- one slow stage
 def simulated_gpipe_step(forward, backward, M: int) -> float:
     """The simulated step of GPipe with these per-stage costs and a free link."""
-    return simulate(gpipe(len(forward), M), Costs(list(forward), list(backward))).step_time
+    return simulate(gpipe(len(forward), M), Costs(list(forward), list(backward))).step_time_s
 
 
 reference_gpipe_step_time = simulated_gpipe_step
@@ -179,7 +184,7 @@ STEP_CHECK_CASES = [([1.0] * 4, [2.0] * 4, 8), ([1.5, 1.0, 1.0, 1.0], [3.0, 2.0,
 
 
 def check_gpipe_step_time(fn) -> bool:
-    return check(fn, STEP_CHECK_CASES, step_problem, "gpipe_step_time", "labs.timeline.simulator",
+    return check(fn, STEP_CHECK_CASES, step_problem, "gpipe_step_time", "labs.simulate",
                  forbidden=(SIMULATE_REFERENCE,),
                  passed=f"gpipe_step_time: {len(STEP_CHECK_CASES)} cost models (balanced, one slow stage, "
                         f"slow forward and slow backward on different stages) match the simulated step -> correct")

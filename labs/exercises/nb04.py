@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from labs.exercises._common import check, exercise, one_stage_per_rank, real_run, score_cases
 from labs.exercises.nb03 import real_run_score
-from labs.grading.grader import Graded
+from labs.grading import Graded
 from labs.schedules import one_f_one_b
-from labs.timeline.simulator import Costs, simulate
+from labs.timeline import Costs, simulate
 
-COSTS = Costs(forward=1.0, backward=2.0)
+__all__ = ["COSTS", "GRADED", "REAL_CASES", "REFERENCE", "TOLERANCE", "check_one_f_one_b_schedule", "expected_peaks",
+           "offline_problem", "real_problem", "score"]
+
+COSTS = Costs(forward_s=1.0, backward_s=2.0)
 TOLERANCE = 1e-5
-REFERENCE = "labs.schedules.one_f_one_b"
+REFERENCE = "labs.schedules.classic.one_f_one_b"
 REAL_CASES = ((3, 6), (4, 3))
 
 
@@ -36,9 +39,9 @@ def offline_problem(case, value) -> str | None:
         return problem
     trace = simulate(schedule, COSTS)
     reference = simulate(one_f_one_b(P, M), COSTS)
-    if abs(trace.step_time - reference.step_time) > 1e-9:
-        return (f"{where}: simulated step time {trace.step_time:g} (forward 1, backward 2), expected "
-                f"{reference.step_time:g} as labs.one_f_one_b")
+    if abs(trace.step_time_s - reference.step_time_s) > 1e-9:
+        return (f"{where}: simulated step time {trace.step_time_s:g} (forward 1, backward 2), expected "
+                f"{reference.step_time_s:g} as labs.one_f_one_b")
     if trace.peak_activations != expected_peaks(P, M):
         return (f"{where}: simulated peak activations per rank {trace.peak_activations}, expected "
                 f"{expected_peaks(P, M)} (min(P-r, M))")

@@ -17,15 +17,18 @@ from __future__ import annotations
 
 from labs.exercises._common import check, exercise, score_cases
 from labs.exercises.nb03 import real_run_score
-from labs.grading.grader import Graded
+from labs.grading import Graded
 from labs.runtime.launcher import LaunchTimeout, RankFailed
 from labs.pipeline import run_pipeline
 from labs.schedules import ScheduleError, interleaved, parse, validate
-from labs.timeline.simulator import Costs, simulate
+from labs.timeline import Costs, simulate
 
-COSTS = Costs(forward=1.0, backward=2.0)
+__all__ = ["COSTS", "GRADED", "REAL_CASE", "SCHEDULE_REFERENCES", "TOLERANCE", "check_chunk_owner",
+           "check_interleaved_schedule", "owner_problem", "real_problem", "schedule_problem", "warmup"]
+
+COSTS = Costs(forward_s=1.0, backward_s=2.0)
 TOLERANCE = 1e-5
-SCHEDULE_REFERENCES = ("labs.schedules.interleaved",)
+SCHEDULE_REFERENCES = ("labs.schedules.classic.interleaved",)
 REAL_CASE = (4, 8, 2)
 
 
@@ -72,7 +75,7 @@ def schedule_problem(case, value) -> str | None:
     P, M, v = case
     where = f"interleaved_schedule({P}, {M}, {v})"
     try:
-        schedule = validate(parse(value), num_microbatches=M, num_stages=P * v, world_size=P)
+        schedule = validate(parse(value), M=M, num_stages=P * v, P=P)
     except ScheduleError as error:
         return f"{where}: the validator rejects it: {error}"
     for r, actions in enumerate(schedule):
@@ -82,9 +85,9 @@ def schedule_problem(case, value) -> str | None:
                     f"{wrong[0].stage % P} (stage s on rank s mod P)")
     reference = interleaved(P, M, v)
     trace, expected = simulate(schedule, COSTS), simulate(reference, COSTS)
-    if abs(trace.step_time - expected.step_time) > 1e-9:
-        return (f"{where}: simulated step time {trace.step_time:g} (forward 1, backward 2), expected "
-                f"{expected.step_time:g}; {_first_difference(schedule, reference, P, M, v)}")
+    if abs(trace.step_time_s - expected.step_time_s) > 1e-9:
+        return (f"{where}: simulated step time {trace.step_time_s:g} (forward 1, backward 2), expected "
+                f"{expected.step_time_s:g}; {_first_difference(schedule, reference, P, M, v)}")
     if trace.peak_activations != expected.peak_activations:
         return (f"{where}: simulated peak activations per rank {trace.peak_activations}, expected "
                 f"{expected.peak_activations}; {_first_difference(schedule, reference, P, M, v)}")
@@ -95,8 +98,8 @@ def real_problem(value, P: int, M: int, v: int) -> str | None:
     """Run the schedule on P processes (a model of P*v layers, one per stage) and compare with one process."""
     where = f"real run of interleaved_schedule({P}, {M}, {v})"
     try:
-        run = run_pipeline(parse(value), stages=P, microbatches=M, layers=P * v, batch_size=4 * M, pace_ms=(1, 2),
-                           warmup_steps=0, timeout=30)
+        run = run_pipeline(parse(value), P=P, M=M, layers=P * v, batch_size=4 * M, pace_ms=(1, 2),
+                           warmup_steps=0, timeout_s=30)
     except (RankFailed, LaunchTimeout, ScheduleError) as error:
         return f"{where} failed: {str(error).strip().splitlines()[0]}"
     expected = simulate(interleaved(P, M, v), COSTS).peak_activations

@@ -4,7 +4,7 @@
 one micro-batch in one stage of ``layers`` toy layers (Linear + Tanh, float32), counted as the runtime counts them:
 each storage once, parameters excluded; the last stage also computes the loss against its target. The prediction is
 compared with a measurement (``labs.models.memory.saved_bytes`` on the real layers), not with a formula. Graded: the kernel
-returns the predictions; the grader measures in its own process. Calling ``labs.models.memory.toy_stage_bytes`` is not an
+returns the predictions; the grader measures in its own process. Calling ``labs.theory.toy_stage_bytes`` is not an
 answer.
 """
 from __future__ import annotations
@@ -12,11 +12,13 @@ from __future__ import annotations
 import torch
 
 from labs.exercises._common import check, exercise, score_cases
-from labs.grading.grader import Graded
-from labs.models.memory import saved_bytes, toy_stage
-from labs.models.toy import loss_fn
+from labs.grading import Graded
+from labs.models import loss_fn, saved_bytes, toy_stage
 
-REFERENCE = "labs.models.memory.toy_stage_bytes"
+__all__ = ["FORBIDDEN", "GRADED", "REFERENCE", "bytes_problem", "call_with_keyword", "check_stage_activation_bytes",
+           "measured_stage_bytes"]
+
+REFERENCE = "labs.theory.toy_stage_bytes"
 FORBIDDEN = (REFERENCE, "labs.exercises.nb06.measured_stage_bytes")  # the grader's measurement is no answer
 
 
@@ -51,7 +53,7 @@ def bytes_problem(case, got) -> str | None:
 
 def check_stage_activation_bytes(fn) -> bool:
     cases = [(2, 8, 64, False), (2, 8, 64, True), (3, 16, 32, False), (1, 4, 128, True)]
-    return check(fn, cases, bytes_problem, "stage_activation_bytes", "labs.models.memory.toy_stage_bytes",
+    return check(fn, cases, bytes_problem, "stage_activation_bytes", "labs.theory.toy_stage_bytes",
                  forbidden=FORBIDDEN, call=call_with_keyword,
                  passed=f"stage_activation_bytes: {len(cases)} predictions equal the measured bytes exactly -> correct")
 

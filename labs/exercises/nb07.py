@@ -8,11 +8,13 @@ by simulating the schedule and counting the messages that cross ranks, on hidden
 from __future__ import annotations
 
 from labs.exercises._common import check, exercise, score_cases
-from labs.grading.grader import Graded
+from labs.grading import Graded
 from labs.schedules import gpipe, interleaved
-from labs.timeline.simulator import simulate
+from labs.timeline import simulate
 
-REFERENCE = "labs.timeline.costs.traffic"
+__all__ = ["CHECK_CASES", "GRADED", "REFERENCE", "check_traffic", "expected", "problem"]
+
+REFERENCE = "labs.theory.traffic"
 
 
 def expected(P: int, M: int, v: int, microbatch_bytes: int) -> tuple[int, int]:

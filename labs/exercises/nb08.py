@@ -1,7 +1,7 @@
 """Notebook 08 (accumulation vs micro-batching): checks and graded score of ``accumulate_gradients``.
 
 ``accumulate_gradients(model, inputs, targets, M)`` -> {parameter name: gradient} of the batch's mean loss
-(``labs.models.toy.loss_fn``), computed over M equal micro-batches one after the other, as a pipeline does. The kernel side
+(``labs.models.loss_fn``), computed over M equal micro-batches one after the other, as a pipeline does. The kernel side
 (``run_accumulate``) builds a fresh toy model and batch from plain numbers, counts the batch sizes the model is called
 with, and returns the gradients as plain lists. The grader computes the expected gradients in its own process: the
 whole batch in one go, and for some cases the gradients of a real pipeline run.
@@ -12,10 +12,13 @@ import torch
 from torch import nn
 
 from labs.exercises._common import check, exercise, gradient_tensors, score_cases
-from labs.grading.grader import Graded
-from labs.models.toy import ToyModel, loss_fn
+from labs.grading import Graded
+from labs.models import ToyModel, loss_fn
 
-REFERENCES = ("labs.course.accumulation.accumulate_gradients", "labs.models.toy.reference_gradients")
+__all__ = ["CHECK_CASES", "GRADED", "PIPELINE_CASES", "REFERENCES", "TOLERANCE", "check_accumulate_gradients",
+           "problem", "run_accumulate", "score", "whole_batch_gradients"]
+
+REFERENCES = ("labs.course.accumulation.accumulate_gradients", "labs.models.reference.reference_gradients")
 TOLERANCE = 1e-5
 
 
@@ -46,8 +49,8 @@ def whole_batch_gradients(layers: int, width: int, batch_size: int, seed: int) -
 def _pipeline_gradients(layers: int, width: int, batch_size: int, M: int) -> dict:
     """A real GPipe run on min(layers, 4) ranks of the same model (seed 0) and batch (seed 1)."""
     from labs.pipeline import run_pipeline
-    run = run_pipeline("gpipe", stages=min(layers, 4), microbatches=M, layers=layers, width=width,
-                       batch_size=batch_size, pace_ms=None, warmup_steps=0, timeout=60)
+    run = run_pipeline("gpipe", P=min(layers, 4), M=M, layers=layers, width=width,
+                       batch_size=batch_size, pace_ms=None, warmup_steps=0, timeout_s=60)
     return run.grads
 
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import random
 
-from labs.timeline import analysis
-from labs.viz.perfetto import from_chrome_trace, to_chrome_trace
 from labs.exercises._common import check, exercise, fraction_of_cases
-from labs.grading.grader import Graded
-from labs.timeline.costs import Link, Network
+from labs.grading import Graded
 from labs.schedules import gpipe, one_f_one_b
-from labs.timeline.simulator import Costs, simulate
+from labs.timeline import Costs, Link, Network, analysis, simulate
+from labs.viz.perfetto import from_chrome_trace, to_chrome_trace
+
+__all__ = ["GRADED", "REFERENCE", "check_diagnose", "make_trace", "run_diagnose", "score", "visible_problem"]
 
 REFERENCE = "labs.timeline.analysis.diagnose"
 

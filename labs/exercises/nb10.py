@@ -14,10 +14,13 @@ import random
 
 import torch
 
-from labs.grading.grader import Graded
+from labs.grading import Graded
 from labs.grading.kernel import describe, forbidden_calls, forbidden_in, plain
 from labs.runtime.launcher import RankFailed, launch
 from labs.parallel.tensor import MLPModel, gather_shards, tensor_parallel_block
+
+__all__ = ["F_NAMES", "GRADED", "G_NAMES", "TOLERANCE", "check_conjugate_operators", "run_copy_to_tp",
+           "run_reduce_from_tp"]
 
 TOLERANCE = 1e-5
 F_NAMES = ("labs.parallel.tensor.copy_to_tensor_parallel", "labs.parallel.tensor.CopyToTensorParallel")
@@ -60,7 +63,7 @@ def _on_rank(rank, fn, role, T, b, h, seed):
 
 def _run(fn, role: str, T: int, b: int, h: int, seed: int) -> dict:
     try:
-        per_rank = launch(_on_rank, world_size=T, args=(fn, role, T, b, h, seed), timeout=60)
+        per_rank = launch(_on_rank, world_size=T, args=(fn, role, T, b, h, seed), timeout_s=60)
     except RankFailed as error:
         text = error.worker_traceback
         if "NotImplementedError" in text:

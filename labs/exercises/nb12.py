@@ -13,10 +13,14 @@ import random
 
 from labs.course.capstone import train, train_reference
 from labs.exercises._common import Answer
-from labs.grading.grader import Graded
+from labs.grading import Graded
 from labs.runtime.launcher import LaunchTimeout, RankFailed
 from labs.schedules import ScheduleError, make, parse, uses_weight_step, validate
-from labs.timeline.simulator import Costs, simulate
+from labs.timeline import Costs, simulate
+
+__all__ = ["DESIGNS", "GRADED", "TOLERANCE", "best_design", "check_choose_design", "check_my_schedule",
+           "check_to_torch_csv", "csv_problem", "design_outcome", "design_problem", "draw_costs", "expected_csv",
+           "options", "run_to_torch_csv", "training_problem"]
 
 TOLERANCE = 1e-5
 DESIGNS = [("gpipe", 1), ("1f1b", 1), ("interleaved", 2), ("interleaved", 4), ("zb-h1", 1), ("zb-v", 2)]
@@ -28,14 +32,14 @@ DESIGNS = [("gpipe", 1), ("1f1b", 1), ("interleaved", 2), ("interleaved", 4), ("
 def training_problem(schedule, P: int, M: int, steps: int = 3) -> str | None:
     where = f"my_schedule({P}, {M})"
     try:
-        actions = validate(parse(schedule), num_microbatches=M, world_size=P)
+        actions = validate(parse(schedule), M=M, P=P)
     except ScheduleError as error:
         return f"{where}: the validator rejects it: {error}"
     try:
-        losses = train(actions, steps=steps, batch_size=4 * M, timeout=60)
+        losses = train(actions, steps=steps, batch_size=4 * M, timeout_s=60)
     except (RankFailed, LaunchTimeout, ScheduleError, ValueError) as error:
         return f"{where}: training failed: {str(error).strip().splitlines()[0]}"
-    reference = train_reference(steps=steps, microbatches=M, batch_size=4 * M)
+    reference = train_reference(steps=steps, M=M, batch_size=4 * M)
     error = max(abs(a - b) for a, b in zip(losses, reference))
     if error > TOLERANCE:
         return f"{where}: step losses differ from one process by {error:.1e} (more than {TOLERANCE:g})"
@@ -141,7 +145,7 @@ def design_outcome(schedule: str, M: int, v: int, costs: dict) -> tuple[float, f
                                                     costs["per_action"] + backward * scale,
                                                     costs["per_action"] + costs["weight"] * scale if split else 0.0,
                                                     costs["link"]))
-    return trace.step_time, max(trace.peak_activations) * scale
+    return trace.step_time_s, max(trace.peak_activations) * scale
 
 
 def options(costs: dict) -> list[tuple[str, int, int]]:

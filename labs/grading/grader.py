@@ -1,20 +1,16 @@
 """Grade a submitted notebook: the learner's kernel computes outputs, the grader scores them in its own process.
 
     python -m labs grade notebooks/02_microbatching.ipynb --json scores.json
-    labs.grading.grader.grade_notebook("notebooks/02_microbatching.ipynb")   # the same, as a dict
+    grade_notebook("notebooks/02_microbatching.ipynb")   # the same, as a dict
 
-An exercise module ``labs/exercises/nbNN.py`` (``NN``: the notebook file's 2-digit prefix) declares what is graded:
-
-    GRADED = [Graded(name="idle_fraction", points=2, cases=_cases, score=_score,
-                     forbidden=("labs.timeline.simulator.idle_fraction",))]
-
-How a notebook is graded (``labs.grading.kernel`` is the kernel side):
+What an exercise declares (``Graded``) and how outputs are read and scored: ``protocol.py``. How a notebook is graded
+(``kernel.py`` is the kernel side, ``session.py`` the kernel's time limits):
 
 1. The notebook and the course's ``labs`` are copied into a temporary folder; a fresh kernel runs the copy's code
    cells there, top to bottom (a cell that raises does not stop it). Deleting files harms only the copy.
 2. The grader draws every exercise's cases now, in its own process (``cases(rng)``; the seed is in the result).
 3. For each exercise it sends, as one IPython *user expression* (plain ``eval``: input and AST transformers never
-   see it), the source of ``labs/grading_kernel.py`` read from the grader's own disk, the cases, the forbidden
+   see it), the source of ``labs/grading/kernel.py`` read from the grader's own disk, the cases, the forbidden
    references and a fresh file name. The kernel calls the learner's function on each case (through ``run`` if the
    exercise has one), with the forbidden references' code swapped for one that fails the case, converts what comes
    back with ``plain`` and writes it as JSON. Expected values never enter the kernel; stdout is never read.
@@ -30,98 +26,21 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 import os
 import random
-import re
 import secrets
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
-from typing import Callable
 
-from labs.grading.kernel import forbidden_calls, plain  # noqa: F401 - re-exported for exercises and checks
+from ..errors import InputError
+from .protocol import Graded, module_for, score_outputs
+from .session import run_session
+
+__all__ = ["format_table", "grade_notebook", "main"]
 
 _LABS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_MAX_OUTPUT_BYTES = 64 * 1024 * 1024
-
-
-@dataclass
-class Graded:
-    name: str  # the learner's function's name in the notebook
-    points: float
-    cases: Callable  # cases(rng: random.Random) -> list[tuple] of plain data, drawn by the grader at grading time
-    score: Callable  # score(cases, outputs) -> (fraction in [0, 1], message), in the grader's process
-    run: str | None = None  # kernel side "module:function", called as f(fn, *case) -> output; default fn(*case)
-    forbidden: tuple = ()  # dotted names of the labs references the exercise asks for: calling one fails the case
-
-
-class GradingError(ValueError):
-    """The kernel's answer file is missing or is not what the grader asked for."""
-
-
-def module_for(path: str) -> str:
-    """``labs.exercises.nbNN`` for a notebook file named ``NN_something.ipynb``."""
-    match = re.match(r"(\d{2})_", os.path.basename(path))
-    if not match:
-        raise ValueError(f"cannot tell which exercises {path!r} holds: a course notebook's file name starts with "
-                         f"its two-digit number, e.g. 01_naive_pipeline.ipynb")
-    return f"labs.exercises.nb{match.group(1)}"
-
-
-def _no_duplicate_keys(pairs):
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise GradingError(f"duplicate fields {sorted(k for k in set(keys) if keys.count(k) > 1)} in the outputs")
-    return dict(pairs)
-
-
-def read_outputs(path: str, name: str, token: str, count: int) -> list:
-    """The outputs the kernel wrote for exercise ``name``; GradingError unless the file is exactly what was asked."""
-    if not os.path.isfile(path):
-        raise GradingError("the kernel wrote no outputs")
-    if os.path.getsize(path) > _MAX_OUTPUT_BYTES:
-        raise GradingError(f"the outputs are larger than {_MAX_OUTPUT_BYTES >> 20} MiB")
-    with open(path) as handle:
-        try:
-            data = json.load(handle, object_pairs_hook=_no_duplicate_keys)
-        except json.JSONDecodeError as error:
-            raise GradingError(f"the outputs are not valid JSON ({error})") from None
-    if not isinstance(data, dict) or sorted(data) != ["exercise", "outputs", "token"]:
-        raise GradingError(f"forged outputs: fields {sorted(data) if isinstance(data, dict) else type(data)}, "
-                           f"expected exercise, outputs, token")
-    if data["exercise"] != name or data["token"] != token:
-        raise GradingError(f"forged outputs: they are for {str(data['exercise'])[:80]!r} with another token, "
-                           f"not for this request for {name}")
-    if not isinstance(data["outputs"], list) or len(data["outputs"]) != count:
-        got = len(data["outputs"]) if isinstance(data["outputs"], list) else type(data["outputs"]).__name__
-        raise GradingError(f"forged outputs: {got} outputs for {count} cases")
-    return data["outputs"]
-
-
-def score_outputs(graded: Graded, cases: list, outputs: list) -> tuple[float, str]:
-    """(fraction in [0, 1], message): ``graded.score`` in this process, capped, and never above the share of cases
-    that did not call a forbidden reference."""
-    def all_are(key):
-        return all(isinstance(o, dict) and o.get(key) is True and len(o) == 1 for o in outputs)
-    if outputs and all_are("missing"):
-        return 0.0, (f"no function named {graded.name} in the notebook (its cell was not run, raised, or the "
-                     f"function was renamed)")
-    if outputs and all_are("not_implemented"):
-        return 0.0, "not implemented (raises NotImplementedError)"
-    try:
-        fraction, message = graded.score(cases, outputs)
-        fraction = float(fraction)
-    except Exception as error:  # noqa: BLE001 - outputs of any shape must not crash the grader
-        return 0.0, f"could not score the outputs: {type(error).__name__}: {error}"
-    fraction = min(1.0, max(0.0, fraction)) if math.isfinite(fraction) else 0.0
-    forbidden = [o["forbidden"] for o in outputs if isinstance(o, dict) and "forbidden" in o]
-    if forbidden:
-        fraction = min(fraction, 1.0 - len(forbidden) / len(outputs))
-        note = f"{len(forbidden)} of {len(outputs)} cases call {forbidden[0]}, the reference this exercise asks for"
-        message = message if forbidden[0] in str(message) else f"{note}; {message}"
-    return fraction, str(message)
+_KERNEL_SOURCE = os.path.join(_LABS_DIR, "grading", "kernel.py")
 
 
 def _entry(graded: Graded, fraction: float, message: str) -> dict:
@@ -159,32 +78,32 @@ def _copy_course(path: str, folder: str) -> str:
 def _load(path: str):
     import nbformat
     if not os.path.isfile(path):
-        raise ValueError(f"no notebook at {path!r}")
+        raise InputError(f"no notebook at {path!r}")
     try:
         return nbformat.read(path, as_version=4)
     except Exception as error:  # noqa: BLE001 - nbformat raises several kinds
-        raise ValueError(f"{path!r} is not a Jupyter notebook (.ipynb) that can be read: {error}") from None
+        raise InputError(f"{path!r} is not a Jupyter notebook (.ipynb) that can be read: {error}") from None
 
 
-def grade_notebook(path: str, timeout: float = 600.0, cwd: str | None = None, module: str | None = None,
-                   seed: int | None = None, step_timeout: float = 180.0) -> dict:
+def grade_notebook(path: str, timeout_s: float = 600.0, module: str | None = None, seed: int | None = None,
+                   step_timeout_s: float = 180.0) -> dict:
     """Execute a copy of the notebook at ``path`` in a fresh kernel and grade it (see the module docstring).
 
-    ``timeout``: seconds for the whole notebook (cells, grading, restarts); ``step_timeout``: for one cell or one
-    exercise. ``seed`` fixes the drawn cases (default: a fresh random seed, reported in the result). ``cwd`` is
-    accepted for compatibility and ignored: the notebook always runs in a temporary copy beside a copy of ``labs``.
+    ``timeout_s``: seconds for the whole notebook (cells, grading, restarts); ``step_timeout_s``: for one cell or one
+    exercise. ``seed`` fixes the drawn cases (default: a fresh random seed, reported in the result). The notebook
+    always runs in a temporary copy beside a copy of ``labs``. Returns a dict: ``exercises`` (name, points,
+    max_points, passed, fraction, message each), ``score``, ``max_score``, ``cell_errors``, ``seed``, ``seconds``.
+    Raises InputError for a file that is not a course notebook or has no graded exercises.
     """
-    from labs.grading.session import run_session
-
     module = module or module_for(path)
     try:
         graded_list = importlib.import_module(module).GRADED  # an unknown number fails here, before any kernel
     except ModuleNotFoundError:
-        raise ValueError(f"no graded exercises for {os.path.basename(path)!r}: there is no {module}") from None
+        raise InputError(f"no graded exercises for {os.path.basename(path)!r}: there is no {module}") from None
     nb = _load(path)
     seed = secrets.randbits(32) if seed is None else int(seed)
     drawn = _draw_cases(graded_list, seed)
-    with open(os.path.join(_LABS_DIR, "grading", "kernel.py")) as handle:
+    with open(_KERNEL_SOURCE) as handle:
         source = handle.read()
     started = time.monotonic()
     folder = tempfile.mkdtemp(prefix="labs-grade-")
@@ -193,7 +112,7 @@ def grade_notebook(path: str, timeout: float = 600.0, cwd: str | None = None, mo
         cells = [(index, cell.source) for index, cell in enumerate(nb.cells) if cell.cell_type == "code"]
         answers, cell_errors = run_session(
             cells, drawn, lambda request: _expression(source, request), workdir=os.path.dirname(copy),
-            root=folder, results=os.path.join(folder, "results"), timeout=timeout, step_timeout=step_timeout)
+            root=folder, results=os.path.join(folder, "results"), timeout_s=timeout_s, step_timeout_s=step_timeout_s)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     exercises = []
@@ -211,6 +130,7 @@ def grade_notebook(path: str, timeout: float = 600.0, cwd: str | None = None, mo
 
 
 def format_table(result: dict) -> str:
+    """``grade_notebook``'s result as a table: one row per exercise (points, message), the total, the seed."""
     rows = [(e["name"], f"{e['points']:g}/{e['max_points']:g}", "passed" if e["passed"] else e["message"])
             for e in result["exercises"]]
     width = max([len("exercise")] + [len(r[0]) for r in rows])
@@ -232,9 +152,9 @@ def main(args) -> int:
     if getattr(args, "json", None):
         folder = os.path.dirname(os.path.abspath(args.json))
         if not os.path.isdir(folder):
-            raise ValueError(f"--json {args.json}: the folder {folder} does not exist")
-    result = grade_notebook(args.notebook, timeout=args.timeout, seed=getattr(args, "seed", None),
-                            step_timeout=getattr(args, "step_timeout", 180.0))
+            raise InputError(f"--json {args.json}: the folder {folder} does not exist")
+    result = grade_notebook(args.notebook, timeout_s=args.timeout, seed=getattr(args, "seed", None),
+                            step_timeout_s=getattr(args, "step_timeout", 180.0))
     print(format_table(result))
     if getattr(args, "json", None):
         with open(args.json, "w") as handle:

@@ -1,12 +1,12 @@
 """The kernel side of grading: call the learner's function on the grader's cases and write plain outputs as JSON.
 
-The grader (``labs.grading.grader``) never imports this module inside the learner's kernel: it reads this file's *source*
-from its own copy of ``labs`` and sends it, with the exercise's cases, as one IPython ``user_expression`` (evaluated
+The grader (``labs.grading.grader``) never imports this module inside the learner's kernel: it reads this file's
+*source* from its own copy of ``labs`` and sends it, with the exercise's cases, as one IPython ``user_expression`` (evaluated
 with plain ``eval``: no input or AST transformer of the learner's touches it). The source is executed in a fresh
 namespace, so monkey-patching ``labs.grading.kernel`` in a cell changes nothing. What comes back is only what the
 learner's function returned for each case, converted by ``plain``; expected values never enter the kernel.
 
-The visible checks import ``plain`` and ``forbidden_calls`` from here (``labs.grading.grader`` re-exports them), so a check
+The visible checks import ``plain`` and ``forbidden_calls`` from here (``labs.grading`` re-exports them), so a check
 in the notebook and the grader agree on what "calling the reference" means.
 
 Everything this file needs comes from the standard library (and ``importlib`` for an exercise's ``run`` adapter).
@@ -18,6 +18,9 @@ import importlib
 import json
 import os
 import sys
+
+__all__ = ["FORBIDDEN_MARK", "MAX_VALUES", "describe", "forbidden_calls", "forbidden_in", "not_implemented_in", "plain",
+           "run_cases"]
 
 FORBIDDEN_MARK = "labs-forbidden-call:"
 _MAX_TEXT = 500
@@ -88,7 +91,7 @@ def _plain(value, depth: int, budget: list):
 
 # ---------------------------------------------------------------- forbidden references
 def _resolve(dotted: str):
-    """The function object named ``dotted`` (``labs.timeline.simulator.idle_fraction``), unwrapped down to its code."""
+    """The function object named ``dotted`` (``labs.theory.idle_fraction``), unwrapped down to its code."""
     parts = dotted.split(".")
     for cut in range(len(parts) - 1, 0, -1):
         try:
@@ -173,6 +176,7 @@ def forbidden_in(error: BaseException | str) -> str | None:
 
 
 def not_implemented_in(error: BaseException) -> bool:
+    """Whether ``error`` (or a rank's traceback inside it) is a NotImplementedError: an exercise not written yet."""
     return isinstance(error, NotImplementedError) or "NotImplementedError" in getattr(error, "worker_traceback", "")
 
 

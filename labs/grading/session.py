@@ -1,11 +1,11 @@
 """Run a notebook's cells and the grading requests in a fresh Jupyter kernel, under time limits (the grader's side).
 
-``run_session`` is what ``labs.grading.grader.grade_notebook`` uses: it starts a kernel (``jupyter_client``) in the copy's
-folder, runs the code cells, then sends one grading request per exercise and reads the JSON file the kernel writes.
+``run_session`` is what ``labs.grading.grader.grade_notebook`` uses: it starts a kernel (``jupyter_client``) in the
+copy's folder, runs the code cells, then sends one grading request per exercise and reads the JSON file the kernel writes.
 Every request has a time limit: past it the kernel is interrupted (Ctrl-C), and killed with all its processes if it
 does not answer within a few seconds. A kernel that dies or is killed is restarted and the notebook re-run without the
 cell that killed it or hung; an exercise whose request killed or hung the kernel scores 0 with the reason. The whole
-session stops at ``timeout``; whatever is left then scores 0, "not graded: time limit".
+session stops at ``timeout_s``; whatever is left then scores 0, "not graded: time limit".
 """
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ import secrets
 import subprocess
 import time
 
-from labs.grading.grader import GradingError, read_outputs
+from .protocol import GradingError, read_outputs
+
+__all__ = ["GRACE", "Kernel", "MAX_STARTS", "run_session"]
 
 GRACE = 5.0  # seconds a kernel gets to answer an interrupt before it is killed
 MAX_STARTS = 4  # kernel starts per notebook (the first run and up to three restarts)
@@ -88,13 +90,13 @@ def _error_text(content: dict) -> str:
     return f"{content.get('ename', 'error')}: {content.get('evalue', '')}"[:300]
 
 
-def run_session(cells, drawn, expression_for, workdir: str, root: str, results: str, timeout: float,
-                step_timeout: float):
+def run_session(cells, drawn, expression_for, workdir: str, root: str, results: str, timeout_s: float,
+                step_timeout_s: float):
     """Run ``cells`` ([(index, source)]) then grade each (graded, cases) of ``drawn``.
 
     Returns ``answers`` ({name: (outputs or None, note)}) and ``cell_errors`` ([{"cell", "error"}]).
     """
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout_s
     answers: dict = {}
     skip: dict = {}  # cell index -> why it is left out of re-runs
     errors: dict = {}
@@ -121,7 +123,7 @@ def run_session(cells, drawn, expression_for, workdir: str, root: str, results: 
                     continue
                 if left() <= 0:
                     break
-                limit = min(step_timeout, left())
+                limit = min(step_timeout_s, left())
                 status, content = kernel.request(source, limit)
                 if status == "error":
                     errors.setdefault(index, _error_text(content))
@@ -137,7 +139,7 @@ def run_session(cells, drawn, expression_for, workdir: str, root: str, results: 
             for graded, cases in ([] if restart else pending()):
                 if left() <= 0:
                     break
-                limit = min(step_timeout, left())
+                limit = min(step_timeout_s, left())
                 token = secrets.token_hex(16)
                 path = os.path.join(results, f"{graded.name}-{token}.json")
                 request = {"name": graded.name, "cases": [list(c) for c in cases], "run": graded.run,
@@ -165,6 +167,6 @@ def run_session(cells, drawn, expression_for, workdir: str, root: str, results: 
         if not restart:
             break
     for graded, _ in pending():
-        answers[graded.name] = (None, f"not graded: the notebook's time limit of {timeout:.0f} s ran out"
+        answers[graded.name] = (None, f"not graded: the notebook's time limit of {timeout_s:.0f} s ran out"
                                 if left() <= 0 else "not graded: the kernel kept dying")
     return answers, [{"cell": i, "error": e} for i, e in sorted(errors.items())]

@@ -4,10 +4,10 @@
     inputs, targets = gpt.batch(32, seed=step)   # 32 windows of the text; targets are the next characters
     loss = gpt.loss(nn.Sequential(*gpt.layers())(inputs), targets)
 
-It has the toy model's interface (``layers()``, ``num_layers``, ``batch``, ``boundary_shape``, plus ``loss``), so the
+It is a ``labs.models.PipelineModel`` (``layers()``, ``num_layers``, ``batch``, ``boundary_shape``, ``loss``), so the
 runtime cuts it with ``split_layers`` and runs any schedule on it unchanged: stage 0 gets token ids, every boundary
 carries a (micro-batch, context, width) tensor, the last stage returns logits. Characters are the tokens; the text
-is the seed lecture notes the course grew from (``labs/data/pipeline-parallelism-notes.txt``), so nothing is
+is the seed lecture notes the course grew from (``labs/models/data/pipeline-parallelism-notes.txt``), so nothing is
 downloaded. Every rank builds the same weights from the seed, and the same batches from the step number.
 """
 from __future__ import annotations
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+__all__ = ["Block", "Embedding", "Head", "TEXT_PATH", "TinyGPT", "corpus"]
 
 TEXT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "pipeline-parallelism-notes.txt")
 
@@ -34,6 +36,8 @@ def corpus() -> tuple[str, torch.Tensor]:
 
 
 class Embedding(nn.Module):
+    """Token + position embedding: (b, t) token ids -> (b, t, width)."""
+
     def __init__(self, vocab: int, context: int, width: int):
         super().__init__()
         self.token, self.position = nn.Embedding(vocab, width), nn.Embedding(context, width)
@@ -62,6 +66,8 @@ class Block(nn.Module):
 
 
 class Head(nn.Module):
+    """Final LayerNorm and the projection to the vocabulary: (b, t, width) -> (b, t, vocab) logits."""
+
     def __init__(self, width: int, vocab: int):
         super().__init__()
         self.norm, self.out = nn.LayerNorm(width), nn.Linear(width, vocab)
@@ -72,6 +78,8 @@ class Head(nn.Module):
 
 @dataclass(frozen=True)
 class TinyGPT:
+    """A character-level GPT: embedding, ``blocks`` transformer blocks, head (``num_layers = blocks + 2``)."""
+
     blocks: int = 6
     width: int = 32
     heads: int = 2

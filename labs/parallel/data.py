@@ -9,23 +9,25 @@ All of a rank's gradients travel as one flat bucket in one all-reduce, as ``Dist
 into buckets. Unlike DDP, nothing overlaps with the backward here: the all-reduce starts after the rank's last action,
 so its time shows at the end of the timeline, where it is easy to see and to measure.
 
-    all_reduce_gradients(parameters, group, replicas)   # inside a rank, after the step's last backward
+    all_reduce_gradients(parameters, group, D)   # inside a rank, after the step's last backward
 """
 from __future__ import annotations
 
 import torch
 
-from ..parallel.tensor import all_reduce
+from .tensor import all_reduce
+
+__all__ = ["all_reduce_gradients"]
 
 
-def all_reduce_gradients(parameters, group, replicas: int) -> None:
-    """Average the ``.grad`` of ``parameters`` over the ``replicas`` ranks of ``group``, in one flat all-reduce."""
+def all_reduce_gradients(parameters, group, D: int) -> None:
+    """Average the ``.grad`` of ``parameters`` over the D replicas (the ranks of ``group``), in one flat all-reduce."""
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return
     bucket = torch.cat([g.reshape(-1) for g in grads])
     all_reduce(bucket, group, kind="dp")
-    bucket /= replicas
+    bucket /= D
     offset = 0
     for g in grads:
         g.copy_(bucket[offset:offset + g.numel()].view_as(g))

@@ -19,9 +19,10 @@ Two operators make the forward and the backward exact (Shoeybi et al. 2019, "Meg
 They are conjugate: each is the other with forward and backward swapped. Per block and micro-batch that is one
 all-reduce of a (b, h) tensor forward and one backward; the model's first block skips ``f`` (its input is the data,
 whose gradient nobody needs). ``all_reduce`` records the bytes and time of each into ``RECORDER`` when the runtime
-listens (``labs.parallel.grid``), so a trace shows the traffic inside a stage apart from the messages between stages.
+listens (``labs.parallel.grid.Place``), so a trace shows the traffic inside a stage apart from the messages between
+stages.
 
-    layers = MLPModel(num_layers=8, width=16).layers(tp_rank=1, tp_size=2, group=tp_group)   # rank 1's shards
+    layers = MLPModel(num_layers=8, width=16).layers(tp_rank=1, T=2, group=tp_group)   # rank 1's shards
     grads = gather_shards([grads_of_rank_0, grads_of_rank_1])                                # the full gradients
 """
 from __future__ import annotations
@@ -35,11 +36,17 @@ from torch import nn
 
 from ..models.toy import ToyModel, seeded
 
+__all__ = ["ColumnParallelLinear", "CopyToTensorParallel", "MLPBlock", "MLPModel", "RECORDER", "ReduceFromTensorParallel",
+           "RowParallelLinear", "all_reduce", "copy_to_tensor_parallel", "gather_shards", "reduce_from_tensor_parallel",
+           "shard_dim", "tensor_parallel_block"]
+
 RECORDER: list | None = None  # when a list, each all-reduce appends (kind, start, end, bytes); the runtime sets it
 
 
 def all_reduce(tensor: torch.Tensor, group, kind: str = "tp") -> torch.Tensor:
-    """Sum ``tensor`` over ``group`` in place (and return it), recording bytes and time if the runtime listens."""
+    """Sum ``tensor`` over ``group`` in place (and return it), recording bytes and time if the runtime listens.
+
+    ``kind``: "tp" (inside a stage) or "dp" (across replicas), as the trace's ``collectives`` name them."""
     start = time.perf_counter()
     dist.all_reduce(tensor, group=group)
     if RECORDER is not None:
@@ -73,15 +80,17 @@ class ReduceFromTensorParallel(torch.autograd.Function):
 
 
 def copy_to_tensor_parallel(x: torch.Tensor, group) -> torch.Tensor:
+    """Megatron's ``f`` (arXiv 1909.08053, section 3): identity forward, all-reduce over ``group`` backward."""
     return CopyToTensorParallel.apply(x, group)
 
 
 def reduce_from_tensor_parallel(x: torch.Tensor, group) -> torch.Tensor:
+    """Megatron's ``g`` (arXiv 1909.08053, section 3): all-reduce over ``group`` forward, identity backward."""
     return ReduceFromTensorParallel.apply(x, group)
 
 
-def _split(tensor: torch.Tensor, dim: int, rank: int, size: int) -> torch.Tensor:
-    return tensor.chunk(size, dim=dim)[rank].clone()
+def _split(tensor: torch.Tensor, dim: int, tp_rank: int, T: int) -> torch.Tensor:
+    return tensor.chunk(T, dim=dim)[tp_rank].clone()
 
 
 class ColumnParallelLinear(nn.Module):
@@ -89,10 +98,10 @@ class ColumnParallelLinear(nn.Module):
 
     SHARD_DIMS = {"weight": 0, "bias": 0}
 
-    def __init__(self, linear: nn.Linear, rank: int, size: int, group, copy_input: bool = True, f=None):
+    def __init__(self, linear: nn.Linear, tp_rank: int, T: int, group, copy_input: bool = True, f=None):
         super().__init__()
-        self.weight = nn.Parameter(_split(linear.weight.detach(), 0, rank, size))
-        self.bias = nn.Parameter(_split(linear.bias.detach(), 0, rank, size))
+        self.weight = nn.Parameter(_split(linear.weight.detach(), 0, tp_rank, T))
+        self.bias = nn.Parameter(_split(linear.bias.detach(), 0, tp_rank, T))
         self.group, self.copy_input, self.f = group, copy_input, f
 
     def forward(self, x):
@@ -106,9 +115,9 @@ class RowParallelLinear(nn.Module):
 
     SHARD_DIMS = {"weight": 1, "bias": None}  # None: every rank holds the whole bias
 
-    def __init__(self, linear: nn.Linear, rank: int, size: int, group, g=None):
+    def __init__(self, linear: nn.Linear, tp_rank: int, T: int, group, g=None):
         super().__init__()
-        self.weight = nn.Parameter(_split(linear.weight.detach(), 1, rank, size))
+        self.weight = nn.Parameter(_split(linear.weight.detach(), 1, tp_rank, T))
         self.bias = nn.Parameter(linear.bias.detach().clone())
         self.group, self.g = group, g
 
@@ -134,16 +143,19 @@ def shard_dim(name: str) -> int | None:
     return {"up": ColumnParallelLinear, "down": RowParallelLinear}[module].SHARD_DIMS[param]
 
 
-def tensor_parallel_block(block: MLPBlock, rank: int, size: int, group, first: bool = False, f=None, g=None):
-    """Rank ``rank``'s shard of ``block``; ``first``: the model's first block, whose input needs no gradient."""
-    return MLPBlock(ColumnParallelLinear(block.up, rank, size, group, copy_input=not first, f=f),
-                    RowParallelLinear(block.down, rank, size, group, g=g))
+def tensor_parallel_block(block: MLPBlock, tp_rank: int, T: int, group, first: bool = False, f=None, g=None):
+    """Tensor-parallel rank ``tp_rank``'s shard (of T) of ``block`` (arXiv 1909.08053, section 3): ``up`` split by
+    columns, ``down`` by rows; ``first``: the model's first block, whose input needs no gradient (no ``f``).
+    ``f``, ``g``: replacements for the two operators (default ``copy_to_tensor_parallel``,
+    ``reduce_from_tensor_parallel``)."""
+    return MLPBlock(ColumnParallelLinear(block.up, tp_rank, T, group, copy_input=not first, f=f),
+                    RowParallelLinear(block.down, tp_rank, T, group, g=g))
 
 
 @dataclass(frozen=True)
 class MLPModel:
-    """A stack of MLP blocks with the ``ToyModel`` interface (``layers``, ``batch``, ``boundary_shape``), so the
-    runtime cuts it into stages the same way; ``layers(tp_rank, tp_size, group)`` gives one rank's shards."""
+    """A stack of MLP blocks, a ``labs.models.PipelineModel`` with the toy model's batch, boundary and loss, so the
+    runtime cuts it into stages the same way; ``layers(tp_rank, T, group)`` gives one rank's shards."""
 
     num_layers: int = 8
     width: int = 16
@@ -153,24 +165,26 @@ class MLPModel:
     def hidden(self) -> int:
         return 4 * self.width
 
-    def layers(self, tp_rank: int = 0, tp_size: int = 1, group=None) -> list[nn.Module]:
+    def layers(self, tp_rank: int = 0, T: int = 1, group=None) -> list[nn.Module]:
+        """All blocks (T=1), or tensor-parallel rank ``tp_rank``'s shards of them (T > 1, all-reducing over
+        ``group``); the same weights on every rank (seeded)."""
         generator = torch.Generator().manual_seed(self.seed)
         blocks = []
         for index in range(self.num_layers):
             up = seeded(nn.Linear(self.width, self.hidden), generator)
             down = seeded(nn.Linear(self.hidden, self.width), generator)
             block = MLPBlock(up, down)
-            blocks.append(block if tp_size == 1 else
-                          tensor_parallel_block(block, tp_rank, tp_size, group, first=index == 0))
+            blocks.append(block if T == 1 else tensor_parallel_block(block, tp_rank, T, group, first=index == 0))
         return blocks
 
-    batch = ToyModel.batch  # the same (input, target) batch and stage boundary as the toy model of that width
+    batch = ToyModel.batch  # the same (input, target) batch, stage boundary and loss as the toy model of that width
     boundary_shape = ToyModel.boundary_shape
+    loss = ToyModel.loss
 
-    def parameters_per_rank(self, tp_size: int = 1, num_stages: int = 1) -> int:
+    def parameters_per_rank(self, T: int = 1, num_stages: int = 1) -> int:
         """Parameters one rank holds: its stage's blocks, each block's two weights and first bias split T ways."""
         h, hidden = self.width, self.hidden
-        per_block = (2 * h * hidden + hidden) // tp_size + h
+        per_block = (2 * h * hidden + hidden) // T + h
         return per_block * (self.num_layers // num_stages)
 
 

@@ -2,12 +2,17 @@
 
 ``RankFailed``: a rank raised (or died); it carries the rank, the worker's traceback, its whole exception and a hint
 for the mistakes learners make most. ``LaunchTimeout``: the ranks did not finish in time; it lists what each rank
-last reported through ``labs.report``. ``labs.runtime.launcher`` raises both; notebooks' checks print ``error.brief()``.
+last reported through ``labs.report``. ``labs.launch`` raises both; notebooks' checks print ``error.brief()``. Both
+are ``labs.errors.RunFailure``s.
 """
 from __future__ import annotations
 
+from ..errors import RunFailure
 
-class RankFailed(RuntimeError):
+__all__ = ["LaunchTimeout", "RankFailed"]
+
+
+class RankFailed(RunFailure, RuntimeError):
     """A worker raised; ``rank`` and the worker's ``worker_traceback`` say where and why.
 
     ``exception`` is the exception itself, whole (type and every line of its message); ``hint`` says what to change
@@ -54,11 +59,11 @@ def _hint(rank: int, worker_traceback: str, finished: list) -> str:
     return ""
 
 
-class LaunchTimeout(TimeoutError):
-    """The ranks did not all finish in time; ``progress`` holds what each rank last reported."""
+class LaunchTimeout(RunFailure, TimeoutError):
+    """The ranks did not all finish in ``timeout_s`` seconds; ``progress`` holds what each rank last reported."""
 
-    def __init__(self, timeout: float, progress: list[str]):
+    def __init__(self, timeout_s: float, progress: list[str]):
         self.progress = progress
         lines = "\n".join(f"  rank {r}: {p or 'reported nothing (stuck before its first action?)'}"
                           for r, p in enumerate(progress))
-        super().__init__(f"the ranks did not finish within {timeout:g} s; each rank's last report:\n{lines}")
+        super().__init__(f"the ranks did not finish within {timeout_s:g} s; each rank's last report:\n{lines}")

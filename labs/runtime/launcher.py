@@ -1,6 +1,6 @@
 """Run a function on N ranks joined in one process group, from a notebook, a script or under torchrun.
 
-    results = labs.launch(fn, world_size=4, args=(x,), timeout=30)   # fn(rank, x) on 4 processes
+    results = labs.launch(fn, world_size=4, args=(x,), timeout_s=30)   # fn(rank, x) on 4 processes
 
 returns ``[fn(0, x), fn(1, x), ...]`` in rank order. Inside ``fn`` the default process group is ready
 (``torch.distributed.send/recv`` just work). How the ranks start:
@@ -16,11 +16,13 @@ returns ``[fn(0, x), fn(1, x), ...]`` in rank order. Inside ``fn`` the default p
   a fast rank can then never exit while a slow one is still connecting to it.
 * **The heap a forked rank inherits is frozen** (``gc.freeze``), so its garbage collector never walks the parent's
   objects (see ``labs.runtime.step._quiet_gc`` for what that cost).
-* **Backend.** NCCL when there is one GPU per rank, gloo otherwise (ranks cannot share one GPU under NCCL).
+* **Backend.** NCCL when there is one GPU per rank, gloo otherwise (ranks cannot share one GPU under NCCL); the rules
+  are in ``devices.py``.
 * **Failures surface fast.** A rank that raises makes ``launch`` raise ``RankFailed`` (rank, the worker's traceback,
-  its whole exception and a hint, see ``failures.py``) within a fraction of a second; the other ranks are killed. A run that passes ``timeout`` seconds raises
-  ``LaunchTimeout`` listing what each rank last reported through ``report()``. No process is left behind, also on
-  KeyboardInterrupt; a worker whose parent dies is killed by the kernel.
+  its whole exception and a hint, see ``failures.py``) within a fraction of a second; the other ranks are killed. A
+  run that passes ``timeout_s`` seconds raises ``LaunchTimeout`` listing what each rank last reported through
+  ``report()``. No process is left behind, also on KeyboardInterrupt; a worker whose parent dies is killed by the
+  kernel.
 * **Workers never print.** Their stdout and stderr are captured and shown only when a rank fails.
 * **Under torchrun** (``RANK``/``WORLD_SIZE`` set), each process runs ``fn`` once for its own rank and every process
   gets the full list of results.
@@ -47,10 +49,14 @@ from multiprocessing.connection import wait
 import torch
 import torch.distributed as dist
 
-from ..runtime.failures import LaunchTimeout, RankFailed  # noqa: F401 - part of launch's interface
+from ..errors import InputError
+from ..checks import MAX_RANKS
+from .devices import default_backend, default_start_method, gpus_visible, under_torchrun
+from .failures import LaunchTimeout, RankFailed
+
+__all__ = ["LaunchTimeout", "MAX_RANKS", "RankFailed", "launch", "report"]
 
 _PROGRESS_CHARS = 240
-MAX_RANKS = 64  # processes one launch starts on this machine
 _FOLDER_PREFIX = "labs-launch-"
 _progress = None  # (shared char array, rank) inside a worker
 
@@ -64,44 +70,27 @@ def report(text: str) -> None:
     array[rank * _PROGRESS_CHARS:(rank + 1) * _PROGRESS_CHARS] = data
 
 
-def gpus_visible() -> int:
-    """GPUs torch can see (0 on a CPU-only build, without touching CUDA)."""
-    return torch.cuda.device_count() if torch.backends.cuda.is_built() else 0
-
-
-def default_backend(world_size: int) -> str:
-    """NCCL with one GPU per rank; gloo otherwise (NCCL refuses two ranks on one GPU)."""
-    return "nccl" if gpus_visible() >= world_size and dist.is_nccl_available() else "gloo"
-
-
-def default_start_method() -> str:
-    """fork when no GPU is in play and fork exists (fast, no pickling); spawn otherwise (CUDA is not fork-safe)."""
-    if "fork" in mp.get_all_start_methods() and not torch.cuda.is_initialized() and gpus_visible() == 0:
-        return "fork"
-    return "spawn"
-
-
-def under_torchrun() -> bool:
-    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
-
-
-def launch(fn, world_size: int = 4, args: tuple = (), kwargs: dict | None = None, timeout: float = 60.0,
+def launch(fn, world_size: int = 4, args: tuple = (), kwargs: dict | None = None, timeout_s: float = 60.0,
            backend: str | None = None, start_method: str | None = None, threads_per_rank: int = 1) -> list:
-    """Run ``fn(rank, *args, **kwargs)`` on ``world_size`` ranks; return the results in rank order."""
+    """Run ``fn(rank, *args, **kwargs)`` on ``world_size`` ranks; return the results in rank order.
+
+    Raises InputError before starting anything for a bad world size, timeout or backend; RankFailed when a rank
+    raises or dies; LaunchTimeout after ``timeout_s`` seconds, with each rank's last ``report``.
+    """
     kwargs = kwargs or {}
     if not isinstance(world_size, int) or isinstance(world_size, bool) or world_size < 1:
-        raise ValueError(f"world_size must be a whole number >= 1, got {world_size!r}")
+        raise InputError(f"world_size must be a whole number >= 1, got {world_size!r}")
     if world_size > MAX_RANKS:
-        raise ValueError(f"world_size={world_size} is more than {MAX_RANKS} ranks: each rank is a process with its "
+        raise InputError(f"world_size={world_size} is more than {MAX_RANKS} ranks: each rank is a process with its "
                          f"own copy of torch, and this launcher runs them all on this machine")
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0 \
-            or timeout == float("inf"):
-        raise ValueError(f"timeout is the seconds a run may take, a number > 0 (e.g. 60), got {timeout!r}")
+    if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or not timeout_s > 0 \
+            or timeout_s == float("inf"):
+        raise InputError(f"timeout_s is the seconds a run may take, a number > 0 (e.g. 60), got {timeout_s!r}")
     if under_torchrun():
-        return _launch_under_torchrun(fn, world_size, args, kwargs, timeout, backend)
+        return _launch_under_torchrun(fn, world_size, args, kwargs, timeout_s, backend)
     backend = backend or default_backend(world_size)
     if backend == "nccl" and gpus_visible() < world_size:
-        raise ValueError(f"NCCL needs one GPU per rank: {world_size} ranks but {gpus_visible()} GPU(s) visible "
+        raise InputError(f"NCCL needs one GPU per rank: {world_size} ranks but {gpus_visible()} GPU(s) visible "
                          f"(NCCL refuses two ranks on one GPU, 'Duplicate GPU detected'); use backend='gloo', "
                          f"which the ranks can share a GPU through, or launch at most {gpus_visible()} ranks")
     start_method = start_method or default_start_method()
@@ -122,13 +111,13 @@ def launch(fn, world_size: int = 4, args: tuple = (), kwargs: dict | None = None
             for rank in range(world_size):
                 reader, writer = ctx.Pipe(duplex=False)
                 process = ctx.Process(target=_worker, daemon=True, name=f"labs-rank-{rank}",
-                                      args=(rank, world_size, os.path.join(folder, "store"), backend, timeout,
+                                      args=(rank, world_size, os.path.join(folder, "store"), backend, timeout_s,
                                             payload, writer, progress, threads_per_rank))
                 processes.append(process)
                 process.start()
                 writer.close()
                 readers.append(reader)
-        return _collect(processes, readers, progress, timeout)
+        return _collect(processes, readers, progress, timeout_s)
     finally:
         _stop(processes)
         shutil.rmtree(folder, ignore_errors=True)
@@ -176,13 +165,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _collect(processes, readers, progress, timeout: float) -> list:
-    deadline = time.monotonic() + timeout
+def _collect(processes, readers, progress, timeout_s: float) -> list:
+    deadline = time.monotonic() + timeout_s
     results: dict[int, object] = {}
     while len(results) < len(processes):
         left = deadline - time.monotonic()
         if left <= 0:
-            raise LaunchTimeout(timeout, _read_progress(progress, len(processes)))
+            raise LaunchTimeout(timeout_s, _read_progress(progress, len(processes)))
         pending = [r for r in range(len(processes)) if r not in results]
         waitables = [readers[r] for r in pending] + [processes[r].sentinel for r in pending]
         wait(waitables, timeout=min(left, 0.5))
@@ -249,7 +238,7 @@ def _die_with_parent() -> None:
             pass
 
 
-def _worker(rank, world_size, store_path, backend, timeout, payload, writer, progress, threads):
+def _worker(rank, world_size, store_path, backend, timeout_s, payload, writer, progress, threads):
     global _progress
     # A forked worker inherits the parent's heap (a notebook kernel's few hundred thousand objects). Freezing them
     # keeps every garbage-collection pass here to the worker's own objects: a full pass over the inherited heap costs
@@ -269,7 +258,7 @@ def _worker(rank, world_size, store_path, backend, timeout, payload, writer, pro
         # The process group outlives the parent's deadline a little, so a hang is reported by the parent with
         # every rank's progress rather than by one rank's gloo timeout.
         dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
-                                timeout=datetime.timedelta(seconds=timeout + 5))
+                                timeout=datetime.timedelta(seconds=timeout_s + 5))
         # gloo's init connects every pair of ranks but is no barrier: a fast rank could finish fn and exit while a
         # slower one (a busy machine) was still completing its handshake with it, which then failed with "Gloo
         # connectFullMesh failed ... Connection closed by peer" (1 launch in 150 under two busy loops). Past this
@@ -289,17 +278,17 @@ def _worker(rank, world_size, store_path, backend, timeout, payload, writer, pro
             dist.destroy_process_group()
 
 
-def _launch_under_torchrun(fn, world_size, args, kwargs, timeout, backend) -> list:
+def _launch_under_torchrun(fn, world_size, args, kwargs, timeout_s, backend) -> list:
     env_world = int(os.environ["WORLD_SIZE"])
     if env_world != world_size:
-        raise ValueError(f"torchrun started {env_world} processes but launch asked for world_size={world_size}: "
+        raise InputError(f"torchrun started {env_world} processes but launch asked for world_size={world_size}: "
                          f"run torchrun --nproc-per-node {world_size} (or pass world_size={env_world})")
     if not dist.is_initialized():
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
         backend = backend or ("nccl" if gpus_visible() > local_rank and dist.is_nccl_available() else "gloo")
         if backend == "nccl":
             torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
     result = fn(dist.get_rank(), *args, **kwargs)
     results = [None] * world_size
     dist.all_gather_object(results, result)

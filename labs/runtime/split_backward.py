@@ -1,9 +1,9 @@
 """Split backward: B computes the gradient of the stage's input now, W the weights' gradients later.
 
 A stage's backward does two different jobs. The gradient of its *input* is what the previous stage is waiting for;
-the gradients of its *weights* nobody needs until the optimizer step. Zero-bubble schedules (Qi et al., 2023) run
-them as two actions: ``sBm`` computes the input gradient and sends it upstream at once, ``sWm`` computes the weight
-gradients later, whenever the rank would otherwise idle. How it is done here, with plain autograd:
+the gradients of its *weights* nobody needs until the optimizer step. Zero-bubble schedules (Qi et al., arXiv
+2401.10241) run them as two actions: ``sBm`` computes the input gradient and sends it upstream at once, ``sWm``
+computes the weight gradients later, whenever the rank would otherwise idle. How it is done here, with plain autograd:
 
 * **Forward** (``forward``): the stage runs as usual; a forward hook on each layer keeps that layer's output, so the
   graph has a handle at every layer boundary.
@@ -27,7 +27,9 @@ import time
 import torch
 from torch import nn
 
-from ..runtime.pacing import sleep_until
+from .pacing import sleep_until
+
+__all__ = ["SplitBackward"]
 
 
 class SplitBackward:

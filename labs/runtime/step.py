@@ -1,22 +1,23 @@
 """Execute one rank's action list with real ``torch.distributed`` point-to-point messages.
 
-``run_rank(rank, job)`` runs inside a launched process (see ``launch.py``). It builds this rank's stages of the toy
-model, then walks its list from the schedule without knowing the schedule's name: for ``sFm`` it takes micro-batch
-m's input (the batch itself on stage 0, otherwise the activation stage s-1 sent), runs stage s and sends the output
-on; the last stage computes the loss (divided by M, so gradients accumulate to the full batch's). For ``sBm`` it
-takes the gradient stage s+1 sent back, runs the backward and sends the input's gradient to stage s-1. When the
-schedule has ``sWm`` actions (zero bubble), B computes only the input's gradient and W the weights' later, from the
-graph B kept (``labs.runtime.split_backward``).
+``run_rank(rank, job)`` runs inside a launched process (see ``launcher.py``). It builds this rank's stages of the
+model (any ``labs.models.PipelineModel``), then walks its list from the schedule without knowing the schedule's name:
+for ``sFm`` it takes micro-batch m's input (the batch itself on stage 0, otherwise the activation stage s-1 sent),
+runs stage s and sends the output on; the last stage computes the loss (divided by M, so gradients accumulate to the
+full batch's). For ``sBm`` it takes the gradient stage s+1 sent back, runs the backward and sends the input's
+gradient to stage s-1. When the schedule has ``sWm`` actions (zero bubble, arXiv 2401.10241), B computes only the
+input's gradient and W the weights' later, from the graph B kept (``labs.runtime.split_backward``). Which stage
+receives an action's output comes from ``labs.schedules.lowering``, through the ``Transport``.
 
 Why a valid schedule cannot deadlock here: sends never block (``isend``, completed at the end of the step), and on
 gloo every receive of the step is posted up front with a tag naming its action, so messages match whatever order
 they arrive in. A rank therefore waits only for data its next action truly needs, which is what ``validate`` checks.
 NCCL ignores tags, so there receives are posted when needed, in the rank's action order, and a schedule must also
-pass ``labs.runtime.transport.check_in_order`` (see ``transport.py``; ``PipelineJob.transport`` forces either way).
+pass ``labs.schedules.check_in_order`` (see ``transport.py``; ``PipelineJob.transport`` forces either way).
 
 Timed steps: ``job.warmup_steps`` untimed steps, then ``job.steps`` recorded ones, each with the garbage collector
-off (see ``_quiet_gc``). ``RUNNABLE_KINDS`` says which action kinds this runtime executes; ``run_pipeline`` checks
-a schedule against it before any process starts.
+off (see ``_quiet_gc``). ``labs.schedules.RUNNABLE_KINDS`` says which action kinds this runtime executes;
+``run_pipeline`` checks a schedule against it before any process starts.
 """
 from __future__ import annotations
 
@@ -29,17 +30,20 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
-from ..parallel.grid import Place
-from ..runtime.launcher import report, under_torchrun
+from ..models.cut import parameter_name, split_batch, split_layers
 from ..models.memory import SavedBytes
-from ..models.toy import ToyModel, loss_fn, parameter_name, split_batch, split_layers
-from ..runtime.pacing import Paced, paced, three_way
-from ..schedules import BACKWARD, FORWARD, WEIGHT, ScheduleError, shape, stage_owners, uses_weight_step
-from ..runtime.split_backward import SplitBackward
+from ..models.toy import ToyModel
+from ..parallel.grid import Place
+from ..schedules import (FORWARD, BACKWARD, check_in_order, check_runnable, input_source, output_target, shape,
+                         stage_owners, uses_weight_step)
 from ..timeline.trace import Event, RankTrace
-from ..runtime.transport import Links, check_in_order
+from .devices import under_torchrun
+from .launcher import report
+from .pacing import Paced, paced, three_way
+from .split_backward import SplitBackward
+from .transport import Transport, uses_tags
 
-RUNNABLE_KINDS = (FORWARD, BACKWARD, WEIGHT)  # the action kinds run_rank executes; run_pipeline refuses others up front
+__all__ = ["PipelineJob", "RankResult", "Stage", "build_stages", "run_rank", "run_step"]
 
 
 def _warm_up_autograd() -> None:
@@ -57,19 +61,22 @@ class PipelineJob:
     """Everything a rank needs for a step; sent to every rank."""
 
     schedule: list
-    model: ToyModel = field(default_factory=ToyModel)
+    model: object = field(default_factory=ToyModel)  # a labs.models.PipelineModel
     batch_size: int = 64
-    pace: tuple | list | None = None  # seconds per layer: (forward, backward) or (forward, B, W); a list: per stage
+    pace_s: tuple | list | None = None  # seconds per layer: (forward, backward) or (forward, B, W); a list: per stage
     warmup_steps: int = 1
     device: str = "cpu"
     steps: int = 1  # timed steps recorded after the warm-up
     transport: str = "auto"  # "tagged", "in_order" (NCCL's matching, also on gloo), or "auto": in order on NCCL
-    links: object = None  # builds the step's links like Links(...) does (labs.timeline.costs.TransportSpec); None: Links
-    grid: object = None  # a labs.parallel.grid.Grid for tensor/data parallel runs; None: one rank per pipeline rank
+    network: object = None  # a labs.timeline.Network whose link costs every message pays; None: as fast as it goes
+    blocking: bool = False  # blocking send/recv in action order (can deadlock, see transport.py)
+    grid: object = None  # a labs.parallel.Grid for tensor/data parallel runs; None: one rank per pipeline rank
 
 
 @dataclass
 class RankResult:
+    """What a rank returns: one ``RankTrace`` per timed step, its stages' gradients, its last stage's losses."""
+
     traces: list  # one RankTrace per timed step
     grads: dict
     losses: dict  # micro-batch -> its share of the loss (last stage only)
@@ -102,6 +109,8 @@ def _quiet_gc():
 
 @dataclass
 class Stage:
+    """One stage on its rank: its layers, the module that runs them (paced if asked), its saved-bytes counter."""
+
     layer_indices: range
     layers: torch.nn.Sequential  # the real layers, for naming gradients
     module: torch.nn.Module  # what runs: the layers, paced if asked
@@ -109,12 +118,15 @@ class Stage:
     split: SplitBackward | None = None  # set when the schedule splits the backward into B and W
 
     def gradients(self) -> dict:
+        """{parameter name (as the one-process model names it): gradient on the CPU}."""
         return {parameter_name(i, name): p.grad.detach().cpu()
                 for i, layer in zip(self.layer_indices, self.layers) for name, p in layer.named_parameters()}
 
 
 def build_stages(rank: int, job: PipelineJob, owners: dict, num_stages: int, place=None) -> dict[int, Stage]:
-    """This rank's stages of the model, by stage number (``place``: its tensor-parallel shards, see labs.parallel.grid)."""
+    """This rank's stages of the model, by stage number (``place``: its tensor-parallel shards, labs.parallel.grid).
+
+    Raises ModelError when the layers do not cut into the schedule's stages (equal chunks when interleaved)."""
     blocks = split_layers(job.model.num_layers, num_stages, require_equal=num_stages > len(job.schedule))
     layers = place.layers(job.model) if place else job.model.layers()
     split = uses_weight_step(job.schedule)
@@ -123,7 +135,7 @@ def build_stages(rank: int, job: PipelineJob, owners: dict, num_stages: int, pla
         if owner == rank:
             n = len(blocks[stage])
             core = torch.nn.Sequential(*[layers[i] for i in blocks[stage]]).to(job.device)
-            pace = job.pace[stage] if isinstance(job.pace, list) else job.pace  # a list: one pace per stage
+            pace = job.pace_s[stage] if isinstance(job.pace_s, list) else job.pace_s  # a list: one pace per stage
             pace = place.pace(pace) if place else pace
             f, b, w = three_way(pace) or (None, 0.0, 0.0)
             # split: the forward is paced here, B and W by SplitBackward (so the module's own backward pad is 0)
@@ -152,35 +164,24 @@ def _unpaced(stages, warm_up: bool):
                 setattr(pad, name, value)
 
 
-def uses_tags(transport: str, backend: str) -> bool:
-    """Whether messages are matched by tag (any order) rather than first in, first out."""
-    if transport not in ("auto", "tagged", "in_order"):
-        raise ValueError(f"transport is 'auto', 'tagged' or 'in_order', got {transport!r}")
-    if transport == "auto":
-        return backend != "nccl"
-    if transport == "tagged" and backend == "nccl":
-        raise ValueError("NCCL ignores tags: use transport='in_order' or 'auto' there")
-    return transport == "tagged"
-
-
 def run_rank(rank: int, job: PipelineJob) -> RankResult:
-    """Run ``job.warmup_steps`` untimed steps, then ``job.steps`` recorded ones; return their traces, the gradients."""
-    world, num_stages, _ = shape(job.schedule)
-    place = Place(rank, world, job.grid)  # pipeline rank, tensor/data-parallel groups (labs.parallel.grid); checks the size
-    unknown = sorted({a.kind for a in job.schedule[place.pp]} - set(RUNNABLE_KINDS))
-    if unknown:
-        raise ScheduleError(f"this runtime runs {'/'.join(RUNNABLE_KINDS)} actions, not {'/'.join(unknown)}")
+    """Run ``job.warmup_steps`` untimed steps, then ``job.steps`` recorded ones (inside a launched rank).
+
+    Returns a ``RankResult``; raises ScheduleError when the schedule does not fit the launched ranks or the transport.
+    """
+    P, num_stages, M = shape(job.schedule)
+    place = Place(rank, P, job.grid)  # pipeline rank, tensor/data-parallel groups (labs.parallel.grid); checks sizes
+    check_runnable(job.schedule)
     tagged = uses_tags(job.transport, dist.get_backend())
     if not tagged:
         check_in_order(job.schedule)
     owners = stage_owners(job.schedule)
-    stages = build_stages(place.pp, job, owners, num_stages, place)
+    stages = build_stages(place.pipeline_rank, job, owners, num_stages, place)
     inputs, targets = place.share(job.model.batch(job.batch_size))
-    num_microbatches = max(a.microbatch for acts in job.schedule for a in acts) + 1
     # clone: each micro-batch owns its storage (as a data loader's would), so saved-bytes counts one micro-batch,
     # not the whole batch that a chunk() view shares
-    inputs = [x.to(job.device).clone() for x in split_batch(inputs, num_microbatches)]
-    targets = [y.to(job.device).clone() for y in split_batch(targets, num_microbatches)]
+    inputs = [x.to(job.device).clone() for x in split_batch(inputs, M)]
+    targets = [y.to(job.device).clone() for y in split_batch(targets, M)]
     traces = []
     for step in range(job.warmup_steps + job.steps):
         for stage in stages.values():
@@ -194,17 +195,19 @@ def run_rank(rank: int, job: PipelineJob) -> RankResult:
 
 
 def run_step(rank, job, stages, owners, num_stages, inputs, targets, tagged=None, place=None):
-    """One step of this rank's action list on its ``stages``; (its trace, the losses of its last stage).
+    """One step of this rank's action list on its ``stages``; (its ``RankTrace``, {micro-batch: loss / M} of its
+    last stage). ``inputs``/``targets``: the M micro-batches.
 
     ``tagged`` and ``place`` default to what ``run_rank`` decides (the job's transport; no grid)."""
     place = place or Place(rank, len(job.schedule), job.grid)
     tagged = uses_tags(job.transport, dist.get_backend()) if tagged is None else tagged
-    actions = job.schedule[place.pp]
-    num_microbatches = len(inputs)
+    actions = job.schedule[place.pipeline_rank]
+    M = len(inputs)
     trace = RankTrace(rank=rank)
     dist.barrier()
-    links = (job.links or Links)(rank, actions, place.peers(owners), num_stages, num_microbatches,
-                                 job.model.boundary_shape(inputs[0].shape[0]), job.device, trace, tagged)
+    transport = Transport(rank, actions, place.peers(owners), num_stages, M,
+                          job.model.boundary_shape(inputs[0].shape[0]), job.device, trace, tagged,
+                          network=job.network, blocking=job.blocking)
     place.start_step()
     clock_zero = time.perf_counter()
     held, losses, previous = {}, {}, "nothing"
@@ -212,22 +215,23 @@ def run_step(rank, job, stages, owners, num_stages, inputs, targets, tagged=None
         report(f"finished {previous}; now at {action}")
         stage, microbatch = action.stage, action.microbatch
         module, saved, split = stages[stage].module, stages[stage].saved, stages[stage].split
-        last = stage == num_stages - 1
+        receives = input_source(action, num_stages) is not None  # from labs.schedules.lowering, like the simulator
+        sends = output_target(action, num_stages) is not None
         if action.kind == FORWARD:
-            x = inputs[microbatch] if stage == 0 else links.receive(action).requires_grad_()
+            x = transport.receive(action).requires_grad_() if receives else inputs[microbatch]
             start = time.perf_counter()
             with saved.counting():
                 out = split.forward(module, x, microbatch) if split else module(x)
-                if last:  # a model may bring its own loss (labs.models.gpt); the toy model's is loss_fn
-                    out = getattr(job.model, "loss", loss_fn)(out, targets[microbatch]) / num_microbatches
-            if last:
-                losses[microbatch] = float(out.detach())
+                if not sends:  # the last stage: the model's loss of the micro-batch, divided by M
+                    out = job.model.loss(out, targets[microbatch]) / M
+            if sends:
+                transport.send(out, action)
             else:
-                links.send(out, FORWARD, stage + 1, microbatch)
+                losses[microbatch] = float(out.detach())
             held[(stage, microbatch)] = (x, out)
             trace.events.append(Event(action, start - clock_zero, time.perf_counter() - clock_zero, saved.total))
         elif action.kind == BACKWARD:
-            grad = None if last else links.receive(action)
+            grad = transport.receive(action) if receives else None
             start = time.perf_counter()
             x, out = held.pop((stage, microbatch))
             if split:  # B: the input's gradient only; the weights' wait for W
@@ -235,12 +239,12 @@ def run_step(rank, job, stages, owners, num_stages, inputs, targets, tagged=None
             else:
                 torch.autograd.backward(out, grad)
                 input_grad = x.grad
-            if stage > 0:
+            if sends:
                 if input_grad is None:
                     raise RuntimeError(f"{action}: the input's gradient is None after the backward, so there is "
                                        f"nothing to send to stage {stage - 1}: the received activation must "
                                        f"require grad (x.requires_grad_()) before the forward runs on it")
-                links.send(input_grad, BACKWARD, stage - 1, microbatch)
+                transport.send(input_grad, action)
             trace.events.append(Event(action, start - clock_zero, time.perf_counter() - clock_zero,
                                       split.kept_bytes(microbatch) if split else 0))
         else:
@@ -249,9 +253,9 @@ def run_step(rank, job, stages, owners, num_stages, inputs, targets, tagged=None
             trace.events.append(Event(action, start - clock_zero, time.perf_counter() - clock_zero))
         previous = str(action)
     report(f"finished {previous}; waiting for its sends to be received")
-    links.finish()
+    transport.finish()
     place.finish_step(stages, trace, clock_zero)  # data parallel: gradients averaged over replicas; all-reduces
-    trace.finish = time.perf_counter() - clock_zero
+    trace.finish_s = time.perf_counter() - clock_zero
     _align_to_earliest_rank(trace, clock_zero)
     report(f"finished all {len(actions)} actions")
     return trace, losses
@@ -265,7 +269,7 @@ def _align_to_earliest_rank(trace: RankTrace, clock_zero: float) -> None:
     the earliest exit and count from it. Across machines (torchrun on several hosts) clocks differ: keep each rank's own.
     """
     for message in trace.messages:  # stamped with raw perf_counter: count from this rank's zero, like its events
-        message.sent, message.needed, message.received = (t - clock_zero for t in message.times)
+        message.sent_s, message.needed_s, message.received_s = (t - clock_zero for t in message.times_s)
     if under_torchrun() and int(os.environ.get("LOCAL_WORLD_SIZE", "0")) != dist.get_world_size():
         return
     device = "cuda" if dist.get_backend() == "nccl" else "cpu"
@@ -273,9 +277,9 @@ def _align_to_earliest_rank(trace: RankTrace, clock_zero: float) -> None:
     dist.all_reduce(earliest, op=dist.ReduceOp.MIN)
     offset = clock_zero - float(earliest)
     for event in trace.events:
-        event.start += offset
-        event.end += offset
+        event.start_s += offset
+        event.end_s += offset
     for message in trace.messages:
-        message.sent, message.needed, message.received = (t + offset for t in message.times)
-    trace.collectives = [(kind, start + offset, end + offset, nbytes) for kind, start, end, nbytes in trace.collectives]
-    trace.finish += offset
+        message.sent_s, message.needed_s, message.received_s = (t + offset for t in message.times_s)
+    trace.collectives = [(kind, start + offset, end + offset, size) for kind, start, end, size in trace.collectives]
+    trace.finish_s += offset

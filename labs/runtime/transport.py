@@ -1,121 +1,156 @@
-"""How one rank's pipeline messages travel: tagged (any arrival order) or in order (NCCL's first in, first out).
+"""How one rank's pipeline messages travel during a step: ``Transport``, tagged or in order, costed, recorded.
 
-``Links`` is what ``labs.runtime.step`` uses during one step: non-blocking sends, byte counts, and receives in one of two
-ways (``tagged`` chooses):
+``Transport`` is what ``labs.runtime.step`` uses for one step. Which stage an action's output goes to, and whose
+message an action consumes, come from ``labs.schedules.lowering`` (as in the simulator). Messages are matched in
+one of two ways (``tagged`` chooses, see ``uses_tags``):
 
 * **tagged** (gloo): every receive of the step is posted up front with a tag naming its action, so messages match
   whatever order they arrive in, and any schedule that ``validate`` accepts runs correctly.
 * **in order** (NCCL ignores tags): a receive is posted when its action needs it, and the messages between two ranks
   match first in, first out. That is correct only if each receiver consumes a peer's messages in the order the peer
-  sends them. ``check_in_order(schedule)`` checks exactly that before any process starts and names the two actions
-  that cross; ``run_pipeline`` calls it whenever the transport is in order (on NCCL, or forced with
-  ``transport="in_order"`` to emulate NCCL on gloo).
+  sends them: ``labs.schedules.check_in_order`` checks exactly that before any process starts; ``run_pipeline`` calls
+  it whenever the transport is in order (on NCCL, or forced with ``transport="in_order"`` to emulate NCCL on gloo).
+
+**Every message carries the time it was sent** (8 bytes appended to the payload, never counted as data) and is
+recorded on the receiving rank as a ``labs.timeline.Message`` (which link, bytes, when it was sent, when the receiver
+asked for it, when it had it), for the trace's analysis and the Perfetto export.
+
+**A network** (``labs.timeline.Network``) makes every message pay its link's cost, applied where it is received:
+the receiver sleeps until the message's arrival if the data came sooner, one message at a time per link. That is
+exactly the simulator's rule (an action starts at ``max(rank free, producer's end + link)``), so a measured and a
+simulated timeline with the same network can be compared. All ranks read one clock (``perf_counter`` on one
+machine); across machines the stamps disagree, so use link costs on one machine.
+
+**Blocking** (``blocking=True``): each receive is a ``recv`` posted when its action comes, and each send a ``send``
+that returns only once the other rank has received it, both in action order, as a naive hand-written pipeline would
+do. A schedule that the validator accepts (it assumes non-blocking sends) can then deadlock for real: rank 0 blocked
+sending 0F1 while rank 1 is blocked sending 1B0. The launcher's timeout ends it and prints each rank's last report
+("0F1 done; blocked sending it to rank 1 until rank 1 receives it").
 """
 from __future__ import annotations
 
+import math
 import time
 
 import torch
 import torch.distributed as dist
 
-from ..schedules import BACKWARD, FORWARD, ScheduleError, shape, stage_owners
+from ..errors import InputError
+from ..schedules import BACKWARD, Action, consumer, input_source
+from ..timeline.trace import Message
+from .launcher import report
+from .pacing import sleep_until
+
+__all__ = ["Transport", "uses_tags"]
+
+_STAMP_BYTES = 8  # a float64 send time appended to every payload
 
 
-def _source(action, num_stages: int):
-    """The stage whose message ``action`` consumes, or None (first stage's forward, last stage's backward)."""
-    if action.kind == FORWARD and action.stage > 0:
-        return action.stage - 1
-    if action.kind == BACKWARD and action.stage < num_stages - 1:
-        return action.stage + 1
-    return None
+def uses_tags(transport: str, backend: str) -> bool:
+    """Whether messages are matched by tag (any order) rather than first in, first out.
 
-
-def _target(action, num_stages: int):
-    """The stage that receives what ``action`` produces, or None."""
-    if action.kind == FORWARD and action.stage < num_stages - 1:
-        return action.stage + 1
-    if action.kind == BACKWARD and action.stage > 0:
-        return action.stage - 1
-    return None
-
-
-def check_in_order(schedule) -> None:
-    """Raise ScheduleError if, with in-order (untagged) messages, a receive would get another action's message.
-
-    For every pair of ranks (sender, receiver), the receiver's actions consume the sender's messages in the
-    receiver's list order; the sender produces them in its own list order. The two sequences must be equal.
+    ``transport``: "auto" (tags on gloo, in order on NCCL), "tagged" or "in_order"; InputError otherwise, or for
+    "tagged" on NCCL (which ignores tags).
     """
-    _, num_stages, _ = shape(schedule)
-    owners = stage_owners(schedule)
-    sent: dict = {}  # (sender, receiver) -> [(message key, producing action)]
-    consumed: dict = {}  # (sender, receiver) -> [(message key, consuming action)]
-    for rank, actions in enumerate(schedule):
-        for a in actions:
-            target, source = _target(a, num_stages), _source(a, num_stages)
-            if target is not None and owners[target] != rank:
-                sent.setdefault((rank, owners[target]), []).append(((a.kind, target, a.microbatch), a))
-            if source is not None and owners[source] != rank:
-                consumed.setdefault((owners[source], rank), []).append(((a.kind, a.stage, a.microbatch), a))
-    for (sender, receiver), messages in sorted(sent.items()):
-        for (key, producer), (want, consumer) in zip(messages, consumed.get((sender, receiver), [])):
-            if key != want:
-                needed = next(p for k, p in messages if k == want)
-                raise ScheduleError(
-                    f"on an in-order transport (NCCL: messages between two ranks match first in, first out) "
-                    f"{consumer} on rank {receiver} would receive {producer}'s message: rank {sender} sends for "
-                    f"{producer} before {needed}, but rank {receiver} runs {consumer} (which needs {needed}'s "
-                    f"message) first. Let both ranks handle these messages in the same order (swap {producer} and "
-                    f"{needed} on rank {sender}, or the actions that consume them on rank {receiver})")
+    if transport not in ("auto", "tagged", "in_order"):
+        raise InputError(f"transport is 'auto', 'tagged' or 'in_order', got {transport!r}")
+    if transport == "auto":
+        return backend != "nccl"
+    if transport == "tagged" and backend == "nccl":
+        raise InputError("NCCL ignores tags: use transport='in_order' or 'auto' there")
+    return transport == "tagged"
 
 
-class Links:
-    """The messages of one step on one rank: receives (tagged or in order), non-blocking sends, byte counts."""
+class Transport:
+    """The messages of one step on one rank: receives (tagged or in order), sends, byte counts and records.
 
-    def __init__(self, rank, actions, owners, num_stages, num_microbatches, shape_, device, trace, tagged: bool):
-        self.rank, self.owners, self.stages, self.microbatches = rank, owners, num_stages, num_microbatches
-        self.shape, self.device, self.trace, self.tagged = shape_, device, trace, tagged
+    ``actions``: this rank's action list; ``peers``: stage -> the global rank holding it for this rank (its
+    replica and tensor-parallel rank); ``boundary_shape``: the shape of every message's tensor (float32);
+    ``trace``: the ``RankTrace`` the counts and ``Message`` records go to; ``network``: a ``Network`` whose link
+    costs every message pays (None: as fast as the machine allows); ``blocking``: blocking send/recv in action order.
+    """
+
+    def __init__(self, rank: int, actions: list, peers: dict, num_stages: int, M: int, boundary_shape: tuple,
+                 device: str, trace, tagged: bool, network=None, blocking: bool = False):
+        self.rank, self.peers, self.num_stages, self.M = rank, peers, num_stages, M
+        self.shape, self.device, self.trace, self.tagged = tuple(boundary_shape), device, trace, tagged
+        self.network, self.blocking = network, blocking
         self.via_cpu = dist.get_backend() == "gloo" and device != "cpu"
-        self.local: dict = {}
-        self.pending: dict = {}
+        self.local: dict = {}  # consuming action -> tensor, for messages between two stages of this rank
+        self.pending: dict = {}  # consuming action -> (buffer, request) posted up front
         self.sends: list = []
+        self.link_free: dict[int, float] = {}  # source rank -> when its link to this rank is free again
         if self.tagged:
             for action in actions:
-                source = _source(action, num_stages)
-                if source is not None and owners[source] != rank:
-                    self.pending[(action.kind, action.stage, action.microbatch)] = self._post(action, source)
+                source = input_source(action, num_stages)
+                if source is not None and peers[source] != rank:
+                    self.pending[action] = self._post(action)
 
-    def _tag(self, kind: str, stage: int, microbatch: int) -> int:
-        return (stage * 2 + (kind == BACKWARD)) * self.microbatches + microbatch
+    def _tag(self, message: Action) -> int:
+        """A tag naming a message by the action that consumes it."""
+        return (message.stage * 2 + (message.kind == BACKWARD)) * self.M + message.microbatch
 
-    def _post(self, action, source):
-        buffer = torch.empty(self.shape, device="cpu" if self.via_cpu or self.device == "cpu" else self.device)
-        tag = self._tag(action.kind, action.stage, action.microbatch) if self.tagged else 0
-        return buffer, dist.irecv(buffer, self.owners[source], tag=tag)
+    def _post(self, action: Action):
+        """(a buffer for ``action``'s input and its stamp, the posted irecv or None when receives block)."""
+        extra = _STAMP_BYTES // torch.empty((), dtype=torch.float32).element_size()
+        buffer = torch.empty(math.prod(self.shape) + extra,
+                             device="cpu" if self.via_cpu or self.device == "cpu" else self.device)
+        if self.blocking:
+            return buffer, None  # received in action order, when the action comes
+        source = self.peers[input_source(action, self.num_stages)]
+        return buffer, dist.irecv(buffer, source, tag=self._tag(action) if self.tagged else 0)
 
-    def receive(self, action) -> torch.Tensor:
-        key = (action.kind, action.stage, action.microbatch)
-        if key in self.local:
-            return self.local.pop(key)
-        buffer, request = (self.pending.pop(key) if key in self.pending
-                           else self._post(action, _source(action, self.stages)))
-        started = time.perf_counter()
-        request.wait()
-        self.trace.wait_time += time.perf_counter() - started
-        self.trace.bytes_received += buffer.numel() * buffer.element_size()
+    def receive(self, action: Action) -> torch.Tensor:
+        """The tensor ``action`` consumes (an activation for F, a gradient for B), once it has arrived and paid its
+        link's cost; recorded as a ``Message`` in the trace."""
+        if action in self.local:
+            return self.local.pop(action)
+        src_rank = self.peers[input_source(action, self.num_stages)]
+        buffer, request = self.pending.pop(action) if action in self.pending else self._post(action)
+        needed = time.perf_counter()
+        if request is None:
+            report(f"at {action}: blocked receiving from rank {src_rank}")
+            dist.recv(buffer, src_rank, tag=self._tag(action) if self.tagged else 0)
+        else:
+            request.wait()
+        extra = _STAMP_BYTES // buffer.element_size()
+        sent = float(buffer[-extra:].cpu().view(torch.float64)[0])
+        data = buffer[:-extra].view(self.shape).clone()  # its own storage: saved bytes count the data, not the stamp
+        size_bytes = data.numel() * data.element_size()
+        if self.network is not None:  # one message at a time per link, in the order this rank receives them
+            arrives, self.link_free[src_rank] = self.network.deliver(src_rank, self.rank, size_bytes, sent,
+                                                                     self.link_free.get(src_rank, sent))
+            sleep_until(arrives)
+        received = time.perf_counter()
+        self.trace.wait_time_s += received - needed
+        self.trace.bytes_received += size_bytes
         self.trace.messages_received += 1
-        return buffer.to(self.device)
+        self.trace.messages.append(Message(src_rank, self.rank, action.kind, action.stage, action.microbatch,
+                                           size_bytes, sent, needed, received))
+        return data.to(self.device)
 
-    def send(self, tensor: torch.Tensor, kind: str, to_stage: int, microbatch: int) -> None:
-        if self.owners[to_stage] == self.rank:
-            self.local[(kind, to_stage, microbatch)] = tensor.detach().clone()
+    def send(self, tensor: torch.Tensor, action: Action) -> None:
+        """Send ``tensor``, the output of ``action``, to the stage that consumes it (kept locally when that stage is
+        on this rank); non-blocking unless the transport blocks."""
+        message = consumer(action, self.num_stages)
+        dst = self.peers[message.stage]
+        if dst == self.rank:
+            self.local[message] = tensor.detach().clone()
             return
-        payload = tensor.detach().cpu() if self.via_cpu else tensor.detach().contiguous()
-        tag = self._tag(kind, to_stage, microbatch) if self.tagged else 0
-        self.sends.append((payload, dist.isend(payload, self.owners[to_stage], tag=tag)))
-        self.trace.bytes_sent += payload.numel() * payload.element_size()
+        data = tensor.detach().cpu() if self.via_cpu else tensor.detach()
+        stamp = torch.tensor([time.perf_counter()], dtype=torch.float64).view(data.dtype).to(data.device)
+        payload = torch.cat([data.reshape(-1), stamp])
+        tag = self._tag(message) if self.tagged else 0
+        self.trace.bytes_sent += data.numel() * data.element_size()
         self.trace.messages_sent += 1
+        if self.blocking:
+            report(f"{action} done; blocked sending it to rank {dst} until rank {dst} receives it")
+            dist.send(payload, dst, tag=tag)
+        else:
+            self.sends.append((payload, dist.isend(payload, dst, tag=tag)))
 
     def finish(self) -> None:
+        """Wait until every non-blocking send of the step has been received."""
         for _, request in self.sends:
             request.wait()
         self.sends.clear()

@@ -1,4 +1,57 @@
-from .validation import *  # noqa: F401,F403 (step 1 of the move: the old module's names)
-from .validation import (BACKWARD, FORWARD, KINDS, SCHEDULES, WEIGHT, Action, Schedule, ScheduleError, _check_counts,
-                         dependencies, gpipe, interleaved, make, naive, one_f_one_b, parse, parse_action, render, shape,
-                         stage_owners, uses_weight_step, validate)
+"""Schedules as data (no torch): the actions, the generators, the data flow between stages, and the checks.
+
+    make("1f1b", P=4, M=8)             # any schedule by name: one list of actions per pipeline rank
+    validate(schedule)                 # before any process starts: what to fix, or the parsed lists
+
+* ``actions``: ``Action`` (``2F5``), ``parse``, ``shape``, ``stage_owners``;
+* ``classic``: ``naive``, ``gpipe``, ``one_f_one_b``, ``interleaved``; ``zero_bubble``: ``zb_h1``, ``zb_v``;
+* ``lowering``: which stage receives each action's output; ``lower`` adds the explicit sends and receives;
+* ``validation``: ``validate`` (with the deadlock finder), ``check_in_order``, ``check_runnable``.
+"""
+from __future__ import annotations
+
+from .actions import (BACKWARD, FORWARD, KINDS, WEIGHT, Action, Schedule, ScheduleError, check_counts, parse,
+                      parse_action, shape, stage_owners, uses_weight_step)
+from .classic import gpipe, interleaved, naive, one_f_one_b
+from .lowering import (RECV, SEND, Comm, consumer, dependencies, input_source, lower, output_target, producer)
+from .validation import RUNNABLE_KINDS, check_in_order, check_runnable, validate
+from .zero_bubble import ZERO_BUBBLE, v_owner, zb_h1, zb_v
+
+__all__ = ["BACKWARD", "FORWARD", "KINDS", "RECV", "RUNNABLE_KINDS", "SCHEDULES", "SEND", "WEIGHT", "Action", "Comm",
+           "Schedule", "ScheduleError", "check_counts", "check_in_order", "check_runnable", "consumer",
+           "dependencies", "gpipe", "input_source", "interleaved", "lower", "make", "naive", "one_f_one_b",
+           "output_target", "parse", "parse_action", "producer", "shape", "stage_owners", "uses_weight_step",
+           "v_owner", "validate", "zb_h1", "zb_v"]
+
+SCHEDULES = ("naive", "gpipe", "1f1b", "interleaved", "zb-h1", "zb-v")
+
+
+def make(name: str, P: int, M: int, v: int = 1) -> Schedule:
+    """Build a schedule by name: ``naive``, ``gpipe``, ``1f1b``, ``interleaved`` (v >= 2), ``zb-h1`` or ``zb-v`` (v=2).
+
+    P pipeline ranks, M micro-batches, v model chunks per rank. Raises ScheduleError, saying what to change, for an
+    unknown name or counts the schedule cannot take.
+    """
+    if name not in SCHEDULES:
+        raise ScheduleError(f"unknown schedule {name!r}: choose one of {', '.join(SCHEDULES)}")
+    check_counts(P, M, v)
+    if name in ZERO_BUBBLE:
+        expected = ZERO_BUBBLE[name]
+        if v not in (1, expected):
+            raise ScheduleError(f"{name} holds {expected} chunk(s) per rank: use v={expected}, got v={v}")
+        return zb_h1(P, M) if name == "zb-h1" else zb_v(P, M)
+    if name != "interleaved" and v != 1:
+        raise ScheduleError(f"{name} puts one stage on each rank: virtual stages v={v} needs "
+                            f"--schedule interleaved (or set v=1)")
+    if name == "naive":
+        if M != 1:
+            raise ScheduleError(f"the naive schedule runs one batch (M=1), got M={M}: use gpipe or 1f1b for "
+                                f"micro-batches")
+        return naive(P)
+    if name == "gpipe":
+        return gpipe(P, M)
+    if name == "1f1b":
+        return one_f_one_b(P, M)
+    if v < 2:
+        raise ScheduleError(f"interleaved needs v >= 2 model chunks per rank, got v={v}")
+    return interleaved(P, M, v)

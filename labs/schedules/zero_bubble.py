@@ -1,8 +1,9 @@
 """Zero-bubble schedules: the backward split into B (input gradient) and W (weight gradient), W moved into the gaps.
 
-    zb_h1(4, 8)            # ZB-H1 (Qi et al., "Zero Bubble Pipeline Parallelism", ICLR 2024): 1F1B's order, W late
+    zb_h1(4, 8)            # ZB-H1 (Qi et al., "Zero Bubble Pipeline Parallelism", ICLR 2024, arXiv 2401.10241)
     zb_v(4, 8)             # ZB-V: two chunks per rank in a V (stage r and 2P-1-r on rank r), ordered greedily
-    zb_h1_idle_fraction(P, M, f, b, w)     # the closed form the measured ZB-H1 idle time should match
+
+(The closed form the measured ZB-H1 idle time should match is ``labs.theory.zb_h1_idle_fraction(P, M, F, B, W)``.)
 
 Why W helps: in 1F1B a rank that has run the backward of micro-batch m may have nothing to do until the next
 gradient comes back, so it idles. Nobody waits for W (only the optimizer step does), so a rank can keep W's back and
@@ -22,15 +23,18 @@ F while it holds fewer than 2P chunks (P micro-batches, as 1F1B's rank 0), else 
 """
 from __future__ import annotations
 
-from .validation import BACKWARD, FORWARD, WEIGHT, Action, Schedule, ScheduleError, _check_counts
+from .actions import BACKWARD, FORWARD, WEIGHT, Action, Schedule, ScheduleError, check_counts
+from .lowering import producer
 
-SCHEDULES = ("zb-h1", "zb-v")
+__all__ = ["ZERO_BUBBLE", "v_owner", "zb_h1", "zb_v"]
+
+ZERO_BUBBLE = {"zb-h1": 1, "zb-v": 2}  # name -> model chunks per rank v
 
 
-def zb_h1(num_ranks: int, num_microbatches: int) -> Schedule:
-    """ZB-H1: 1F1B with the backward split; rank r keeps its first r weight steps back for the cool-down."""
-    _check_counts(num_ranks, num_microbatches)
-    P, M = num_ranks, num_microbatches
+def zb_h1(P: int, M: int) -> Schedule:
+    """ZB-H1 (arXiv 2401.10241, section 3): 1F1B with the backward split; rank r keeps its first r weight steps back
+    for the cool-down. Raises ScheduleError for P or M below 1."""
+    check_counts(P, M)
     schedule = []
     for r in range(P):
         warmup = min(P - 1 - r, M)
@@ -50,15 +54,15 @@ def zb_h1(num_ranks: int, num_microbatches: int) -> Schedule:
     return schedule
 
 
-def v_owner(stage: int, num_ranks: int) -> int:
-    """The rank holding ``stage`` in the V: stage r and stage 2P-1-r live on rank r."""
-    return stage if stage < num_ranks else 2 * num_ranks - 1 - stage
+def v_owner(stage: int, P: int) -> int:
+    """The rank holding ``stage`` in the V of ZB-V: stage r and stage 2P-1-r live on rank r."""
+    return stage if stage < P else 2 * P - 1 - stage
 
 
-def zb_v(num_ranks: int, num_microbatches: int, costs: tuple = (1.0, 1.0, 1.0)) -> Schedule:
-    """ZB-V: 2 chunks per rank in a V, ordered greedily for chunk costs ``costs = (F, B, W)`` (their ratio matters)."""
-    _check_counts(num_ranks, num_microbatches)
-    P, M = num_ranks, num_microbatches
+def zb_v(P: int, M: int, costs: tuple = (1.0, 1.0, 1.0)) -> Schedule:
+    """ZB-V (arXiv 2401.10241): 2 chunks per rank in a V, ordered greedily for chunk costs
+    ``costs = (F, B, W)`` (only their ratio matters). Raises ScheduleError for P or M below 1."""
+    check_counts(P, M)
     stages, cap = 2 * P, 2 * P
     times = dict(zip((FORWARD, BACKWARD, WEIGHT), costs))
     actions: list[list[Action]] = [[] for _ in range(P)]
@@ -73,12 +77,9 @@ def zb_v(num_ranks: int, num_microbatches: int, costs: tuple = (1.0, 1.0, 1.0)) 
             for s in (r, stages - 1 - r):
                 for priority, kind in ((0, BACKWARD), (1, FORWARD)):
                     m = count[(kind, s)]
-                    if kind == BACKWARD:
-                        ready = m < count[(FORWARD, s)]
-                        dep = Action(s, FORWARD, m) if s == stages - 1 else Action(s + 1, BACKWARD, m)
-                    else:
-                        ready = m < M and held[r] < cap
-                        dep = Action(s - 1, FORWARD, m) if s > 0 else None
+                    ready = m < count[(FORWARD, s)] if kind == BACKWARD else m < M and held[r] < cap
+                    # what it waits for: the message it consumes, or (last stage's B) its own forward
+                    dep = producer(Action(s, kind, m), stages) or (Action(s, FORWARD, m) if kind == BACKWARD else None)
                     if ready and (dep is None or dep in finished):
                         start = max(free[r], finished[dep] if dep else 0.0)
                         key = (start, priority, -s, r)
@@ -102,22 +103,3 @@ def zb_v(num_ranks: int, num_microbatches: int, costs: tuple = (1.0, 1.0, 1.0)) 
                 kept[r].append(Action(action.stage, WEIGHT, action.microbatch))
     return actions
 
-
-def make(name: str, num_ranks: int, num_microbatches: int, virtual_stages: int = 1) -> Schedule:
-    """``zb-h1`` (v=1) or ``zb-v`` (v=2: its two chunks per rank are part of the schedule)."""
-    expected = {"zb-h1": 1, "zb-v": 2}[name]
-    if virtual_stages not in (1, expected):
-        raise ScheduleError(f"{name} holds {expected} chunk(s) per rank: use v={expected}, got v={virtual_stages}")
-    return zb_h1(num_ranks, num_microbatches) if name == "zb-h1" else zb_v(num_ranks, num_microbatches)
-
-
-def zb_h1_bubble(num_ranks: int, forward: float, backward: float, weight: float) -> float:
-    """Idle time of each rank in ZB-H1: (P-1)(F+B-W), with B the input-gradient and W the weight-gradient time."""
-    return (num_ranks - 1) * (forward + backward - weight)
-
-
-def zb_h1_idle_fraction(num_ranks: int, num_microbatches: int, forward: float = 1.0, backward: float = 1.0,
-                        weight: float = 1.0) -> float:
-    """Idle share of a ZB-H1 step: (P-1)(F+B-W) / (M(F+B+W) + (P-1)(F+B-W)). Assumes W <= B."""
-    bubble = zb_h1_bubble(num_ranks, forward, backward, weight)
-    return bubble / (num_microbatches * (forward + backward + weight) + bubble)

@@ -1,13 +1,13 @@
 """Read a trace like a detective: where each rank's time went, which stage or link is slow, what sets the step time.
 
-    labs.timeline.analysis.rank_times(run.trace)     # per rank: compute, wait (input not there yet), idle (the rest)
-    labs.timeline.analysis.stage_means(run.trace)    # per stage: mean forward / backward duration
-    labs.timeline.analysis.link_times(run.trace)     # per link (src, dst): messages, bytes, how long they held receivers up
-    labs.timeline.analysis.critical_path(run.trace)  # the chain of actions and messages that sets the step time
-    labs.timeline.analysis.diagnose(run.trace)       # the reference detective: {"cause": ..., "where": ...}
+    rank_times(run.trace)     # per rank: compute_s, wait_s (input not there yet), idle_s (the rest)
+    stage_means(run.trace)    # per stage: mean forward / backward seconds
+    link_times(run.trace)     # per link (src, dst): messages, bytes, how long they held receivers up
+    critical_path(run.trace)  # the chain of actions and messages that sets the step time
+    diagnose(run.trace)       # the reference detective: {"cause": ..., "where": ...}
 
 Every function reads only the trace (measured or simulated: the simulator records the same messages the runtime's
-transport does), so each can be checked on a simulated timeline whose answer is known.
+transport does), so each can be checked on a simulated timeline whose answer is known. No torch here.
 
 Words used: a rank **waits** while it is blocked receiving an action's input (a trace without message records: the
 part of the gap before an action that comes before the producer's end); the rest of the time it does not compute,
@@ -18,61 +18,62 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from ..schedules import BACKWARD, FORWARD, dependencies
-from ..timeline.simulator import idle_fraction
-from ..timeline.trace import Trace
+from ..schedules import BACKWARD, FORWARD, producer
+from ..theory import idle_fraction
+from .trace import Trace
+
+__all__ = ["CAUSES", "PathStep", "critical_path", "diagnose", "link_times", "path_summary", "rank_times",
+           "stage_means"]
 
 EPS = 1e-9
 CAUSES = ("healthy", "few micro-batches", "slow stage", "slow link")
 
 
 def _index(trace: Trace):
-    """(event by action, rank by stage, number of stages, uses W, message by (dst, action))."""
+    """(event by action, rank by stage, number of stages, message by (dst, consuming action))."""
     events = {e.action: e for r in trace.ranks for e in r.events}
     owners = {a.stage: r.rank for r in trace.ranks for a in (e.action for e in r.events)}
     stages = max(owners) + 1 if owners else 0
-    weight = any(a.kind == "W" for a in events)
-    messages = {(m.dst, m.kind, m.stage, m.microbatch): m for r in trace.ranks for m in r.messages}
-    return events, owners, stages, weight, messages
+    messages = {(m.dst, m.consumer): m for r in trace.ranks for m in r.messages}
+    return events, owners, stages, messages
 
 
 def _tolerance(trace: Trace) -> float:
     """A wait shorter than this is bookkeeping, not waiting (a real receive of a message already there takes tens of
     microseconds): 2% of the median action, at most 0.2 ms."""
-    durations = sorted(e.duration for r in trace.ranks for e in r.events)
+    durations = sorted(e.duration_s for r in trace.ranks for e in r.events)
     return min(2e-4, 0.02 * durations[len(durations) // 2]) if durations else EPS
 
 
-def _input(action, rank: int, free: float, events, owners, stages, weight, messages, tolerance: float):
+def _input(action, rank: int, free_s: float, events, owners, stages, messages, tolerance: float):
     """(the producing event of the cross-rank input of ``action``, seconds the rank waited for it); (None, 0.0) when
     the action has no input from another rank. With a message record the wait is ``received - needed`` (the time
     the receive blocked); without one, the part of the gap before the action that came before the producer's end."""
-    for dep in dependencies(action, stages, weight):
-        if owners.get(dep.stage) == rank or dep not in events:
-            continue
-        message = messages.get((rank, action.kind, action.stage, action.microbatch))
-        if message is not None:
-            waited = message.received - message.needed
-        else:
-            waited = min(events[action].start, events[dep].end) - free
-        return events[dep], (waited if waited > tolerance else 0.0)
-    return None, 0.0
+    upstream = producer(action, stages)
+    if upstream is None or owners.get(upstream.stage) == rank or upstream not in events:
+        return None, 0.0
+    message = messages.get((rank, action))
+    if message is not None:
+        waited = message.received_s - message.needed_s
+    else:
+        waited = min(events[action].start_s, events[upstream].end_s) - free_s
+    return events[upstream], (waited if waited > tolerance else 0.0)
 
 
 def rank_times(trace: Trace) -> list[dict]:
-    """Per rank: {"compute", "wait", "idle"} seconds (they add up to the step time) and "idle_fraction"."""
-    events, owners, stages, weight, messages = _index(trace)
+    """Per rank: {"rank", "compute_s", "wait_s", "idle_s", "idle_fraction"}; the seconds add up to the step time."""
+    events, owners, stages, messages = _index(trace)
     tolerance = _tolerance(trace)
-    step = trace.step_time
+    step = trace.step_time_s
     out = []
     for r in trace.ranks:
         compute = wait = free = 0.0
-        for e in sorted(r.events, key=lambda e: e.start):
-            wait += _input(e.action, r.rank, free, events, owners, stages, weight, messages, tolerance)[1]
-            compute += e.duration
-            free = e.end
+        for e in sorted(r.events, key=lambda e: e.start_s):
+            wait += _input(e.action, r.rank, free, events, owners, stages, messages, tolerance)[1]
+            compute += e.duration_s
+            free = e.end_s
         idle = step - compute - wait
-        out.append({"rank": r.rank, "compute": compute, "wait": wait, "idle": idle,
+        out.append({"rank": r.rank, "compute_s": compute, "wait_s": wait, "idle_s": idle,
                     "idle_fraction": 1.0 - compute / step if step else 0.0})
     return out
 
@@ -82,7 +83,7 @@ def stage_means(trace: Trace) -> dict[int, dict[str, float]]:
     durations: dict = {}
     for r in trace.ranks:
         for e in r.events:
-            durations.setdefault(e.action.stage, {}).setdefault(e.action.kind, []).append(e.duration)
+            durations.setdefault(e.action.stage, {}).setdefault(e.action.kind, []).append(e.duration_s)
     return {stage: {kind: statistics.mean(values) for kind, values in sorted(kinds.items())}
             for stage, kinds in sorted(durations.items())}
 
@@ -102,10 +103,10 @@ def link_times(trace: Trace) -> dict[tuple[int, int], dict]:
         for m in r.messages:
             entry = out.setdefault((m.src, m.dst), {"messages": 0, "bytes": 0, "_held": [], "_flight": []})
             entry["messages"] += 1
-            entry["bytes"] += m.nbytes
-            entry["_held"].append(max(0.0, m.received - max(m.sent, m.needed)))
-            if m.needed <= m.sent + EPS:
-                entry["_flight"].append(m.received - m.sent)
+            entry["bytes"] += m.size_bytes
+            entry["_held"].append(max(0.0, m.received_s - max(m.sent_s, m.needed_s)))
+            if m.needed_s <= m.sent_s + EPS:
+                entry["_flight"].append(m.received_s - m.sent_s)
     for entry in out.values():
         held, flight = entry.pop("_held"), entry.pop("_flight")
         entry["mean_held_up_s"] = statistics.mean(held)
@@ -121,58 +122,59 @@ class PathStep:
 
     kind: str  # "compute", "message" or "gap"
     label: str  # "2F5", "1->2" or "gap before 2F5"
-    start: float
-    end: float
+    start_s: float
+    end_s: float
     rank: int | None = None
     src: int | None = None
     dst: int | None = None
 
     @property
-    def duration(self) -> float:
-        return self.end - self.start
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
 
 
 def critical_path(trace: Trace) -> list[PathStep]:
     """The chain that sets the step time, first step first: start from the action that ends last and walk back,
     each time to what held it back: its input's message (when the rank waited for it) or the rank's previous
     action. On a simulated trace the steps tile the step exactly."""
-    events, owners, stages, weight, messages = _index(trace)
+    events, owners, stages, messages = _index(trace)
     tolerance = _tolerance(trace)
-    by_rank = {r.rank: sorted(r.events, key=lambda e: e.start) for r in trace.ranks}
-    current = max(events.values(), key=lambda e: e.end, default=None)
+    by_rank = {r.rank: sorted(r.events, key=lambda e: e.start_s) for r in trace.ranks}
+    current = max(events.values(), key=lambda e: e.end_s, default=None)
     path: list[PathStep] = []
     while current is not None:
         rank = owners[current.action.stage]
-        path.append(PathStep("compute", str(current.action), current.start, current.end, rank=rank))
+        path.append(PathStep("compute", str(current.action), current.start_s, current.end_s, rank=rank))
         ordered = by_rank[rank]
         position = ordered.index(current)
         previous = ordered[position - 1] if position else None
-        free = previous.end if previous else 0.0
-        producer, waited = _input(current.action, rank, free, events, owners, stages, weight, messages, tolerance)
-        if producer is not None and waited > 0:
-            src = owners[producer.action.stage]
+        free = previous.end_s if previous else 0.0
+        upstream, waited = _input(current.action, rank, free, events, owners, stages, messages, tolerance)
+        if upstream is not None and waited > 0:
+            src = owners[upstream.action.stage]
             # a real producer's recorded end includes posting its send, so its message can be used a little before it
-            start = min(producer.end, current.start)
-            path.append(PathStep("message", f"{src}->{rank}", start, current.start, src=src, dst=rank))
-            current = producer
+            start = min(upstream.end_s, current.start_s)
+            path.append(PathStep("message", f"{src}->{rank}", start, current.start_s, src=src, dst=rank))
+            current = upstream
             continue
-        if current.start - free > tolerance:
-            path.append(PathStep("gap", f"gap before {current.action}", free, current.start, rank=rank))
+        if current.start_s - free > tolerance:
+            path.append(PathStep("gap", f"gap before {current.action}", free, current.start_s, rank=rank))
         current = previous
     return path[::-1]
 
 
 def path_summary(path: list[PathStep]) -> dict:
-    """Seconds of the path spent computing (per stage, by kind), in messages (per link) and in gaps."""
-    summary = {"compute": 0.0, "message": 0.0, "gap": 0.0, "by_stage": {}, "by_link": {}}
+    """Seconds of the path: {"compute_s", "message_s", "gap_s", "by_stage" (compute seconds per stage),
+    "by_link" (message seconds per (src, dst) link)}."""
+    summary = {"compute_s": 0.0, "message_s": 0.0, "gap_s": 0.0, "by_stage": {}, "by_link": {}}
     for step in path:
-        summary[step.kind] += step.duration
+        summary[f"{step.kind}_s"] += step.duration_s
         if step.kind == "compute":
             stage = int(step.label.split(FORWARD)[0].split(BACKWARD)[0].split("W")[0])
-            summary["by_stage"][stage] = summary["by_stage"].get(stage, 0.0) + step.duration
+            summary["by_stage"][stage] = summary["by_stage"].get(stage, 0.0) + step.duration_s
         elif step.kind == "message":
             key = (step.src, step.dst)
-            summary["by_link"][key] = summary["by_link"].get(key, 0.0) + step.duration
+            summary["by_link"][key] = summary["by_link"].get(key, 0.0) + step.duration_s
     return summary
 
 
@@ -200,10 +202,10 @@ def diagnose(trace: Trace) -> dict:
     stage = max(totals, key=totals.get)
     if totals[stage] > 1.4 * median:
         return {"cause": "slow stage", "where": stage}
-    ranks = trace.world_size
-    virtual = len(means) // ranks
-    microbatches = max(e.action.microbatch for r in trace.ranks for e in r.events) + 1
-    theory = idle_fraction(ranks, microbatches, virtual)
+    P = trace.world_size
+    v = len(means) // P
+    M = max(e.action.microbatch for r in trace.ranks for e in r.events) + 1
+    theory = idle_fraction(P, M, v)
     if theory > 0.3 and abs(trace.idle_fraction - theory) < 0.1:
         return {"cause": "few micro-batches", "where": None}
     return {"cause": "healthy", "where": None}

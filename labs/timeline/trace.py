@@ -3,25 +3,29 @@
 Each rank keeps one ``Event`` per action (start and end of its compute, in seconds from the step's start, and for a
 forward the bytes of activations it saved for the backward) and counts the bytes and messages it sent and received.
 A ``Trace`` merges the ranks and answers the questions the course asks: the step time, each rank's idle fraction,
-the activations each rank held at its peak, and how much moved over the links.
+the activations each rank held at its peak, and how much moved over the links. No torch here.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..schedules import Action, BACKWARD, FORWARD, WEIGHT
+from ..schedules import BACKWARD, FORWARD, WEIGHT, Action
+
+__all__ = ["Event", "Message", "RankTrace", "Trace"]
 
 
 @dataclass
 class Event:
+    """One action's compute on its rank, ``start_s`` to ``end_s`` seconds from the step's start."""
+
     action: Action
-    start: float
-    end: float
+    start_s: float
+    end_s: float
     saved_bytes: int = 0  # forward: activations kept for the backward; split B: gradients kept for its W
 
     @property
-    def duration(self) -> float:
-        return self.end - self.start
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
 
 
 @dataclass
@@ -35,47 +39,54 @@ class Message:
     kind: str
     stage: int
     microbatch: int
-    nbytes: int
-    sent: float
-    needed: float
-    received: float
+    size_bytes: int
+    sent_s: float
+    needed_s: float
+    received_s: float
 
     @property
-    def times(self) -> tuple[float, float, float]:
-        return self.sent, self.needed, self.received
+    def times_s(self) -> tuple[float, float, float]:
+        return self.sent_s, self.needed_s, self.received_s
+
+    @property
+    def consumer(self) -> Action:
+        """The action that consumed this message (its input)."""
+        return Action(self.stage, self.kind, self.microbatch)
 
 
 @dataclass
 class RankTrace:
+    """One rank's step: its events, what it sent and received, how long it waited, its all-reduces."""
+
     rank: int
     events: list[Event] = field(default_factory=list)
-    finish: float = 0.0  # when the rank was done, its sends delivered
+    finish_s: float = 0.0  # when the rank was done, its sends delivered
     bytes_sent: int = 0
     bytes_received: int = 0
     messages_sent: int = 0
     messages_received: int = 0
-    wait_time: float = 0.0  # time spent blocked on receives
+    wait_time_s: float = 0.0  # time spent blocked on receives
     messages: list[Message] = field(default_factory=list)  # received messages, when the transport records them
-    # all-reduces, (kind, start, end, bytes): "tp" inside a stage (tensor parallel), "dp" across replicas
+    # all-reduces, (kind, start_s, end_s, bytes): "tp" inside a stage (tensor parallel), "dp" across replicas
     collectives: list = field(default_factory=list)
 
     def collective_bytes(self, kind: str) -> int:
-        return sum(nbytes for k, _, _, nbytes in self.collectives if k == kind)
+        return sum(size for k, _, _, size in self.collectives if k == kind)
 
-    def collective_time(self, kind: str) -> float:
+    def collective_time_s(self, kind: str) -> float:
         return sum(end - start for k, start, end, _ in self.collectives if k == kind)
 
     @property
-    def busy(self) -> float:
-        return sum(e.duration for e in self.events)
+    def busy_s(self) -> float:
+        return sum(e.duration_s for e in self.events)
 
     def activations_over_time(self) -> list[tuple[float, int, int]]:
-        """(time, micro-batches held, bytes held) after each action: a forward adds one, its last backward step
+        """(time in s, micro-batches held, bytes held) after each action: a forward adds one, its last backward step
         (B, or W where the schedule splits the backward) releases it; a split B adds the gradients it keeps for W."""
         releases_on_w = {(e.action.stage, e.action.microbatch) for e in self.events if e.action.kind == WEIGHT}
         held_bytes: dict[tuple[int, int], int] = {}
         points = [(0.0, 0, 0)]
-        for e in sorted(self.events, key=lambda e: e.start):
+        for e in sorted(self.events, key=lambda e: e.start_s):
             key = (e.action.stage, e.action.microbatch)
             if e.action.kind == FORWARD:
                 held_bytes[key] = e.saved_bytes
@@ -83,7 +94,7 @@ class RankTrace:
                 held_bytes.pop(key, None)
             elif key in held_bytes:  # a B whose W comes later: the micro-batch stays, plus what W needs
                 held_bytes[key] += e.saved_bytes
-            points.append((e.end, len(held_bytes), sum(held_bytes.values())))
+            points.append((e.end_s, len(held_bytes), sum(held_bytes.values())))
         return points
 
     @property
@@ -92,11 +103,13 @@ class RankTrace:
 
     @property
     def peak_activation_bytes(self) -> int:
-        return max(nbytes for _, _, nbytes in self.activations_over_time())
+        return max(size for _, _, size in self.activations_over_time())
 
 
 @dataclass
 class Trace:
+    """All ranks of one step (a real run's or the simulator's)."""
+
     ranks: list[RankTrace]
 
     @property
@@ -108,11 +121,11 @@ class Trace:
         return [r.events for r in self.ranks]
 
     @property
-    def step_time(self) -> float:
-        return max(max(r.finish, max((e.end for e in r.events), default=0.0)) for r in self.ranks)
+    def step_time_s(self) -> float:
+        return max(max(r.finish_s, max((e.end_s for e in r.events), default=0.0)) for r in self.ranks)
 
     def idle_fraction_of(self, rank: int) -> float:
-        return 1.0 - self.ranks[rank].busy / self.step_time
+        return 1.0 - self.ranks[rank].busy_s / self.step_time_s
 
     @property
     def idle_fractions(self) -> list[float]:
@@ -120,8 +133,8 @@ class Trace:
 
     @property
     def idle_fraction(self) -> float:
-        """The bubble as a fraction of the step: idle rank-seconds over all rank-seconds."""
-        return 1.0 - sum(r.busy for r in self.ranks) / (self.world_size * self.step_time)
+        """The measured bubble as a share of the step: idle rank-seconds over all rank-seconds."""
+        return 1.0 - sum(r.busy_s for r in self.ranks) / (self.world_size * self.step_time_s)
 
     @property
     def peak_activations(self) -> list[int]:
@@ -144,15 +157,15 @@ class Trace:
         """Bytes and rank-seconds of the messages between stages and of the all-reduces inside a stage (tensor
         parallel) and across replicas (data parallel); all-reduce bytes are the payload each rank contributes."""
         return {"bytes_between_stages": self.bytes_moved, "messages_between_stages": self.messages,
-                "wait_between_stages_s": sum(r.wait_time for r in self.ranks),
+                "wait_between_stages_s": sum(r.wait_time_s for r in self.ranks),
                 "bytes_inside_stages": sum(r.collective_bytes("tp") for r in self.ranks),
                 "all_reduces_inside_stages": sum(k == "tp" for r in self.ranks for k, *_ in r.collectives),
-                "time_inside_stages_s": sum(r.collective_time("tp") for r in self.ranks),
+                "time_inside_stages_s": sum(r.collective_time_s("tp") for r in self.ranks),
                 "bytes_across_replicas": sum(r.collective_bytes("dp") for r in self.ranks),
-                "time_across_replicas_s": sum(r.collective_time("dp") for r in self.ranks)}
+                "time_across_replicas_s": sum(r.collective_time_s("dp") for r in self.ranks)}
 
     def summary(self) -> dict:
-        return {"step_time_s": self.step_time, "idle_fraction": self.idle_fraction,
+        return {"step_time_s": self.step_time_s, "idle_fraction": self.idle_fraction,
                 "idle_fraction_per_rank": self.idle_fractions, "peak_activations": self.peak_activations,
                 "peak_activation_bytes": self.peak_activation_bytes, "bytes_moved": self.bytes_moved,
                 "messages": self.messages}

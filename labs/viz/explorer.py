@@ -1,32 +1,35 @@
 """The interactive schedule explorer: pick a schedule and its costs, see the timeline, the bubble and the memory.
 
-    labs.viz.explorer.explorer()          # in a notebook: sliders -> timeline, idle fraction, activations per rank
-    fig, summary = labs.viz.explorer.explore("1f1b", P=4, M=8, v=1, forward=10, backward=20, link=1)
-    fig, summary = labs.viz.explorer.explore("zb-h1", P=4, M=8, forward=10, backward=20, weight=10)
+    explorer()          # in a notebook: sliders -> timeline, idle fraction, activations per rank
+    fig, summary = explore("1f1b", P=4, M=8, v=1, forward_ms=10, backward_ms=20, link_ms=1)
+    fig, summary = explore("zb-h1", P=4, M=8, forward_ms=10, backward_ms=20, weight_ms=10)
 
 Everything here is simulated (``labs.timeline.simulator``), so it redraws instantly: the widget only calls ``explore``.
-Times are in milliseconds. ``forward`` and ``backward`` are the time of one micro-batch through one rank's share
+Times are in milliseconds. ``forward_ms`` and ``backward_ms`` are the time of one micro-batch through one rank's share
 of the model; with ``interleaved`` that share is cut into ``v`` chunks, each taking ``1/v`` of it, so the total work
-stays the same whatever ``v`` is and only the schedule changes. ``link`` is the time one message takes between
+stays the same whatever ``v`` is and only the schedule changes. ``link_ms`` is the time one message takes between
 ranks. ``v`` applies to ``interleaved`` only (``zb-v`` always holds 2 chunks, the others one stage per rank).
-``weight`` is the part of ``backward`` that computes the weights' gradients (W): the zero-bubble schedules
-(``zb-h1``, ``zb-v``, see ``labs.schedules.zero_bubble``) run it apart from the input gradient B = backward - weight; the
-others run the backward whole. Default: half of it (close to a transformer layer's split).
+``weight_ms`` is the part of ``backward_ms`` that computes the weights' gradients (W): the zero-bubble schedules
+(``zb-h1``, ``zb-v``, see ``labs.schedules.zero_bubble``) run it apart from the input gradient B = backward - weight;
+the others run the backward whole. Default: half of it (close to a transformer layer's split).
 """
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from ..viz.plots import COLOURS, draw_timeline
 from ..schedules import ScheduleError, make
-from ..timeline.simulator import Costs, bubble_overhead, idle_fraction, simulate
-from ..schedules.zero_bubble import zb_h1_idle_fraction
+from ..theory import bubble_overhead, idle_fraction, zb_h1_idle_fraction
+from ..timeline.costs import Costs
+from ..timeline.simulator import simulate
+from .plots import COLOURS, draw_timeline
+
+__all__ = ["SCHEDULES", "describe", "explore", "explorer"]
 
 SCHEDULES = ("gpipe", "1f1b", "interleaved", "zb-h1", "zb-v")
 
 
-def explore(schedule: str = "1f1b", P: int = 4, M: int = 8, v: int = 2, forward: float = 10.0,
-            backward: float = 20.0, link: float = 0.0, width: float = 10.0, weight: float | None = None):
+def explore(schedule: str = "1f1b", P: int = 4, M: int = 8, v: int = 2, forward_ms: float = 10.0,
+            backward_ms: float = 20.0, link_ms: float = 0.0, width: float = 10.0, weight_ms: float | None = None):
     """Simulate ``schedule`` on P ranks with M micro-batches; return (figure, summary dict).
 
     Raises ScheduleError (with what to change) for a combination that cannot be built, e.g. interleaved with M not
@@ -35,27 +38,29 @@ def explore(schedule: str = "1f1b", P: int = 4, M: int = 8, v: int = 2, forward:
     """
     if schedule not in SCHEDULES:
         raise ScheduleError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
-    if min(forward, backward) <= 0 or link < 0:
-        raise ScheduleError("forward and backward must be > 0 ms and link >= 0 ms")
-    weight = backward / 2 if weight is None else weight
-    if not 0 <= weight < backward:
-        raise ScheduleError(f"weight (W, {weight} ms) is the part of the backward ({backward} ms) that computes the "
-                            f"weights' gradients: choose 0 <= weight < backward")
+    if min(forward_ms, backward_ms) <= 0 or link_ms < 0:
+        raise ScheduleError("forward_ms and backward_ms must be > 0 and link_ms >= 0")
+    weight_ms = backward_ms / 2 if weight_ms is None else weight_ms
+    if not 0 <= weight_ms < backward_ms:
+        raise ScheduleError(f"weight_ms (W, {weight_ms} ms) is the part of the backward ({backward_ms} ms) that "
+                            f"computes the weights' gradients: choose 0 <= weight_ms < backward_ms")
     v = {"interleaved": v, "zb-v": 2}.get(schedule, 1)
     actions = make(schedule, P, M, v)
     split = schedule.startswith("zb-")
-    b, w = (backward - weight, weight) if split else (backward, 0.0)
-    costs = Costs(forward=forward / 1000 / v, backward=b / 1000 / v, weight=w / 1000 / v, link=link / 1000)
+    b, w = (backward_ms - weight_ms, weight_ms) if split else (backward_ms, 0.0)
+    costs = Costs(forward_s=forward_ms / 1000 / v, backward_s=b / 1000 / v, weight_s=w / 1000 / v,
+                  link_s=link_ms / 1000)
     trace = simulate(actions, costs)
-    ideal_ms = M * (forward + backward)  # one rank's work, nothing idle
+    ideal_ms = M * (forward_ms + backward_ms)  # one rank's work, nothing idle
     summary = {
         "schedule": schedule, "P": P, "M": M, "v": v,
-        "forward_ms": forward, "backward_ms": backward, "weight_ms": weight if split else None, "link_ms": link,
-        "step_ms": trace.step_time * 1000,
+        "forward_ms": forward_ms, "backward_ms": backward_ms, "weight_ms": weight_ms if split else None,
+        "link_ms": link_ms,
+        "step_ms": trace.step_time_s * 1000,
         "ideal_ms": ideal_ms,
         "idle_fraction": trace.idle_fraction,
         # free link, equal stages: (P-1)/(vM+P-1); ZB-H1: (P-1)(F+B-W) over the step; ZB-V (greedy order): none
-        "idle_fraction_theory": (zb_h1_idle_fraction(P, M, forward, b, w) if schedule == "zb-h1"
+        "idle_fraction_theory": (zb_h1_idle_fraction(P, M, forward_ms, b, w) if schedule == "zb-h1"
                                  else None if schedule == "zb-v" else idle_fraction(P, M, v)),
         "bubble_overhead_theory": bubble_overhead(P, M, v),  # (P-1)/(vM): bubble time over compute time
         "peak_activations": trace.peak_activations,  # micro-batch chunks held at the peak, per rank
@@ -99,8 +104,8 @@ def describe(summary: dict) -> str:
             f"messages per step: {s['messages']}")
 
 
-def explorer(schedule: str = "1f1b", P: int = 4, M: int = 8, v: int = 2, forward: float = 10.0,
-             backward: float = 20.0, link: float = 0.0, weight: float = 10.0):
+def explorer(schedule: str = "1f1b", P: int = 4, M: int = 8, v: int = 2, forward_ms: float = 10.0,
+             backward_ms: float = 20.0, link_ms: float = 0.0, weight_ms: float = 10.0):
     """An ipywidgets UI around ``explore``: redraws as the sliders move. Returns the widget (display it)."""
     import ipywidgets as w
     from IPython.display import display
@@ -113,13 +118,13 @@ def explorer(schedule: str = "1f1b", P: int = 4, M: int = 8, v: int = 2, forward
         "P": w.IntSlider(value=P, min=1, max=8, description="ranks P", style=style, layout=slider),
         "M": w.IntSlider(value=M, min=1, max=32, description="micro-batches M", style=style, layout=slider),
         "v": w.IntSlider(value=v, min=2, max=4, description="chunks v", style=style, layout=slider),
-        "forward": w.FloatSlider(value=forward, min=1, max=50, step=1, description="forward ms", style=style,
-                                 layout=slider),
-        "backward": w.FloatSlider(value=backward, min=1, max=100, step=1, description="backward ms", style=style,
-                                  layout=slider),
-        "weight": w.FloatSlider(value=weight, min=0, max=99, step=1, description="of which W ms", style=style,
-                                layout=slider),
-        "link": w.FloatSlider(value=link, min=0, max=20, step=0.5, description="link ms", style=style,
+        "forward_ms": w.FloatSlider(value=forward_ms, min=1, max=50, step=1, description="forward ms", style=style,
+                                    layout=slider),
+        "backward_ms": w.FloatSlider(value=backward_ms, min=1, max=100, step=1, description="backward ms",
+                                     style=style, layout=slider),
+        "weight_ms": w.FloatSlider(value=weight_ms, min=0, max=99, step=1, description="of which W ms", style=style,
+                                   layout=slider),
+        "link_ms": w.FloatSlider(value=link_ms, min=0, max=20, step=0.5, description="link ms", style=style,
                               layout=slider),
     }
     for control in controls.values():
@@ -130,7 +135,7 @@ def explorer(schedule: str = "1f1b", P: int = 4, M: int = 8, v: int = 2, forward
     def redraw(_=None):
         values = {name: control.value for name, control in controls.items()}
         controls["v"].disabled = values["schedule"] != "interleaved"
-        controls["weight"].disabled = not values["schedule"].startswith("zb-")
+        controls["weight_ms"].disabled = not values["schedule"].startswith("zb-")
         out.clear_output(wait=True)
         with out:
             try:

@@ -1,7 +1,7 @@
 """Export a trace to the Trace Event Format (JSON), to open in Perfetto (ui.perfetto.dev) or ``chrome://tracing``.
 
-    labs.viz.perfetto.save(run.trace, "step.json")     # then drag step.json into https://ui.perfetto.dev
-    trace = labs.viz.perfetto.load("step.json")         # the same Trace back (events, messages, counters)
+    labs.viz.perfetto.save(run.trace, "step.json")   # then drag step.json into https://ui.perfetto.dev
+    trace = labs.viz.perfetto.load("step.json")       # the same Trace back (events, messages, counters)
 
 What the file holds (the format's "JSON Object Format": ``{"traceEvents": [...], "displayTimeUnit": "ms"}``):
 
@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import json
 
-from ..schedules import BACKWARD, FORWARD, WEIGHT, Action
+from ..schedules import BACKWARD, FORWARD, WEIGHT, Action, producer
 from ..timeline.trace import Event, Message, RankTrace, Trace
 
+__all__ = ["from_chrome_trace", "load", "save", "to_chrome_trace", "validate"]
+
 _CATEGORY = {FORWARD: "forward", BACKWARD: "backward", WEIGHT: "weight"}
-_COUNTERS = ("finish", "bytes_sent", "bytes_received", "messages_sent", "messages_received", "wait_time")
+_COUNTERS = ("finish_s", "bytes_sent", "bytes_received", "messages_sent", "messages_received", "wait_time_s")
 COMPUTE, RECEIVES = 0, 1  # thread ids inside each rank's process
 
 
@@ -30,16 +32,11 @@ def _us(seconds: float) -> float:
     return round(seconds * 1e6, 3)  # microseconds, to the nanosecond: a shorter file, nothing real lost
 
 
-def _producer(message: Message) -> Action:
-    """The action whose output this message carries."""
-    stage = message.stage - 1 if message.kind == FORWARD else message.stage + 1
-    return Action(stage, message.kind, message.microbatch)
-
-
 def to_chrome_trace(trace: Trace, name: str = "pipeline step") -> dict:
-    """The trace as a Trace Event Format object (a dict ready for ``json.dump``)."""
+    """The trace as a Trace Event Format object (a dict ready for ``json.dump``); times in microseconds."""
     events: list[dict] = []
     ends = {e.action: e for r in trace.ranks for e in r.events}
+    num_stages = 1 + max((a.stage for a in ends), default=0)
     for rank in trace.ranks:
         pid = rank.rank
         events += [{"name": "process_name", "ph": "M", "pid": pid, "tid": COMPUTE, "args": {"name": f"rank {pid}"}},
@@ -48,8 +45,8 @@ def to_chrome_trace(trace: Trace, name: str = "pipeline step") -> dict:
                    {"name": "thread_name", "ph": "M", "pid": pid, "tid": RECEIVES, "args": {"name": "receives"}}]
         for e in rank.events:
             a = e.action
-            events.append({"name": str(a), "cat": _CATEGORY[a.kind], "ph": "X", "ts": _us(e.start),
-                           "dur": _us(e.duration), "pid": pid, "tid": COMPUTE,
+            events.append({"name": str(a), "cat": _CATEGORY[a.kind], "ph": "X", "ts": _us(e.start_s),
+                           "dur": _us(e.duration_s), "pid": pid, "tid": COMPUTE,
                            "args": {"stage": a.stage, "kind": a.kind, "microbatch": a.microbatch,
                                     "saved_bytes": e.saved_bytes}})
     flow_id = 0
@@ -57,23 +54,24 @@ def to_chrome_trace(trace: Trace, name: str = "pipeline step") -> dict:
         for m in rank.messages:
             label = f"{m.stage}{m.kind}{m.microbatch}"
             args = {"src": m.src, "dst": m.dst, "kind": m.kind, "stage": m.stage, "microbatch": m.microbatch,
-                    "bytes": m.nbytes, "sent_us": _us(m.sent), "needed_us": _us(m.needed),
-                    "received_us": _us(m.received)}
+                    "size_bytes": m.size_bytes, "sent_us": _us(m.sent_s), "needed_us": _us(m.needed_s),
+                    "received_us": _us(m.received_s)}
             events.append({"name": f"recv {label} from rank {m.src}", "cat": "message", "ph": "X",
-                           "ts": _us(m.needed), "dur": _us(max(m.received - m.needed, 0.0)), "pid": m.dst,
+                           "ts": _us(m.needed_s), "dur": _us(max(m.received_s - m.needed_s, 0.0)), "pid": m.dst,
                            "tid": RECEIVES, "args": args})
-            producer, consumer = ends.get(_producer(m)), ends.get(Action(m.stage, m.kind, m.microbatch))
-            if producer is None or consumer is None:
+            upstream = producer(m.consumer, num_stages)  # the action whose output the message carries
+            sent, used = ends.get(upstream) if upstream else None, ends.get(m.consumer)
+            if sent is None or used is None:
                 continue
             flow_id += 1
-            low, high = _us(producer.start), _us(producer.start) + _us(producer.duration)  # the slice's own numbers
-            high = min(high, _us(producer.end))
-            start = min(max(_us(m.sent), low), high)  # inside the producing slice, so the arrow binds to it
+            low, high = _us(sent.start_s), _us(sent.start_s) + _us(sent.duration_s)  # the slice's own numbers
+            high = min(high, _us(sent.end_s))
+            start = min(max(_us(m.sent_s), low), high)  # inside the producing slice, so the arrow binds to it
             events.append({"name": f"{m.src}->{m.dst}", "cat": "message", "ph": "s", "id": flow_id,
-                           "ts": start, "pid": m.src, "tid": COMPUTE, "args": {"bytes": m.nbytes}})
+                           "ts": start, "pid": m.src, "tid": COMPUTE, "args": {"size_bytes": m.size_bytes}})
             events.append({"name": f"{m.src}->{m.dst}", "cat": "message", "ph": "f", "bp": "e", "id": flow_id,
-                           "ts": _us(consumer.start) + min(1.0, _us(consumer.duration)), "pid": m.dst, "tid": COMPUTE,
-                           "args": {"bytes": m.nbytes}})
+                           "ts": _us(used.start_s) + min(1.0, _us(used.duration_s)), "pid": m.dst, "tid": COMPUTE,
+                           "args": {"size_bytes": m.size_bytes}})
     ranks = [{"rank": r.rank, **{k: getattr(r, k) for k in _COUNTERS}} for r in trace.ranks]
     return {"traceEvents": events, "displayTimeUnit": "ms",
             "otherData": {"name": name, "producer": "labs (pipeline-parallelism course)", "ranks": ranks}}
@@ -94,15 +92,15 @@ def from_chrome_trace(data: dict) -> Trace:
             ranks[e["pid"]].events.append(Event(action, start, start + e["dur"] / 1e6, args.get("saved_bytes", 0)))
         elif e.get("tid") == RECEIVES:
             ranks[e["pid"]].messages.append(Message(args["src"], args["dst"], args["kind"], args["stage"],
-                                                    args["microbatch"], args["bytes"], args["sent_us"] / 1e6,
+                                                    args["microbatch"], args["size_bytes"], args["sent_us"] / 1e6,
                                                     args["needed_us"] / 1e6, args["received_us"] / 1e6))
     for pid, rank in ranks.items():
-        rank.events.sort(key=lambda e: e.start)
+        rank.events.sort(key=lambda e: e.start_s)
         for key in _COUNTERS:
             if key in counters.get(pid, {}):
                 setattr(rank, key, counters[pid][key])
-        if "finish" not in counters.get(pid, {}):
-            rank.finish = max((e.end for e in rank.events), default=0.0)
+        if "finish_s" not in counters.get(pid, {}):
+            rank.finish_s = max((e.end_s for e in rank.events), default=0.0)
     return Trace([ranks[pid] for pid in pids])
 
 
@@ -166,5 +164,6 @@ def save(trace: Trace, path: str, name: str = "pipeline step") -> str:
 
 
 def load(path: str) -> Trace:
+    """The Trace saved at ``path`` by ``save``."""
     with open(path) as handle:
         return from_chrome_trace(json.load(handle))

@@ -1,9 +1,9 @@
 """Figures: timelines of traces (measured or simulated) and sweeps against theory.
 
-    labs.viz.plots.timeline(run.trace, title="measured")              # one row per rank, F blue, B orange, W green
-    labs.viz.plots.compare(run.trace, run.ideal)                       # measured above simulated, same time axis
-    labs.viz.plots.sweep(ms, measured, theory, xlabel="micro-batches M")
-    labs.viz.plots.draw_collectives(ax, run.trace)                     # all-reduces (tensor/data parallel) over a timeline
+    timeline(run.trace, title="measured")          # one row per rank, F blue, B orange, W green
+    compare(run.trace, run.simulated)              # measured above simulated, same time axis
+    sweep(ms, measured, theory, xlabel="micro-batches M")
+    draw_collectives(ax, run.trace)                # all-reduces (tensor/data parallel) over a timeline
 
 Boxes are labelled with the micro-batch, or, when a rank holds several model chunks, with the whole action in
 PyTorch's notation (``4F3``: stage 4, forward, micro-batch 3) and shaded by chunk (darkest: chunk 0); a label that
@@ -15,20 +15,23 @@ import matplotlib.pyplot as plt
 
 from ..timeline.trace import Trace
 
+__all__ = ["COLOURS", "chunk_colour", "compare", "draw_collectives", "draw_timeline", "sweep", "timeline"]
+
 COLOURS = {"F": "#4C72B0", "B": "#DD8452", "W": "#55A868"}
 
 
-def draw_timeline(ax, trace: Trace, title: str = "", time_unit: str = "ms", x_max: float | None = None) -> None:
-    """Draw ``trace`` on ``ax``: rank 0 at the top, time to the right."""
+def draw_timeline(ax, trace: Trace, title: str = "", time_unit: str = "ms", x_max_s: float | None = None) -> None:
+    """Draw ``trace`` on ``ax``: rank 0 at the top, time to the right (in ``time_unit``, up to ``x_max_s`` seconds:
+    default the step time)."""
     scale = 1000.0 if time_unit == "ms" else 1.0
     ranks = trace.world_size
-    span = (x_max if x_max is not None else trace.step_time) * scale
+    span = (x_max_s if x_max_s is not None else trace.step_time_s) * scale
     several_chunks = len({e.action.stage for events in trace.events for e in events}) > ranks
     chunks = max(e.action.stage for events in trace.events for e in events) // ranks + 1
     points_per_unit = _points_per_unit(ax, span)
     for rank, events in enumerate(trace.events):
         for e in events:
-            start, width = e.start * scale, e.duration * scale
+            start, width = e.start_s * scale, e.duration_s * scale
             colour = chunk_colour(e.action.kind, e.action.stage // ranks, chunks) if several_chunks else None
             ax.broken_barh([(start, width)], (rank - 0.4, 0.8), facecolors=colour or COLOURS[e.action.kind],
                            edgecolors="white", linewidth=0.5)
@@ -111,10 +114,10 @@ def timeline(trace: Trace, title: str = "", time_unit: str = "ms", width: float 
     return fig
 
 
-def compare(measured: Trace, simulated: Trace, titles=("measured (real ranks)", "simulated (same costs, free link)"),
+def compare(measured: Trace, simulated: Trace, titles=("measured (real ranks)", "simulated (same costs)"),
             time_unit: str = "ms", width: float = 10.0):
     """Measured timeline above the simulated one, on one time axis, so gaps line up (or visibly don't)."""
-    x_max = max(measured.step_time, simulated.step_time)
+    x_max = max(measured.step_time_s, simulated.step_time_s)
     rows = measured.world_size
     fig, axes = plt.subplots(2, 1, figsize=(width, 0.9 * rows + 2.0), sharex=True)
     draw_timeline(axes[0], measured, titles[0], time_unit, x_max)
