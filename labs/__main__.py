@@ -67,7 +67,8 @@ def _run_parser(sub) -> None:
                    help="stage S's compute takes FACTOR times the pace (repeatable), e.g. 2:3")
     p.add_argument("--straggler", metavar="R:FACTOR", help="every action of rank R takes FACTOR times longer")
     p.add_argument("--blocking", action="store_true", help="blocking send/recv in action order (may deadlock)")
-    p.add_argument("--chrome-trace", metavar="FILE.json", help="save the measured trace for Perfetto / chrome://tracing")
+    p.add_argument("--chrome-trace", metavar="FILE.json",
+                   help="save the measured trace for Perfetto / chrome://tracing")
 
 
 def _run(args) -> int:
@@ -156,7 +157,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labs", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
-    bench = sub.add_parser("bench", help="launch time, step/simulated per schedule, ours vs torch.distributed.pipelining")
+    bench = sub.add_parser("bench",
+                           help="launch time, step/simulated per schedule, ours vs torch.distributed.pipelining")
     bench.add_argument("--pace-ms", type=_pace, default=(10.0, 20.0))
     bench.add_argument("-M", "--microbatches", dest="M", type=_whole, default=8, help="micro-batches M")
     bench.add_argument("--json", action="store_true")

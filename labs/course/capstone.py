@@ -7,9 +7,9 @@
 
 Each step: the batch of that step (the same on every rank, ``TinyGPT.batch(seed=step + 1)``) is cut into M
 micro-batches; the ranks run the schedule (``labs.runtime.step.run_step``: F, B and, for zero-bubble schedules, W);
-then every rank runs Adam on its own stages' weights. The loss of a step is the sum over micro-batches of loss/M, as the last
-stage computed it. The reference runs the whole model in one process with the same micro-batches (loss/M each,
-gradients accumulated) and the same optimizer, so any difference is a pipeline bug or rounding (about 1e-7).
+then every rank runs Adam on its own stages' weights. The loss of a step is the sum over micro-batches of loss/M, as
+the last stage computed it. The reference runs the whole model in one process with the same micro-batches (loss/M
+each, gradients accumulated) and the same optimizer, so any difference is a pipeline bug or rounding (about 1e-7).
 """
 from __future__ import annotations
 

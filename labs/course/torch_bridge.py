@@ -11,9 +11,9 @@ infers which rank holds which stage from the rows, checks the schedule, and inse
 
 ``train_torch`` builds each rank's stages with the runtime's own ``build_stages`` (the same layers, the same cut),
 wraps them in ``torch.distributed.pipelining.PipelineStage``, loads the CSV and calls ``schedule.step`` once per
-training step, then Adam, as ``labs.course.capstone.train`` does on our runtime. PyTorch averages the micro-batches' losses
-by scaling the gradients by 1/M (``scale_grads=True``) where we divide each loss by M: the same gradients, up to
-rounding. The step loss is the mean of the per-micro-batch losses PyTorch returns.
+training step, then Adam, as ``labs.course.capstone.train`` does on our runtime. PyTorch averages the micro-batches'
+losses by scaling the gradients by 1/M (``scale_grads=True``) where we divide each loss by M: the same gradients, up
+to rounding. The step loss is the mean of the per-micro-batch losses PyTorch returns.
 """
 from __future__ import annotations
 
@@ -60,7 +60,8 @@ def _torch_train_rank(rank: int, job: TrainJob, csv_path: str) -> list[float]:
     # splits the backward itself, in stage_backward_input / stage_backward_weight)
     mine = build_stages(rank, PipelineJob([[a for a in acts if a.kind != WEIGHT] for acts in job.schedule], job.model,
                                           job.batch_size, pace_s=None), owners, num_stages)
-    stages = [PipelineStage(stage.layers, index, num_stages, torch.device("cpu")) for index, stage in sorted(mine.items())]
+    stages = [PipelineStage(stage.layers, index, num_stages, torch.device("cpu"))
+              for index, stage in sorted(mine.items())]
     schedule = _PipelineScheduleRuntime(stages, M, loss_fn=job.model.loss)
     schedule._load_csv(csv_path, format="compute_only")
     adam = torch.optim.Adam([p for s in mine.values() for p in s.layers.parameters()], lr=job.lr)

@@ -1,10 +1,10 @@
 """The kernel side of grading: call the learner's function on the grader's cases and write plain outputs as JSON.
 
 The grader (``labs.grading.grader``) never imports this module inside the learner's kernel: it reads this file's
-*source* from its own copy of ``labs`` and sends it, with the exercise's cases, as one IPython ``user_expression`` (evaluated
-with plain ``eval``: no input or AST transformer of the learner's touches it). The source is executed in a fresh
-namespace, so monkey-patching ``labs.grading.kernel`` in a cell changes nothing. What comes back is only what the
-learner's function returned for each case, converted by ``plain``; expected values never enter the kernel.
+*source* from its own copy of ``labs`` and sends it, with the exercise's cases, as one IPython ``user_expression``
+(evaluated with plain ``eval``: no input or AST transformer of the learner's touches it). The source is executed in a
+fresh namespace, so monkey-patching ``labs.grading.kernel`` in a cell changes nothing. What comes back is only what
+the learner's function returned for each case, converted by ``plain``; expected values never enter the kernel.
 
 The visible checks import ``plain`` and ``forbidden_calls`` from here (``labs.grading`` re-exports them), so a check
 in the notebook and the grader agree on what "calling the reference" means.

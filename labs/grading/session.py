@@ -1,11 +1,11 @@
 """Run a notebook's cells and the grading requests in a fresh Jupyter kernel, under time limits (the grader's side).
 
 ``run_session`` is what ``labs.grading.grader.grade_notebook`` uses: it starts a kernel (``jupyter_client``) in the
-copy's folder, runs the code cells, then sends one grading request per exercise and reads the JSON file the kernel writes.
-Every request has a time limit: past it the kernel is interrupted (Ctrl-C), and killed with all its processes if it
-does not answer within a few seconds. A kernel that dies or is killed is restarted and the notebook re-run without the
-cell that killed it or hung; an exercise whose request killed or hung the kernel scores 0 with the reason. The whole
-session stops at ``timeout_s``; whatever is left then scores 0, "not graded: time limit".
+copy's folder, runs the code cells, then sends one grading request per exercise and reads the JSON file the kernel
+writes. Every request has a time limit: past it the kernel is interrupted (Ctrl-C), and killed with all its processes
+if it does not answer within a few seconds. A kernel that dies or is killed is restarted and the notebook re-run
+without the cell that killed it or hung; an exercise whose request killed or hung the kernel scores 0 with the reason.
+The whole session stops at ``timeout_s``; whatever is left then scores 0, "not graded: time limit".
 """
 from __future__ import annotations
 

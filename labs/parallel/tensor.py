@@ -36,9 +36,9 @@ from torch import nn
 
 from ..models.toy import ToyModel, seeded
 
-__all__ = ["ColumnParallelLinear", "CopyToTensorParallel", "MLPBlock", "MLPModel", "RECORDER", "ReduceFromTensorParallel",
-           "RowParallelLinear", "all_reduce", "copy_to_tensor_parallel", "gather_shards", "reduce_from_tensor_parallel",
-           "shard_dim", "tensor_parallel_block"]
+__all__ = ["ColumnParallelLinear", "CopyToTensorParallel", "MLPBlock", "MLPModel", "RECORDER",
+           "ReduceFromTensorParallel", "RowParallelLinear", "all_reduce", "copy_to_tensor_parallel", "gather_shards",
+           "reduce_from_tensor_parallel", "shard_dim", "tensor_parallel_block"]
 
 RECORDER: list | None = None  # when a list, each all-reduce appends (kind, start, end, bytes); the runtime sets it
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import ScheduleError
+from ..checks import whole_number
+from ..errors import InputError, ScheduleError
 
 __all__ = ["BACKWARD", "FORWARD", "KINDS", "WEIGHT", "Action", "Schedule", "ScheduleError", "check_counts", "parse",
            "parse_action", "shape", "stage_owners", "uses_weight_step"]
@@ -79,13 +80,14 @@ def parse(schedule) -> Schedule:
 
 
 def check_counts(P: int, M: int, v: int = 1) -> None:
-    """Raise ScheduleError unless P (pipeline ranks), M (micro-batches) and v (chunks per rank) are whole numbers >= 1."""
-    if not isinstance(P, int) or P < 1:
-        raise ScheduleError(f"the number of pipeline ranks P must be a whole number >= 1, got {P!r}")
-    if not isinstance(M, int) or M < 1:
-        raise ScheduleError(f"the number of micro-batches M must be a whole number >= 1, got {M!r}")
-    if not isinstance(v, int) or v < 1:
-        raise ScheduleError(f"virtual stages v must be a whole number >= 1, got {v!r}")
+    """Raise ScheduleError unless P (pipeline ranks), M (micro-batches) and v (chunks per rank) are whole numbers
+    >= 1 (``labs.checks.whole_number``'s rule and wording)."""
+    for name, value in (("the number of pipeline ranks P", P), ("the number of micro-batches M", M),
+                        ("virtual stages v", v)):
+        try:
+            whole_number(name, value, 1)
+        except InputError as problem:
+            raise ScheduleError(str(problem)) from None
 
 
 def shape(schedule: Schedule) -> tuple[int, int, int]:
