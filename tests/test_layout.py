@@ -142,6 +142,24 @@ def test_models_and_viz_stand_apart_and_models_use_only_the_base():
     assert wrong == []
 
 
+def _neighbour_stages(module: str) -> list[int]:
+    """Lines computing ``stage + 1`` or ``stage - 1`` (a name or an attribute called stage)."""
+    lines = []
+    for node in ast.walk(_tree(MODULES[module])):
+        if (isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub))
+                and isinstance(node.right, ast.Constant) and node.right.value == 1
+                and (getattr(node.left, "id", None) == "stage" or getattr(node.left, "attr", None) == "stage")):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_which_stage_a_message_goes_to_is_written_once():
+    """Only labs.schedules.lowering computes a neighbour stage; everything else asks it."""
+    assert _neighbour_stages("labs.schedules.lowering"), "the check does not see the lowering's own rule"
+    found = {m: lines for m in MODULES if m != "labs.schedules.lowering" and (lines := _neighbour_stages(m))}
+    assert found == {}, f"stage +/- 1 outside labs.schedules.lowering: {found}"
+
+
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_every_module_is_small_and_declares_all(module):
     with open(MODULES[module], encoding="utf-8") as handle:

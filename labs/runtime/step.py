@@ -242,8 +242,9 @@ def run_step(rank, job, stages, owners, num_stages, inputs, targets, tagged=None
             if sends:
                 if input_grad is None:
                     raise RuntimeError(f"{action}: the input's gradient is None after the backward, so there is "
-                                       f"nothing to send to stage {stage - 1}: the received activation must "
-                                       f"require grad (x.requires_grad_()) before the forward runs on it")
+                                       f"nothing to send to stage {output_target(action, num_stages)}: the received "
+                                       f"activation must require grad (x.requires_grad_()) before the forward runs "
+                                       f"on it")
                 transport.send(input_grad, action)
             trace.events.append(Event(action, start - clock_zero, time.perf_counter() - clock_zero,
                                       split.kept_bytes(microbatch) if split else 0))
