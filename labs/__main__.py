@@ -37,7 +37,7 @@ def _pace(text: str):
         if len(times) not in (2, 3):
             raise ValueError(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--pace-ms takes FORWARD,BACKWARD (or FORWARD,B,W for a split backward) "
+        raise argparse.ArgumentTypeError(f"--pace-ms takes FORWARD,BACKWARD (or FORWARD,I,W: input and weight gradient) "
                                          f"in ms per layer (e.g. 10,20 or 10,10,10), or 'off'; got {text!r}")
     return times
 

@@ -33,7 +33,7 @@ from .runtime.launcher import launch
 from .runtime.pacing import stage_paces, three_way
 from .runtime.step import PipelineJob, run_rank
 from .runtime.transport import uses_tags
-from .schedules import check_in_order, check_runnable, make, parse, shape, stage_owners, uses_weight_step, validate
+from .schedules import check_in_order, check_runnable, make, parse, shape, stage_owners, uses_split_backward, validate
 from .theory import idle_fraction
 from .timeline.costs import Costs, as_network
 from .timeline.simulator import ideal_time_s, simulate
@@ -125,7 +125,7 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     P pipeline ranks, M micro-batches, v model chunks per rank (a hand-written schedule brings its own). Schedules:
     GPipe (arXiv 1811.06965), 1F1B and interleaved 1F1B (arXiv 2104.04473), ZB-H1 and ZB-V (arXiv 2401.10241).
     ``pace_ms=(F, B)`` pads each layer's forward to F and backward to B milliseconds (None: unpaced, the real
-    compute time); ``(F, B, W)`` paces a split backward's B and W apart (a fused backward then takes B+W).
+    compute time); ``(F, I, W)`` paces a split backward's I and W apart (a full backward B then takes I+W).
 
     The run reports the trace of its **median** timed step (by step time), and every step's time in
     ``step_times_s``. Why the median: a step's time can only grow when something outside the pipeline interferes
@@ -195,7 +195,7 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     trace = sorted(step_traces, key=lambda t: t.step_time_s)[(steps - 1) // 2]
     replicas, loss = grid.gather(results)
     reference_loss, reference = reference_gradients(model, batch_size)
-    costs = _costs(_per_shard(pace_s, T), blocks, trace, uses_weight_step(actions))
+    costs = _costs(_per_shard(pace_s, T), blocks, trace, uses_split_backward(actions))
     message_bytes = 4 * math.prod(model.boundary_shape(batch_size // M))
     simulated = simulate(actions, dataclasses.replace(costs, network=network, message_bytes=message_bytes))
     return PipelineRun(name, actions, P, M, v, trace, simulated, costs, loss, reference_loss,
@@ -229,8 +229,8 @@ def _costs(pace_s, blocks, trace: Trace, split: bool = False) -> Costs:
     """The per-stage costs: the paced durations, or (unpaced) the mean measured durations of each stage's actions."""
     if pace_s is not None:
         per_stage = pace_s if isinstance(pace_s, list) else [pace_s] * len(blocks)  # a list: one per stage (uneven)
-        f, b, w = zip(*(three_way(p) for p in per_stage))
-        if not split:
+        f, b, w = zip(*(three_way(p) for p in per_stage))  # (F, I, W): Costs charges a full backward B I + W
+        if not split:  # nothing split: the whole backward in backward_s
             b, w = [x + y for x, y in zip(b, w)], [0.0] * len(blocks)
         return Costs([t * len(n) for t, n in zip(f, blocks)], [t * len(n) for t, n in zip(b, blocks)],
                      [t * len(n) for t, n in zip(w, blocks)])
@@ -238,5 +238,6 @@ def _costs(pace_s, blocks, trace: Trace, split: bool = False) -> Costs:
     for events in trace.events:
         for e in events:
             durations.setdefault((e.action.kind, e.action.stage), []).append(e.duration_s)
+    # measured: F, and I and W where the schedule splits (a full B then costs their sum), else the whole B
     return Costs(*[[statistics.mean(durations[(kind, s)]) for s in range(len(blocks))]
-                   for kind in (("F", "B", "W") if split else ("F", "B"))])
+                   for kind in (("F", "I", "W") if split else ("F", "B"))])

@@ -55,7 +55,7 @@ def test_cuda_without_a_gpu_is_refused(monkeypatch):
 @pytest.mark.parametrize("schedule,message", [
     ([5], "rank 0's entry is 5: each rank needs a list of actions"),
     ([None], "rank 0's entry is None"),
-    ([[Action(0, "X", 0)]], "kind is one of F, B, W"),
+    ([[Action(0, "X", 0)]], "kind is one of F, I, W, B"),
     ([[Action(0.0, "F", 0), Action(0, "B", 0)]], "stage and micro-batch are whole numbers"),
     (["\u0662F\u0665"], "cannot read action"),  # Arabic-Indic digits: not 2F5
     ([["1F0", "1B0"]], "0F0 is missing: no rank runs stage 0"),

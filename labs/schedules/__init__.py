@@ -3,25 +3,28 @@
     make("1f1b", P=4, M=8)             # any schedule by name: one list of actions per pipeline rank
     validate(schedule)                 # before any process starts: what to fix, or the parsed lists
 
-* ``actions``: ``Action`` (``2F5``), ``parse``, ``shape``, ``stage_owners``;
+* ``actions``: ``Action`` (``2F5``; kinds F, I, W, B as PyTorch's), ``parse``, ``shape``, ``stage_owners``;
 * ``classic``: ``naive``, ``gpipe``, ``one_f_one_b``, ``interleaved``; ``zero_bubble``: ``zb_h1``, ``zb_v``;
 * ``lowering``: which stage receives each action's output; ``lower`` adds the explicit sends and receives;
 * ``validation``: ``validate`` (with the deadlock finder), ``check_in_order``, ``check_runnable``.
 """
 from __future__ import annotations
 
-from .actions import (BACKWARD, FORWARD, KINDS, WEIGHT, Action, Schedule, ScheduleError, check_counts, parse,
-                      parse_action, shape, stage_owners, uses_weight_step)
+from .actions import (BACKWARD, FORWARD, GRADIENT_KINDS, INPUT, KINDS, NOTATIONS, WEIGHT, Action, Schedule,
+                      ScheduleError, check_counts, is_old_notation, parse, parse_action, shape, stage_owners, to_text,
+                      uses_split_backward)
 from .classic import gpipe, interleaved, naive, one_f_one_b
-from .lowering import (RECV, SEND, Comm, consumer, dependencies, input_source, lower, output_target, producer)
+from .lowering import (RECV, SEND, Comm, backward_kinds, consumer, dependencies, input_source, lower, output_target,
+                       producer)
 from .validation import RUNNABLE_KINDS, check_in_order, check_runnable, validate
 from .zero_bubble import ZERO_BUBBLE, v_owner, zb_h1, zb_v
 
-__all__ = ["BACKWARD", "FORWARD", "KINDS", "RECV", "RUNNABLE_KINDS", "SCHEDULES", "SEND", "WEIGHT", "Action", "Comm",
-           "Schedule", "ScheduleError", "check_counts", "check_in_order", "check_runnable", "consumer",
-           "dependencies", "gpipe", "input_source", "interleaved", "lower", "make", "naive", "one_f_one_b",
-           "output_target", "parse", "parse_action", "producer", "shape", "stage_owners", "uses_weight_step",
-           "v_owner", "validate", "zb_h1", "zb_v"]
+__all__ = ["BACKWARD", "FORWARD", "GRADIENT_KINDS", "INPUT", "KINDS", "NOTATIONS", "RECV", "RUNNABLE_KINDS",
+           "SCHEDULES", "SEND", "WEIGHT", "Action", "Comm", "Schedule", "ScheduleError", "backward_kinds",
+           "check_counts", "check_in_order", "check_runnable", "consumer", "dependencies", "gpipe", "input_source",
+           "interleaved", "is_old_notation", "lower", "make", "naive", "one_f_one_b", "output_target", "parse",
+           "parse_action", "producer", "shape", "stage_owners", "to_text", "uses_split_backward", "v_owner",
+           "validate", "zb_h1", "zb_v"]
 
 SCHEDULES = ("naive", "gpipe", "1f1b", "interleaved", "zb-h1", "zb-v")
 

@@ -8,7 +8,7 @@ drawn and compared by the same code. Which stage's output an action waits for co
 """
 from __future__ import annotations
 
-from ..schedules import Schedule, dependencies, output_target, shape, stage_owners, validate
+from ..schedules import Schedule, backward_kinds, dependencies, output_target, shape, stage_owners, validate
 from .costs import Costs
 from .trace import Event, Message, RankTrace, Trace
 
@@ -24,6 +24,7 @@ def simulate(schedule, costs: Costs = Costs()) -> Trace:
     _, stages, _ = shape(schedule)
     costs.check(stages)
     owners = stage_owners(schedule)
+    kinds = backward_kinds(schedule)  # which of I or B sends each input gradient (one schedule may mix them)
     finished: dict = {}
     ranks = [RankTrace(rank=r) for r in range(len(schedule))]
     free_at = [0.0] * len(schedule)
@@ -34,7 +35,7 @@ def simulate(schedule, costs: Costs = Costs()) -> Trace:
         for rank, actions in enumerate(schedule):
             while cursor[rank] < len(actions):
                 action = actions[cursor[rank]]
-                deps = dependencies(action, stages)
+                deps = dependencies(action, stages, kinds)
                 if any(d not in finished for d in deps):
                     break
                 arrivals = [finished[d] if owners[d.stage] == rank else _arrival(costs, links, owners[d.stage], rank,
@@ -73,7 +74,8 @@ def _arrival(costs: Costs, links: dict, src: int, dst: int, sent_s: float) -> fl
 def ideal_time_s(schedule: Schedule, costs: Costs) -> float:
     """The ideal step time: the busiest rank's compute alone under ``costs`` (no bubble, no message), in seconds.
 
-    For equal stages that is M·(F+B) (+W), the "ideal" of the bubble formulas in ``labs.theory``.
+    For equal stages that is M·(F+B) (a split backward: M·(F+I+W)), the "ideal" of the bubble formulas in
+    ``labs.theory``.
     """
     schedule = validate(schedule)
     costs.check(shape(schedule)[1])
@@ -81,5 +83,6 @@ def ideal_time_s(schedule: Schedule, costs: Costs) -> float:
 
 
 def activations_in_flight(schedule) -> list[int]:
-    """Peak number of micro-batches whose activations each rank holds, from the order of its actions alone."""
+    """Peak number of micro-batches whose activations each rank holds, from the order of its actions alone: a
+    (stage, micro-batch) is held from its F until its B, or until its W when split (I keeps what W needs)."""
     return simulate(schedule, Costs(1.0, 1.0, 1.0)).peak_activations

@@ -10,14 +10,14 @@ of the model; with ``interleaved`` that share is cut into ``v`` chunks, each tak
 stays the same whatever ``v`` is and only the schedule changes. ``link_ms`` is the time one message takes between
 ranks. ``v`` applies to ``interleaved`` only (``zb-v`` always holds 2 chunks, the others one stage per rank).
 ``weight_ms`` is the part of ``backward_ms`` that computes the weights' gradients (W): the zero-bubble schedules
-(``zb-h1``, ``zb-v``, see ``labs.schedules.zero_bubble``) run it apart from the input gradient B = backward - weight;
-the others run the backward whole. Default: half of it (close to a transformer layer's split).
+(``zb-h1``, ``zb-v``, see ``labs.schedules.zero_bubble``) run it apart from the input gradient I = backward - weight;
+the others run the backward whole (B = I + W). Default: half of it (close to a transformer layer's split).
 """
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from ..schedules import ScheduleError, make
+from ..schedules import ScheduleError, make, uses_split_backward
 from ..theory import bubble_overhead, idle_fraction, zb_h1_idle_fraction
 from ..timeline.costs import Costs
 from ..timeline.simulator import simulate
@@ -46,8 +46,8 @@ def explore(schedule: str = "1f1b", P: int = 4, M: int = 8, v: int = 2, forward_
                             f"computes the weights' gradients: choose 0 <= weight_ms < backward_ms")
     v = {"interleaved": v, "zb-v": 2}.get(schedule, 1)
     actions = make(schedule, P, M, v)
-    split = schedule.startswith("zb-")
-    b, w = (backward_ms - weight_ms, weight_ms) if split else (backward_ms, 0.0)
+    split = uses_split_backward(actions)
+    b, w = backward_ms - weight_ms, weight_ms  # I and W; a full backward B costs their sum (labs.timeline.Costs)
     costs = Costs(forward_s=forward_ms / 1000 / v, backward_s=b / 1000 / v, weight_s=w / 1000 / v,
                   link_s=link_ms / 1000)
     trace = simulate(actions, costs)

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 
-from ..schedules import BACKWARD, FORWARD, WEIGHT, Action, producer
+from ..schedules import BACKWARD, FORWARD, INPUT, WEIGHT, Action, backward_kinds, producer
 from ..timeline.trace import Event, Message, RankTrace, Trace
 
 __all__ = ["from_chrome_trace", "load", "save", "to_chrome_trace", "validate"]
 
-_CATEGORY = {FORWARD: "forward", BACKWARD: "backward", WEIGHT: "weight"}
+_CATEGORY = {FORWARD: "forward", INPUT: "input gradient", WEIGHT: "weight gradient", BACKWARD: "backward"}
 _COUNTERS = ("finish_s", "bytes_sent", "bytes_received", "messages_sent", "messages_received", "wait_time_s")
 COMPUTE, RECEIVES = 0, 1  # thread ids inside each rank's process
 
@@ -37,6 +37,7 @@ def to_chrome_trace(trace: Trace, name: str = "pipeline step") -> dict:
     events: list[dict] = []
     ends = {e.action: e for r in trace.ranks for e in r.events}
     num_stages = 1 + max((a.stage for a in ends), default=0)
+    kinds = backward_kinds([[e.action for e in r.events] for r in trace.ranks])  # I or B: who sent each gradient
     for rank in trace.ranks:
         pid = rank.rank
         events += [{"name": "process_name", "ph": "M", "pid": pid, "tid": COMPUTE, "args": {"name": f"rank {pid}"}},
@@ -59,7 +60,7 @@ def to_chrome_trace(trace: Trace, name: str = "pipeline step") -> dict:
             events.append({"name": f"recv {label} from rank {m.src}", "cat": "message", "ph": "X",
                            "ts": _us(m.needed_s), "dur": _us(max(m.received_s - m.needed_s, 0.0)), "pid": m.dst,
                            "tid": RECEIVES, "args": args})
-            upstream = producer(m.consumer, num_stages)  # the action whose output the message carries
+            upstream = producer(m.consumer, num_stages, kinds)  # the action whose output the message carries
             sent, used = ends.get(upstream) if upstream else None, ends.get(m.consumer)
             if sent is None or used is None:
                 continue
