@@ -162,7 +162,7 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
         M = _count("the number of micro-batches M", M, checks.MAX_MICROBATCHES)
         v = _count("virtual stages v", v, checks.MAX_VIRTUAL_STAGES)
         if P * v > layers:  # refused before a large schedule is built
-            split_layers(layers, P * v)
+            split_layers(layers, P * v, P=P)
         check_microbatches(batch_size, M)
         actions = make(schedule, P, M, v)
     else:
@@ -180,7 +180,7 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     if model is None:
         model = MLPModel(num_layers=layers, width=width) if T != 1 else ToyModel(layers, width)
     check_model(model)
-    blocks = split_layers(model.num_layers, num_stages, require_equal=num_stages > P)  # fails here, not on ranks
+    blocks = split_layers(model.num_layers, num_stages, require_equal=num_stages > P, P=P)  # here, not on ranks
     check_microbatches(batch_size, M)
     grid = Grid(P, T, D)
     grid.check(model, batch_size, M, world_size=_torchrun_world_size() if hybrid else None)

@@ -115,7 +115,19 @@ def _cli(*args):
     return subprocess.run([sys.executable, "-m", "labs", *args], capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("args,message", [
+def _main(capsys, monkeypatch, *args) -> tuple[int, str]:
+    """``python -m labs ARGS`` in this process (a fresh interpreter costs ~2 s of imports per call; one test below
+    keeps the real command): the exit code and what it wrote to stderr. No rank may start."""
+    from labs.__main__ import main
+    monkeypatch.setattr(labs.pipeline, "launch", _no_launch)
+    try:
+        code = main(list(args))
+    except SystemExit as exit_:  # argparse's own refusals
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+CLI_REFUSALS = [
     (["run", "--plot", "/no/such/folder/t.png"], "the folder /no/such/folder does not exist"),
     (["grade", "notebooks/04_1f1b.ipynb", "--json", "/no/such/folder/s.json"], "does not exist"),
     (["grade", "no_such_notebook.ipynb"], "no such file"),
@@ -123,16 +135,26 @@ def _cli(*args):
     (["run", "-P", "\u0662"], "digits 0-9"),
     (["run", "-P", "100000"], "at most 64"),
     (["run", "--pace-ms=-1,2"], "must be >= 0"),
-])
-def test_cli_refuses_before_running(args, message):
+]
+
+
+@pytest.mark.parametrize("args,message", CLI_REFUSALS)
+def test_cli_refuses_before_running(capsys, monkeypatch, args, message):
     started = time.perf_counter()
-    result = _cli(*args)
-    assert result.returncode == 2 and message in result.stderr, result.stderr[-800:]
-    assert "Traceback" not in result.stderr and time.perf_counter() - started < 30
+    code, err = _main(capsys, monkeypatch, *args)
+    assert code == 2 and message in err, err[-800:]
+    assert "Traceback" not in err and time.perf_counter() - started < 5
 
 
-def test_grade_refuses_a_non_notebook_and_an_unknown_number(tmp_path):
+def test_the_real_command_refuses_with_exit_code_2():
+    """One refusal through a real ``python -m labs`` (the interpreter, the module's entry point, the exit code)."""
+    result = _cli(*CLI_REFUSALS[-1][0])
+    assert result.returncode == 2 and CLI_REFUSALS[-1][1] in result.stderr, result.stderr[-800:]
+    assert "Traceback" not in result.stderr
+
+
+def test_grade_refuses_a_non_notebook_and_an_unknown_number(capsys, monkeypatch, tmp_path):
     (tmp_path / "03_gpipe.ipynb").write_text("not json")
     (tmp_path / "99_extra.ipynb").write_text(json.dumps({"cells": []}))
-    assert "not a readable notebook" in _cli("grade", str(tmp_path / "03_gpipe.ipynb")).stderr
-    assert "no notebook number 99" in _cli("grade", str(tmp_path / "99_extra.ipynb")).stderr
+    assert "not a readable notebook" in _main(capsys, monkeypatch, "grade", str(tmp_path / "03_gpipe.ipynb"))[1]
+    assert "no notebook number 99" in _main(capsys, monkeypatch, "grade", str(tmp_path / "99_extra.ipynb"))[1]
