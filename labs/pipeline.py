@@ -169,7 +169,7 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
         actions = parse(schedule)
         P, num_stages, M = shape(actions)
         _count("the schedule's number of ranks", P, checks.MAX_RANKS, ": each rank is a process")
-    actions = validate(actions, M=M)
+    actions = validate(actions, M=M if isinstance(schedule, str) else None)  # a hand-written one: M inferred
     check_runnable(actions)
     P, num_stages, _ = shape(actions)
     v = num_stages // P

@@ -45,6 +45,12 @@ def test_run_pipeline_refuses_at_once_without_starting_a_process(monkeypatch, kw
     assert time.perf_counter() - started < 1.0
 
 
+def test_a_hand_written_schedule_with_shifted_micro_batches_is_refused_naming_its_rank(monkeypatch):
+    monkeypatch.setattr(labs.pipeline, "launch", _no_launch)
+    with pytest.raises(ScheduleError, match=r"^rank 1 runs 1F2, but the stages run 2 micro-batches"):
+        run_pipeline([["0F0", "0F1", "0B0", "0B1"], ["1F1", "1F2", "1B1", "1B2"]], layers=4, batch_size=8)
+
+
 def test_cuda_without_a_gpu_is_refused(monkeypatch):
     monkeypatch.setattr(labs.pipeline, "launch", _no_launch)
     monkeypatch.setattr(sys.modules["labs.runtime.devices"], "gpus_visible", lambda: 0)
@@ -59,6 +65,11 @@ def test_cuda_without_a_gpu_is_refused(monkeypatch):
     ([[Action(0.0, "F", 0), Action(0, "B", 0)]], "stage and micro-batch are whole numbers"),
     (["\u0662F\u0665"], "cannot read action"),  # Arabic-Indic digits: not 2F5
     ([["1F0", "1B0"]], "0F0 is missing: no rank runs stage 0"),
+    # micro-batches numbered from 1 on one rank: the out-of-range action, on the rank that runs it (M not given)
+    ([["0F0", "0F1", "0B0", "0B1"], ["1F1", "1F2", "1B1", "1B2"]], r"^rank 1 runs 1F2, but the stages run 2 "
+     r"micro-batches each \(numbered 0 to 1\): renumber rank 1's"),
+    ([["0F1", "0F2", "0B1", "0B2"], ["1F0", "1F1", "1B0", "1B1"]], r"^rank 0 runs 0F2, but the stages run 2"),
+    ([["0F0", "0F1", "0B0", "0B1"], ["1F0", "1B0"]], r"^1F1 is missing: rank 1 never runs it"),  # really missing
 ])
 def test_validate_says_what_is_wrong(schedule, message):
     with pytest.raises(ScheduleError, match=message):
