@@ -109,7 +109,10 @@ def _run(args) -> int:
     print(f"ideal            {run.ideal_time_s * 1000:8.1f} ms   the busiest rank's compute alone")
     formula = "(P-1)/(vM+P-1)" if run.name in CLASSIC else "(simulated, free link)"
     print(f"idle fraction    {run.idle_fraction:8.3f}      theory {formula} = {run.idle_fraction_theory:.3f}")
-    print(f"peak activations {run.trace.peak_activations} micro-batches per rank")
+    peaks = run.trace.peak_activations
+    print(f"peak activations {peaks} micro-batches per rank" if run.v == 1 else
+          f"peak activations {peaks} chunk activations per rank (one micro-batch through one of the rank's v={run.v} "
+          f"chunks, 1/{run.v} of its layers): {[p / run.v for p in peaks]} micro-batches' worth")
     print(f"bytes moved      {run.trace.bytes_moved} in {run.trace.messages} messages between stages")
     if run.grid:
         traffic = run.trace.traffic

@@ -162,14 +162,14 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
         M = _count("the number of micro-batches M", M, checks.MAX_MICROBATCHES)
         v = _count("virtual stages v", v, checks.MAX_VIRTUAL_STAGES)
         if P * v > layers:  # refused before a large schedule is built
-            split_layers(layers, P * v)
+            split_layers(layers, P * v, P=P)
         check_microbatches(batch_size, M)
         actions = make(schedule, P, M, v)
     else:
         actions = parse(schedule)
         P, num_stages, M = shape(actions)
         _count("the schedule's number of ranks", P, checks.MAX_RANKS, ": each rank is a process")
-    actions = validate(actions, M=M)
+    actions = validate(actions, M=M if isinstance(schedule, str) else None)  # a hand-written one: M inferred
     check_runnable(actions)
     P, num_stages, _ = shape(actions)
     v = num_stages // P
@@ -180,7 +180,7 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     if model is None:
         model = MLPModel(num_layers=layers, width=width) if T != 1 else ToyModel(layers, width)
     check_model(model)
-    blocks = split_layers(model.num_layers, num_stages, require_equal=num_stages > P)  # fails here, not on ranks
+    blocks = split_layers(model.num_layers, num_stages, require_equal=num_stages > P, P=P)  # here, not on ranks
     check_microbatches(batch_size, M)
     grid = Grid(P, T, D)
     grid.check(model, batch_size, M, world_size=_torchrun_world_size() if hybrid else None)

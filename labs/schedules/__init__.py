@@ -56,5 +56,6 @@ def make(name: str, P: int, M: int, v: int = 1) -> Schedule:
     if name == "1f1b":
         return one_f_one_b(P, M)
     if v < 2:
-        raise ScheduleError(f"interleaved needs v >= 2 model chunks per rank, got v={v}")
+        raise ScheduleError(f"interleaved needs v >= 2 model chunks per rank, got v={v}: set v to 2 or more "
+                            f"(-v/--virtual-stages), or use 1f1b for one stage per rank")
     return interleaved(P, M, v)
