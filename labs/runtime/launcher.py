@@ -12,8 +12,9 @@ returns ``[fn(0, x), fn(1, x), ...]`` in rank order. Inside ``fn`` the default p
   ``start_method=``.
 * **No fixed ports.** Ranks meet through a ``FileStore`` in a fresh temporary folder, so launches never clash. The
   folder's name carries the parent's pid; a launch removes the folders of parents that died without cleaning up.
-* **A rendezvous that holds on a busy machine.** Every rank passes a barrier after joining the group, before ``fn``:
-  a fast rank can then never exit while a slow one is still connecting to it.
+* **A rendezvous that holds on a busy machine.** Creating any process group (the default one, or one ``fn`` makes
+  with ``new_group`` or ``init_device_mesh``) ends with a barrier over all ranks (``TORCH_DIST_INIT_BARRIER=1``), so
+  a fast rank can never exit while a slow one is still connecting to it.
 * **The heap a forked rank inherits is frozen** (``gc.freeze``), so its garbage collector never walks the parent's
   objects (see ``labs.runtime.step._quiet_gc`` for what that cost).
 * **Backend.** NCCL when there is one GPU per rank, gloo otherwise (ranks cannot share one GPU under NCCL); the rules
@@ -254,16 +255,18 @@ def _worker(rank, world_size, store_path, backend, timeout_s, payload, writer, p
         torch.set_num_threads(threads)
         if backend == "nccl":
             torch.cuda.set_device(rank)
+        # Every group (the default one, dist.new_group's, init_device_mesh's) connects its ranks eagerly, and a rank
+        # that had finished could exit while a slower one (asleep in the store's 10 ms poll on a busy core) was still
+        # connecting to it: "Gloo connectFullMesh failed ... Connection closed by peer". torch's switch ends every
+        # group's creation with a store barrier over all ranks (a barrier after fn would turn an unmatched send into
+        # a hang). One core busy: 10 of 600 launches failed without it, none of 600 with it.
+        os.environ.setdefault("TORCH_DIST_INIT_BARRIER", "1")
         store = dist.FileStore(store_path, world_size)
         # The process group outlives the parent's deadline a little, so a hang is reported by the parent with
         # every rank's progress rather than by one rank's gloo timeout.
         dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
                                 timeout=datetime.timedelta(seconds=timeout_s + 5))
-        # gloo's init connects every pair of ranks but is no barrier: a fast rank could finish fn and exit while a
-        # slower one (a busy machine) was still completing its handshake with it, which then failed with "Gloo
-        # connectFullMesh failed ... Connection closed by peer" (1 launch in 150 under two busy loops). Past this
-        # barrier every rank has finished connecting, so no exit can break another rank's set-up.
-        dist.barrier()
+        dist.barrier()  # an aligned start for fn (the switch above already waited for every rank to connect)
         report("")
         result = fn(rank, *args, **kwargs)
         # Plain pickle copies tensors by value; multiprocessing's own pickler would pass them as shared-memory
