@@ -17,6 +17,8 @@ import json
 import os
 import sys
 
+from .schedules import SCHEDULES  # no torch: the CLI starts fast
+
 __all__ = ["main"]
 
 
@@ -44,7 +46,7 @@ def _pace(text: str):
 
 def _run_parser(sub) -> None:
     p = sub.add_parser("run", help="run one real pipeline-parallel training step and explain it")
-    p.add_argument("--schedule", default="1f1b", help="naive, gpipe, 1f1b, interleaved, zb-h1 or zb-v")
+    p.add_argument("--schedule", default="1f1b", choices=SCHEDULES, help=", ".join(SCHEDULES))
     p.add_argument("-P", "--pp", dest="P", type=_whole, default=4, help="pipeline ranks P")
     p.add_argument("-M", "--microbatches", dest="M", type=_whole, default=8, help="micro-batches M")
     p.add_argument("-v", "--virtual-stages", dest="v", type=_whole, default=1,
