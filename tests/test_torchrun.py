@@ -26,7 +26,7 @@ from labs.runtime.devices import leftover_distributed_env, under_torchrun
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
-RUN = ["-m", "labs", "run", "--schedule", "1f1b", "-P", "2", "-M", "8", "--layers", "2", "--batch-size", "16"]
+RUN = ["-m", "labs", "run", "--schedule", "1f1b", "-M", "8", "--batch-size", "16"]
 
 
 def _free_port() -> int:
@@ -35,9 +35,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _node(node_rank: int, port: int, run: list, env: dict | None = None) -> subprocess.Popen:
-    command = TORCHRUN + ["--nnodes", "2", "--node-rank", str(node_rank), "--nproc-per-node", "1", "--master-addr",
-                          "127.0.0.1", "--master-port", str(port)] + run
+def _node(node_rank: int, port: int, run: list, env: dict | None = None, nproc: int = 1) -> subprocess.Popen:
+    command = TORCHRUN + ["--nnodes", "2", "--node-rank", str(node_rank), "--nproc-per-node", str(nproc),
+                          "--master-addr", "127.0.0.1", "--master-port", str(port)] + run + ["-P", str(2 * nproc)]
+    command += ["--layers", str(2 * nproc)]
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, env={**os.environ, "PYTHONPATH": ROOT, **(env or {})})
 
@@ -83,11 +84,13 @@ def _wait_for_checkins(port: int, ranks: int, limit_s: float = 90.0) -> None:
 
 
 def test_a_node_killed_mid_run_stops_the_other_in_seconds_naming_the_rank():
+    """Two nodes of two ranks: when node 1 dies, rank 1 sees it first (it sends to rank 2) while rank 0 still waits
+    for rank 1: both name ranks 2 and 3, whose processes ended, and not rank 0 or 1, which were alive."""
     port = _free_port()
-    run = RUN + ["--pace-ms", "100,200", "--timeout", "60"]  # about 3 s per step, 4 steps
-    survivor, victim = _node(0, port, run), _node(1, port, run)
+    run = RUN + ["--pace-ms", "100,200", "--timeout", "60"]  # about 3.3 s per step, 4 steps
+    survivor, victim = _node(0, port, run, nproc=2), _node(1, port, run, nproc=2)
     try:
-        _wait_for_checkins(port, 2)
+        _wait_for_checkins(port, 4)
         time.sleep(1.5)  # the group is formed and the warm-up step runs
         _kill_node(victim)
         killed = time.monotonic()
@@ -98,10 +101,11 @@ def test_a_node_killed_mid_run_stops_the_other_in_seconds_naming_the_rank():
         _kill_node(victim)
     assert survivor.returncode != 0, output
     assert stopped_s < 15, (stopped_s, output)
-    errors = [line for line in output.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, output  # one rank on the surviving node: one line, the course's
-    assert errors[0].startswith("error: rank 0: stopped because rank(s) [1] (torchrun node 1) stopped answering"), \
-        output
+    errors = sorted(line for line in output.splitlines() if line.startswith("error: "))
+    assert len(errors) == 2, output  # the surviving node's two ranks: one line each, the course's
+    for rank, line in enumerate(errors):
+        assert line.startswith(f"error: rank {rank}: stopped because rank(s) [2, 3] (torchrun node 1) ended "
+                               f"without a word"), output
     assert os.path.join(ROOT, "labs") not in output, output  # no worker traceback (torchrun prints its own summary)
 
 
@@ -124,6 +128,31 @@ def test_a_node_that_dies_during_start_up_is_named_after_the_start_up_limit():
         _kill_node(victim)
     assert survivor.returncode != 0 and waited_s < 30, (waited_s, output)
     assert "error: rank 0: ranks [1] did not join within 3 s of start-up" in output, output
+    assert os.path.join(ROOT, "labs") not in output, output
+
+
+def test_a_rank_that_raises_is_named_by_the_others(tmp_path):
+    """Rank 1's own error surfaces there with its traceback (as in a notebook); rank 0, left waiting for rank 1's
+    message, says that rank 1 raised and what, instead of gloo's "Connection closed by peer"."""
+    job = tmp_path / "job.py"
+    job.write_text(
+        "import sys, time, torch, torch.distributed as dist, labs\n"
+        "def fn(rank):\n"
+        "    if rank == 1:\n"
+        "        time.sleep(0.5)\n"
+        "        raise ValueError('planted on rank 1')\n"
+        "    dist.recv(torch.zeros(1), src=1)\n"
+        "try:\n"
+        "    labs.launch(fn, world_size=2, timeout_s=60)\n"
+        "except labs.RankFailed as error:\n"
+        "    print(f'error: {error}', flush=True)\n"
+        "    sys.exit(1)\n")
+    done = subprocess.run(TORCHRUN + ["--standalone", "--nproc-per-node", "2", str(job)], cwd=ROOT, timeout=120,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert "error: rank 1 failed:\nTraceback" in output and "ValueError: planted on rank 1" in output, output
+    assert "error: rank 0: stopped because rank 1 raised ValueError: planted on rank 1" in output, output
 
 
 @pytest.fixture

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
 import signal
 import socket
+import threading
 import time
 import traceback
 
@@ -145,33 +147,74 @@ def _sigterm_raises():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _roll_call(store, where: str, rank: int, world_size: int, word: str, wait_s: float = 3.0) -> tuple[str, list]:
-    """Say ``word`` in the store, then read what the other ranks said until nothing new for 0.5 s (at most
-    ``wait_s``): the sentence that names who stopped the run, and the ranks that said nothing."""
+_BEAT_S = 0.5  # a rank's heartbeat period in the store, once it has checked in
+
+
+@contextlib.contextmanager
+def _heartbeat(rank: int):
+    """Count this rank's heartbeats in torchrun's store (its own client, a daemon thread) while the block runs: the
+    roll call tells a rank whose process ended (no beat) from one that is alive but waiting (still beating)."""
+    stop = threading.Event()
+
+    def beat():
+        try:
+            store, _ = _store(5.0)
+            while not stop.is_set():
+                store.add(_key("beats", rank), 1)
+                stop.wait(_BEAT_S)
+        except Exception:  # noqa: BLE001 - the store is gone: the roll call will say so
+            return
+
+    thread = threading.Thread(target=beat, name="labs-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
+def _roll_call(store, where: str, rank: int, world_size: int, word: str) -> tuple[str, list]:
+    """Say ``word`` in the store, listen for three heartbeat periods, and name who stopped the run: a rank that raised,
+    else the ranks whose processes ended without a word (no word, no heartbeat); with those ranks. The first rank to
+    find out leaves its finding in the store, so ranks that notice later (they waited on this one) need not listen."""
     try:
         store.set(_key("stopped", rank), word)
-        said, quiet_since, started = {}, time.monotonic(), time.monotonic()
-        while time.monotonic() - started < wait_s and time.monotonic() - quiet_since < 0.5:
-            for r in range(world_size):
-                if r not in said and store.check([_key("stopped", r)]):
-                    said[r] = store.get(_key("stopped", r)).decode(errors="replace")
-                    quiet_since = time.monotonic()
-            time.sleep(0.05)
-        nodes = {r: store.get(_key("joined", r)).decode().split()[0] if store.check([_key("joined", r)]) else "?"
-                 for r in range(world_size)}
+        if store.check([_key("finding", "all")]):
+            found = json.loads(store.get(_key("finding", "all")))
+            return found["why"], found["ended"]
+        why, ended = _listen(store, world_size)
+        if ended or why.startswith("rank "):
+            store.set(_key("finding", "all"), json.dumps({"why": why, "ended": ended}))
+        return why, ended
     except Exception as error:  # noqa: BLE001 - the store went with its node
         return (f"torchrun's store at {where} is gone ({_first_line(error)}): the node that hosts the rendezvous "
                 f"(--rdzv-endpoint) stopped, so every node stops"), []
+
+
+def _listen(store, world_size: int) -> tuple[str, list]:
+    """Listen for three heartbeat periods: who raised, whose process ended without a word."""
+    beats = [store.add(_key("beats", r), 0) for r in range(world_size)]
+    said: dict = {}
+    listen_until = time.monotonic() + 3 * _BEAT_S
+    while True:
+        for r in range(world_size):
+            if r not in said and store.check([_key("stopped", r)]):
+                said[r] = store.get(_key("stopped", r)).decode(errors="replace")
+        if time.monotonic() > listen_until:
+            break
+        time.sleep(0.1)
+    ended = [r for r in range(world_size) if r not in said and store.add(_key("beats", r), 0) == beats[r]]
+    nodes = {r: store.get(_key("joined", r)).decode().split()[0] for r in range(world_size)}
     raised = {r: w[len("raised "):] for r, w in said.items() if w.startswith("raised ")}
     if raised:
         r = min(raised)
         return f"rank {r} raised {raised[r]} (its traceback is in the output of torchrun node {nodes[r]})", []
-    silent = [r for r in range(world_size) if r not in said]
-    if silent:
-        hosts = sorted({nodes[r] for r in silent})
-        return (f"rank(s) {silent} (torchrun node{'s' * (len(hosts) > 1)} {', '.join(hosts)}) stopped answering "
-                f"without a word: their processes were killed or hung, or their machine is gone"), silent
-    return "every rank stopped at once; torchrun's own output says why", []
+    if ended:
+        hosts = sorted({nodes[r] for r in ended})
+        return (f"rank(s) {ended} (torchrun node{'s' * (len(hosts) > 1)} {', '.join(hosts)}) ended without a word: "
+                f"their processes were killed, or their machine is gone"), ended
+    return ("no rank ended or raised: a rank is stuck waiting (a send or receive without its partner?) or the "
+            "network between the nodes is down"), []
 
 
 def _is_lost(error: BaseException) -> bool:
@@ -199,7 +242,7 @@ def launch_in_place(fn, world_size: int, args: tuple, kwargs: dict, timeout_s: f
         except Exception as error:  # noqa: BLE001 - nobody listens at MASTER_ADDR:MASTER_PORT
             raise RanksLost(rank, f"cannot reach torchrun's store ({_first_line(error)})") from None
         _join_all(store, where, rank, world_size, limit)
-    with _sigterm_raises():
+    with _sigterm_raises(), (_heartbeat(rank) if store is not None else contextlib.nullcontext()):
         try:
             if not joined:  # inside: a peer that dies while the group forms is reported like one that dies later
                 local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -218,12 +261,13 @@ def launch_in_place(fn, world_size: int, args: tuple, kwargs: dict, timeout_s: f
             detail = traceback.format_exc()
             if not _is_lost(error):
                 if store is not None:
-                    _roll_call(store, where, rank, world_size, f"raised {_first_line(error)}", wait_s=0.0)
+                    with contextlib.suppress(Exception):  # the others' roll call names this rank and why
+                        store.set(_key("stopped", rank), f"raised {_first_line(error)}")
                 raise RankFailed(rank, detail, "", "".join(traceback.format_exception_only(type(error), error))) \
                     from None
             seen = "SIGTERM from its torchrun agent" if isinstance(error, _Terminated) else _first_line(error)
             if store is None:
                 raise RanksLost(rank, f"another rank stopped answering ({seen})", detail) from None
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the roll call takes at most 3 s; then say it
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the roll call takes 1.5 s; then say it
             why, silent = _roll_call(store, where, rank, world_size, "stopped: " + seen)
             raise RanksLost(rank, f"stopped because {why} (this rank saw: {seen})", detail, silent) from None
