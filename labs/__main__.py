@@ -18,6 +18,7 @@ import os
 import sys
 
 from .schedules import SCHEDULES  # no torch: the CLI starts fast
+from .checks import DEFAULT_PACE_MS
 
 __all__ = ["main"]
 
@@ -57,8 +58,9 @@ def _run_parser(sub) -> None:
     p.add_argument("--layers", type=_whole, default=8)
     p.add_argument("--width", type=_whole, default=64)
     p.add_argument("--batch-size", type=_whole, default=64)
-    p.add_argument("--pace-ms", type=_pace, default=(10.0, 20.0),
-                   help="pad each layer's forward,backward to these ms (default 10,20; 'off' for real compute)")
+    p.add_argument("--pace-ms", type=_pace, default=DEFAULT_PACE_MS,
+                   help="pad each layer's forward,backward to these ms (default %s; 'off' for real compute)"
+                        % ",".join(f"{t:g}" for t in DEFAULT_PACE_MS))
     p.add_argument("--timeout", type=float, default=60.0, help="seconds before a hung run is stopped")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
     p.add_argument("--plot", metavar="FILE.png", help="save the measured and simulated timelines")
@@ -89,7 +91,8 @@ def _run(args) -> int:
                        timeout_s=args.timeout, network=network, blocking=args.blocking, slow_stages=slow_stages,
                        straggler=straggler, T=args.T, D=args.D)
     summary = run.summary()
-    if os.environ.get("RANK", "0") != "0":  # under torchrun every rank gets the results; rank 0 reports them
+    from .runtime.devices import under_torchrun
+    if under_torchrun() and os.environ["RANK"] != "0":  # every torchrun rank gets the results; rank 0 reports them
         return 0
     if args.chrome_trace:
         from .viz.perfetto import save
@@ -164,7 +167,7 @@ def main(argv=None) -> int:
     _run_parser(sub)
     bench = sub.add_parser("bench",
                            help="launch time, step/simulated per schedule, ours vs torch.distributed.pipelining")
-    bench.add_argument("--pace-ms", type=_pace, default=(10.0, 20.0))
+    bench.add_argument("--pace-ms", type=_pace, default=DEFAULT_PACE_MS)
     bench.add_argument("-M", "--microbatches", dest="M", type=_whole, default=8, help="micro-batches M")
     bench.add_argument("--json", action="store_true")
     grade = sub.add_parser("grade", help="execute a copy of a submitted notebook, score its exercises, print a table")

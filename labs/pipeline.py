@@ -116,7 +116,8 @@ class PipelineRun:
 
 
 def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: int = 8, width: int = 64,
-                 batch_size: int = 64, pace_ms: tuple | None = (5, 10), warmup_steps: int = 1, timeout_s: float = 60.0,
+                 batch_size: int = 64, pace_ms: tuple | None = checks.DEFAULT_PACE_MS, warmup_steps: int = 1,
+                 timeout_s: float = 60.0,
                  device: str = "cpu", steps: int = 3, transport: str = "auto", network=None, blocking: bool = False,
                  slow_stages: dict | None = None, straggler: tuple | None = None, T: int = 1, D: int = 1,
                  model=None) -> PipelineRun:
@@ -124,8 +125,9 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
 
     P pipeline ranks, M micro-batches, v model chunks per rank (a hand-written schedule brings its own). Schedules:
     GPipe (arXiv 1811.06965), 1F1B and interleaved 1F1B (arXiv 2104.04473), ZB-H1 and ZB-V (arXiv 2401.10241).
-    ``pace_ms=(F, B)`` pads each layer's forward to F and backward to B milliseconds (None: unpaced, the real
-    compute time); ``(F, I, W)`` paces a split backward's I and W apart (a full backward B then takes I+W).
+    ``pace_ms=(F, B)`` pads each layer's forward to F and backward to B milliseconds (default
+    ``labs.checks.DEFAULT_PACE_MS``, 10 and 20; None: unpaced, the real compute time); ``(F, I, W)`` paces a split
+    backward's I and W apart (a full backward B then takes I+W).
 
     The run reports the trace of its **median** timed step (by step time), and every step's time in
     ``step_times_s``. Why the median: a step's time can only grow when something outside the pipeline interferes
