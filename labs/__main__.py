@@ -5,6 +5,7 @@
     python -m labs run --schedule 1f1b -P 2 -T 2 -D 2 -M 4 --json     # 8 ranks, a 3-D grid
     python -m labs bench
     python -m labs grade notebooks/03_gpipe.ipynb --json scores.json
+    python -m labs grade submissions/ --gradebook grades.csv          # a class: a gradebook and feedback files
 
 P pipeline ranks (``-P/--pp``), M micro-batches (``-M/--microbatches``), v model chunks per rank
 (``-v/--virtual-stages``), T tensor-parallel ranks (``-T/--tp``), D data-parallel replicas (``-D/--dp``): the same
@@ -130,33 +131,13 @@ def _run(args) -> int:
 
 def _check_paths(args) -> str | None:
     """What is wrong with the files a command would read or write, found before anything runs."""
-    outputs = [getattr(args, "plot", None), getattr(args, "chrome_trace", None)] + ([args.json] if args.command == "grade" else [])
-    for path in filter(None, outputs):
+    if args.command == "grade":
+        from .grading.cli import check
+        return check(args)
+    for path in filter(None, [getattr(args, "plot", None), getattr(args, "chrome_trace", None)]):
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             return f"cannot write {path}: the folder {folder} does not exist (create it or choose another path)"
-    if args.command != "grade":
-        return None
-    path = args.notebook
-    if not os.path.isfile(path):
-        return f"no such file: {path} (give the path of a submitted .ipynb notebook)"
-    if not path.endswith(".ipynb"):
-        return f"{path} is not a notebook: grade takes a submitted .ipynb file"
-    try:
-        with open(path, encoding="utf-8") as f:
-            cells = json.load(f).get("cells")
-    except (OSError, ValueError, AttributeError) as error:
-        return f"{path} is not a readable notebook ({type(error).__name__}): is it a saved .ipynb?"
-    if not isinstance(cells, list):
-        return f"{path} has no cells: is it a saved .ipynb?"
-    import importlib.util
-    import re
-    match = re.match(r"([0-9]{2})_", os.path.basename(path))
-    if not match:
-        return (f"cannot tell which exercises {path} holds: a course notebook's name starts with its two-digit "
-                f"number, e.g. 01_naive_pipeline.ipynb")
-    if importlib.util.find_spec(f"labs.exercises.nb{match[1]}") is None:
-        return f"the course has no notebook number {match[1]} with graded exercises (see notebooks/)"
     return None
 
 
@@ -170,12 +151,8 @@ def main(argv=None) -> int:
     bench.add_argument("--pace-ms", type=_pace, default=DEFAULT_PACE_MS)
     bench.add_argument("-M", "--microbatches", dest="M", type=_whole, default=8, help="micro-batches M")
     bench.add_argument("--json", action="store_true")
-    grade = sub.add_parser("grade", help="execute a copy of a submitted notebook, score its exercises, print a table")
-    grade.add_argument("notebook", help="path to the submitted .ipynb")
-    grade.add_argument("--json", metavar="FILE", help="also write the scores as JSON to FILE")
-    grade.add_argument("--timeout", type=float, default=600.0, help="seconds for the whole notebook (default 600)")
-    grade.add_argument("--step-timeout", type=float, default=180.0, help="seconds for one cell or one exercise")
-    grade.add_argument("--seed", type=int, help="draw the graded cases with this seed (default: a fresh one)")
+    from .grading.cli import add_parser
+    add_parser(sub)
     args = parser.parse_args(argv)
     problem = _check_paths(args)
     if problem:
@@ -186,7 +163,7 @@ def main(argv=None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "grade":
-            from .grading.grader import main as grade_main
+            from .grading.cli import main as grade_main
             try:
                 return grade_main(args)
             except (ValueError, ModuleNotFoundError) as error:  # a missing file, not a notebook, unknown number
