@@ -64,6 +64,8 @@ class PipelineRun:
     step_times_s: list = field(default_factory=list)  # every timed step; ``trace`` is the median one's
     grads: dict | None = None  # the pipeline's gradients, by parameter name (as the one-process model names them)
     grid: Grid | None = None  # None: one rank per pipeline rank (no tensor or data parallelism)
+    step_traces: list = field(default_factory=list)  # every timed step's Trace, in order (timing verdicts read the
+    # fastest: labs.course.timing)
 
     @property
     def T(self) -> int:
@@ -131,8 +133,8 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     (another process takes the core, the OS wakes a sleeping rank late), never shrink, so single steps scatter
     upwards. The median of three ignores one disturbed step whichever it is, where the mean would carry a third of
     it; and it is a real step, so its timeline, idle fraction and activations come from one and the same run (a
-    per-event median would mix steps). The minimum would pick the luckiest step, which is not what a learner's
-    machine typically does.
+    per-event median would mix steps). Timing verdicts read the fastest step instead (``run.step_traces``,
+    ``labs.course.timing``): the least disturbed one, since no step can beat its paced schedule.
 
     ``transport``: "auto" matches messages by tag on gloo and in order on NCCL; "in_order" emulates NCCL's
     first-in-first-out matching on gloo. In order, the schedule must pass ``labs.schedules.check_in_order``.
@@ -211,7 +213,7 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
         simulated = simulate(actions, dataclasses.replace(costs, network=network, message_bytes=message_bytes))
     return PipelineRun(name, actions, P, M, v, trace, simulated, costs, loss, reference_loss,
                        max(max_grad_error(grads, reference) for grads in replicas),
-                       [t.step_time_s for t in step_traces], replicas[0], grid if hybrid else None)
+                       [t.step_time_s for t in step_traces], replicas[0], grid if hybrid else None, step_traces)
 
 
 def _per_shard(pace_s, T: int):

@@ -6,21 +6,23 @@ import sys
 import pytest
 
 from labs import ModelError, ScheduleError, run_pipeline
+from labs.course.timing import check_timing, timing_holds
 from labs.runtime import RankFailed
 from labs.theory import idle_fraction
 
 PACE = (10, 20)  # ms per layer; see README "Paced compute" for why not 5,10 on a 2-core machine
+STEPS = 5  # timed steps: the timing verdicts read the fastest (load only ever delays a rank)
 
 CASES = [("naive", 1, 1)] + [(s, m, 1) for s in ("gpipe", "1f1b") for m in (4, 8, 16)] + [("interleaved", 8, 2)]
 
 
 def _paced_run(name, M, v, attempts=2):
-    """Timing on a shared 2-core machine can be disturbed once; a second run must then meet the bar."""
+    """Timing on a shared 2-core machine can be disturbed once; a second run must then meet the bar. Every case's
+    actions take 20 / 40 ms: interleaved cuts 16 layers into its 8 chunks, the others 8 layers into 4 stages (at
+    10 / 20 ms actions the runtime's fixed ~1 ms per action and per message is 6-11% of the step)."""
     for attempt in range(attempts):
-        run = run_pipeline(name, P=4, M=M, v=v, layers=8, pace_ms=PACE)
-        good = (abs(run.idle_fraction - idle_fraction(4, M, v)) <= 0.03
-                and run.step_time_s / run.simulated_step_time_s <= 1.10)
-        if good or attempt == attempts - 1:
+        run = run_pipeline(name, P=4, M=M, v=v, layers=8 * v, pace_ms=PACE, steps=STEPS)
+        if timing_holds(run, idle_fraction(4, M, v)) or attempt == attempts - 1:
             return run
 
 
@@ -30,9 +32,15 @@ def test_paced_pipeline_matches_theory_and_one_process_gradients(name, M, v):
     assert run.max_grad_error <= 1e-5
     assert abs(run.loss - run.reference_loss) <= 1e-5
     assert run.idle_fraction_theory == pytest.approx(idle_fraction(4, M, v))
-    assert abs(run.idle_fraction - run.idle_fraction_theory) <= 0.03, run.summary()
-    assert run.step_time_s / run.simulated_step_time_s <= 1.10, run.summary()
-    assert run.ideal_time_s == pytest.approx(M * 8 / 4 * (PACE[0] + PACE[1]) / 1000)  # one rank's compute alone
+    assert len(run.step_traces) == STEPS
+    # the timing verdict (labs.course.timing), on the fastest step: idle within 0.03 of theory, within
+    # -0.01/+0.015 once the step's own measured overheads are accounted for, step within 10% of the simulated one
+    check = check_timing(run, run.idle_fraction_theory)
+    assert check.holds, (check, run.summary())
+    # negative control: the same verdict fed the bubble overhead (P-1)/(vM) for the idle share says no (at vM = 16
+    # that is 0.03 above the truth, where the 0.03 band alone could not tell them apart)
+    assert not timing_holds(run, (4 - 1) / (v * M)), (check_timing(run, 3 / (v * M)), run.summary())
+    assert run.ideal_time_s == pytest.approx(M * 8 * v / 4 * (PACE[0] + PACE[1]) / 1000)  # one rank's compute
     if name == "gpipe":
         assert run.trace.peak_activations == [M] * 4
     if name == "1f1b":
