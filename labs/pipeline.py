@@ -35,6 +35,7 @@ from .runtime.step import PipelineJob, run_rank
 from .runtime.transport import uses_tags
 from .schedules import check_in_order, check_runnable, make, parse, shape, stage_owners, uses_split_backward, validate
 from .theory import idle_fraction
+from .timeline.collectives import grid_costs, simulate_grid
 from .timeline.costs import Costs, as_network
 from .timeline.simulator import ideal_time_s, simulate
 from .timeline.trace import Trace
@@ -145,7 +146,9 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     ``T`` tensor-parallel ranks and ``D`` data-parallel replicas run the schedule on a grid of P*T*D ranks
     (``labs.parallel.grid``; Megatron-LM, arXiv 1909.08053); the model is then ``labs.parallel.tensor.MLPModel(layers,
     width)`` unless ``model`` (any ``labs.models.PipelineModel``) says otherwise, and each layer split T ways is
-    paced at 1/T of the time.
+    paced at 1/T of the time. With a grid, ``network`` is over global ranks (``labs.Nodes``: one link inside a node,
+    another across) and prices the all-reduces too: each lasts at least its ring's modelled time on its group's link,
+    which lengthens the action it runs in, and ``run.simulated`` charges the same (``labs.timeline.collectives``).
 
     Bad input raises an InputError (ScheduleError, ModelError, GridError) saying what to change, before any process
     starts; a failing or hung rank raises RankFailed or LaunchTimeout within seconds.
@@ -189,7 +192,10 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     pace_s = stage_paces(pace_s, stage_owners(actions), slow_stages, straggler)
     network = as_network(network)
     if network is not None:
-        network.check_ranks(P)
+        network.check_ranks(grid.size)
+        if T > 1 and uses_split_backward(actions):
+            raise ScheduleError("a network's all-reduce costs are modelled for a fused backward: with T > 1, run a "
+                                "schedule without I and W actions (gpipe, 1f1b, interleaved) or drop the network")
     job = PipelineJob(actions, model, batch_size, pace_s, warmup_steps, device, steps, transport,
                       network=network, blocking=blocking, grid=grid if hybrid else None)
     results = launch(run_rank, world_size=grid.size, args=(job,), timeout_s=timeout_s)
@@ -198,8 +204,15 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     replicas, loss = grid.gather(results)
     reference_loss, reference = reference_gradients(model, batch_size)
     costs = _costs(_per_shard(pace_s, T), blocks, trace, uses_split_backward(actions))
-    message_bytes = 4 * math.prod(model.boundary_shape(batch_size // M))
-    simulated = simulate(actions, dataclasses.replace(costs, network=network, message_bytes=message_bytes))
+    message_bytes = 4 * math.prod(model.boundary_shape(batch_size // (M * D)))
+    if hybrid and network is not None:  # all-reduces on the grid's links (labs.timeline.collectives)
+        grads = [4 * sum(p.numel() for p in results[grid.rank_of(0, p, 0)].grads.values()) for p in range(P)]
+        activation = message_bytes if pace_s is not None else 0  # unpaced: the measured costs hold them already
+        simulated = simulate_grid(actions, costs, blocks, T, D, network, grid.rank_of, activation, grads,
+                                  message_bytes)
+        costs = grid_costs(costs, blocks, stage_owners(actions), T, D, network, grid.rank_of, activation)[0]
+    else:
+        simulated = simulate(actions, dataclasses.replace(costs, network=network, message_bytes=message_bytes))
     return PipelineRun(name, actions, P, M, v, trace, simulated, costs, loss, reference_loss,
                        max(max_grad_error(grads, reference) for grads in replicas),
                        [t.step_time_s for t in step_traces], replicas[0], grid if hybrid else None, step_traces)
