@@ -181,9 +181,12 @@ def transformer_layer_bytes(sequence: int, microbatch_size: int, hidden: int, he
 
     * ``"none"``: 34·s·b·h + 5·a·s²·b (the 5·a·s²·b is the attention scores, softmax and its dropout);
     * ``"selective"``: 34·s·b·h (attention scores recomputed in the backward);
-    * ``"full"``: 2·s·b·h (only the layer's input is kept; the whole layer is recomputed).
+    * ``"full"``: 2·s·b·h (only the layer's input is kept; the whole layer is recomputed), the same for every T:
+      each tensor-parallel rank keeps the whole input (Table 2 of the paper);
+    * ``"full-sharded"``: 2·s·b·h/T, full recompute with each rank keeping only its 1/T shard of the input, at the
+      cost of an all-gather per layer in the backward (section 5 mentions it; the paper does not use it).
 
-    ``T`` > 1 tensor-parallel ranks assume tensor *and* sequence parallelism, which divide every term by T.
+    ``T`` > 1 tensor-parallel ranks assume tensor *and* sequence parallelism, which divide the other terms by T.
     ``bytes_per_value`` scales the 16-bit count (4: float32 activations, about twice the bytes).
     Raises InputError for another ``recompute``.
     """
@@ -192,10 +195,10 @@ def transformer_layer_bytes(sequence: int, microbatch_size: int, hidden: int, he
         value = 34 * s * b * h + 5 * a * s * s * b
     elif recompute == "selective":
         value = 34 * s * b * h
-    elif recompute == "full":
-        value = 2 * s * b * h
+    elif recompute in ("full", "full-sharded"):
+        value = 2 * s * b * h * (T if recompute == "full" else 1)  # "full": the input is not divided by T
     else:
-        raise InputError(f"recompute is 'none', 'selective' or 'full', got {recompute!r}")
+        raise InputError(f"recompute is 'none', 'selective', 'full' or 'full-sharded', got {recompute!r}")
     return value / T * bytes_per_value / 2
 
 

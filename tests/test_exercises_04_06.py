@@ -45,3 +45,26 @@ def test_04_no_shown_shape_is_graded():
     cases = nb04._cases(random.Random(1))
     assert not set(nb04.SHOWN) & set(cases) and not set(nb04.CHECK_CASES) & set(cases)
     assert set(nb04.REAL_CASES) <= set(cases)
+
+
+# ---------------------------------------------------------------- 06: bytes for layer types not seen
+from labs.exercises import nb06  # noqa: E402
+from labs.theory import transformer_layer_bytes  # noqa: E402
+
+
+def test_06_the_rule_agrees_with_measurement_and_each_mistake_scores_low():
+    cases = nb06._cases(random.Random(6))
+    assert _score(nb06.bytes_problem, cases, nb06.predict)[0] == 1.0
+    for name, wrong in nb06.WRONG.items():
+        assert _score(nb06.bytes_problem, cases, wrong)[0] <= 0.5, name
+    assert all(case[1] >= 3 for case in cases)
+
+
+def test_06_full_recompute_keeps_the_whole_input_on_every_tensor_parallel_rank():
+    """Korthikanti et al. Table 2: full recompute keeps 2sbh per layer for every t; only the sharded variant divides."""
+    args = (2048, 1, 12288, 96)
+    assert transformer_layer_bytes(*args, recompute="full", T=8) == transformer_layer_bytes(*args, recompute="full")
+    assert transformer_layer_bytes(*args, recompute="full-sharded", T=8) * 8 == transformer_layer_bytes(
+        *args, recompute="full")
+    assert transformer_layer_bytes(*args, recompute="selective", T=8) * 8 == transformer_layer_bytes(
+        *args, recompute="selective")

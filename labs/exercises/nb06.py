@@ -1,33 +1,64 @@
-"""Notebook 06 (memory): checks and graded score of ``stage_activation_bytes``.
+"""Notebook 06 (memory): checks and graded score of ``stage_saved_bytes``, and the notebook's printed verdicts.
 
-``stage_activation_bytes(layers, microbatch_size, width, last_stage=False)`` predicts the bytes autograd keeps for
-one micro-batch in one stage of ``layers`` toy layers (Linear + Tanh, float32), counted as the runtime counts them:
-each storage once, parameters excluded; the last stage also computes the loss against its target. The prediction is
-compared with a measurement (``labs.models.memory.saved_bytes`` on the real layers), not with a formula. Graded: the kernel
-returns the predictions; the grader measures in its own process. Calling ``labs.theory.toy_stage_bytes`` is not an
-answer.
+``stage_saved_bytes(ops, microbatch_size, width, last_stage=False)`` predicts the bytes autograd keeps for one
+micro-batch through a stage built from layer types the notebook never measured: ``ops`` is a list of
+``["linear", out_features]``, ``["relu"]``, ``["sigmoid"]``, ``["tanh"]``, ``["gelu"]``, ``["silu"]`` and
+``["layernorm"]`` (float32; the stage's input is a received tensor of ``width`` features; parameters excluded; on the
+last stage also the course's MSE loss against a target shaped like the output). The notebook teaches the principle on
+Linear + Tanh only (an op keeps what its backward formula needs; a storage kept twice counts once). The expected
+value is *measured* by the grader on the real modules at micro-batch 1 and 2 (bytes are linear in the micro-batch:
+asserted) and scaled, so hidden micro-batches can be far too large to run. Calling ``labs.models.memory.saved_bytes``
+(or the grader's measurement) is not an answer.
 """
 from __future__ import annotations
 
-import torch
+import functools
+import random
 
+import torch
+from torch import nn
+
+from labs.course.verdicts import case, verdict
 from labs.exercises._common import check, exercise, score_cases
 from labs.grading import Graded
-from labs.models import loss_fn, saved_bytes, toy_stage
+from labs.models import loss_fn, saved_bytes
 
-__all__ = ["FORBIDDEN", "GRADED", "REFERENCE", "bytes_problem", "call_with_keyword", "check_stage_activation_bytes",
-           "measured_stage_bytes"]
+__all__ = ["CHECK_CASES", "FORBIDDEN", "GRADED", "WRONG", "build_stage", "call_with_keyword", "check_stage_saved_bytes",
+           "closest_is", "grows_with_m", "flat_from", "measured_stage_bytes", "predict", "bytes_problem", "slower_by",
+           "same_bytes"]
 
-REFERENCE = "labs.theory.toy_stage_bytes"
-FORBIDDEN = (REFERENCE, "labs.exercises.nb06.measured_stage_bytes")  # the grader's measurement is no answer
+FORBIDDEN = ("labs.models.memory.saved_bytes", "labs.models.memory.SavedBytes.counting",
+             "labs.exercises.nb06.measured_stage_bytes", "labs.exercises.nb06.predict")
+ELEMENTWISE = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
+TOY = [["linear", 64], ["tanh"], ["linear", 64], ["tanh"]]  # notebook 04's 2-layer stage, the worked example
+CHECK_CASES = [(TOY, 8, 64, False), (TOY, 8, 64, True), ([["tanh"], ["linear", 32]], 4, 32, False),
+               ([["linear", 128], ["relu"], ["linear", 32]], 8, 32, False),
+               ([["layernorm"], ["linear", 64], ["gelu"]], 2, 64, False), ([["linear", 64], ["sigmoid"]], 4, 16, True)]
 
 
-def measured_stage_bytes(layers: int, microbatch_size: int, width: int, last_stage: bool = False) -> int:
-    """Bytes saved by one micro-batch's forward through a real stage (with the loss on the last stage)."""
-    stage = toy_stage(layers, width)
+def build_stage(ops, width: int) -> tuple:
+    """(nn.Sequential of ``ops``, output features). Raises ValueError for an op it does not know."""
+    modules, features = [], width
+    for op in ops:
+        if op[0] == "linear":
+            modules.append(nn.Linear(features, int(op[1])))
+            features = int(op[1])
+        elif op[0] == "layernorm":
+            modules.append(nn.LayerNorm(features))
+        elif op[0] in ELEMENTWISE:
+            modules.append(ELEMENTWISE[op[0]]())
+        else:
+            raise ValueError(f"unknown op {op!r}: use linear, layernorm, {', '.join(ELEMENTWISE)}")
+    return nn.Sequential(*modules), features
+
+
+@functools.lru_cache(maxsize=None)
+def _measured(key: str, microbatch_size: int, width: int, last_stage: bool) -> int:
+    ops = [[name, int(size)] if size else [name] for name, _, size in (op.partition(":") for op in key.split(","))]
+    stage, features = build_stage(ops, width)
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(microbatch_size, width, generator=generator).requires_grad_()
-    target = torch.randn(microbatch_size, width, generator=generator)
+    target = torch.randn(microbatch_size, features, generator=generator)
 
     def forward(inputs):
         out = stage(inputs)
@@ -36,33 +67,152 @@ def measured_stage_bytes(layers: int, microbatch_size: int, width: int, last_sta
     return saved_bytes(forward, x, exclude=list(stage.parameters()))[1]
 
 
-def call_with_keyword(fn, layers: int, microbatch_size: int, width: int, last_stage: bool):
+def measured_stage_bytes(ops, microbatch_size: int, width: int, last_stage: bool = False) -> int:
+    """Bytes autograd saved for one micro-batch through the real stage, measured at micro-batch 1 and 2 and scaled
+    (AssertionError if they are not exactly linear)."""
+    key = ",".join(f"{op[0]}:{op[1]}" if len(op) == 2 else op[0] for op in ops)
+    one, two = _measured(key, 1, width, last_stage), _measured(key, 2, width, last_stage)
+    assert two == 2 * one, f"saved bytes not linear in the micro-batch for {ops}"
+    return one * microbatch_size
+
+
+def call_with_keyword(fn, ops, microbatch_size: int, width: int, last_stage: bool):
     """Kernel side: ``last_stage`` goes in by keyword, as the exercise's signature shows it."""
-    return fn(layers, microbatch_size, width, last_stage=last_stage)
+    return fn(ops, microbatch_size, width, last_stage=last_stage)
 
 
-@exercise("stage_activation_bytes")
+# ---------------------------------------------------------------- the grader's model of the mistakes
+KEEPS_OUTPUT = {"relu", "sigmoid", "tanh"}  # derivative from the output: 1[y>0], y(1-y), 1-y^2
+
+
+def predict(ops, b, width, last, keeps_output=KEEPS_OUTPUT, share=True, stats=True, loss_input=True) -> int:
+    """The rule (and, with a flag changed, a plausible mistake): bytes from what each op's backward needs."""
+    saved, current, size, fresh = {}, 0, width, 1
+
+    def keep(tensor, elements):
+        saved[tensor if share else ("own", len(saved))] = elements
+
+    for op in ops:
+        if op[0] == "linear":
+            keep(current, size)
+            current, size, fresh = fresh, int(op[1]), fresh + 1
+        elif op[0] == "layernorm":
+            keep(current, size)
+            if stats:
+                saved[("stats", fresh)] = 2  # mean and 1/std per sample
+            current, fresh = fresh, fresh + 1
+        elif op[0] in keeps_output:
+            current, fresh = fresh, fresh + 1
+            keep(current, size)
+        else:
+            keep(current, size)
+            current, fresh = fresh, fresh + 1
+    if last:
+        if loss_input:
+            keep(current, size)
+        saved[("target",)] = size
+    return 4 * b * sum(saved.values())
+
+
+WRONG = {"k+1 rule for every activation": lambda o, b, w, l: predict(o, b, w, l, keeps_output=set(ELEMENTWISE)),
+         "every activation keeps its input": lambda o, b, w, l: predict(o, b, w, l, keeps_output=set()),
+         "no sharing of storages": lambda o, b, w, l: predict(o, b, w, l, share=False),
+         "LayerNorm's statistics forgotten": lambda o, b, w, l: predict(o, b, w, l, stats=False),
+         "the loss keeps only the target": lambda o, b, w, l: predict(o, b, w, l, loss_input=False),
+         "linear outputs width wide": lambda o, b, w, l: predict([["linear", w] if op[0] == "linear" else op
+                                                                  for op in o], b, w, l)}
+
+
+def _where(case) -> str:
+    ops, b, width, last = case
+    return f"stage_saved_bytes({ops}, {b}, {width}, last_stage={last})"
+
+
+@exercise("stage_saved_bytes", where=_where, key=lambda case: (case[1], case[2]), wrong=WRONG)
 def bytes_problem(case, got) -> str | None:
-    layers, microbatch_size, width, last_stage = case
-    where = f"stage_activation_bytes({layers}, {microbatch_size}, {width}, last_stage={last_stage})"
-    want = measured_stage_bytes(layers, microbatch_size, width, last_stage)
-    if got != want or isinstance(got, bool):
-        return f"{where} predicted {got!r} bytes, measured {want}"
-    return None
+    where = _where(case)
+    if isinstance(got, bool) or not isinstance(got, int):
+        return f"{where} returned {got!r}, expected a whole number of bytes"
+    want = measured_stage_bytes(*case)
+    return None if got == want else f"{where} predicted {got} bytes, measured {want}"
 
 
-def check_stage_activation_bytes(fn) -> bool:
-    cases = [(2, 8, 64, False), (2, 8, 64, True), (3, 16, 32, False), (1, 4, 128, True)]
-    return check(fn, cases, bytes_problem, "stage_activation_bytes", "labs.theory.toy_stage_bytes",
+def check_stage_saved_bytes(fn) -> bool:
+    return check(fn, CHECK_CASES, bytes_problem, "stage_saved_bytes", "labs.models.memory.saved_bytes",
                  forbidden=FORBIDDEN, call=call_with_keyword,
-                 passed=f"stage_activation_bytes: {len(cases)} predictions equal the measured bytes exactly -> correct")
+                 passed=f"stage_saved_bytes: {len(CHECK_CASES)} predictions equal the measured bytes exactly -> correct")
 
 
-def _cases(rng) -> list[tuple]:
-    return [(layers, microbatch_size, width, last_stage) for layers in (1, 2, 5) for microbatch_size in (1, 3, 16)
-            for width in (8, 48, 100) for last_stage in (False, True)]
+def _draw(rng: random.Random) -> tuple:
+    width = rng.choice([64, 96, 128, 256])
+    ops = []
+    for _ in range(rng.randint(2, 6)):
+        kind = rng.choice(["linear", "linear", "relu", "sigmoid", "tanh", "gelu", "silu", "layernorm"])
+        ops.append(["linear", rng.choice([width, 2 * width, 4 * width])] if kind == "linear" else [kind])
+    return ops, rng.choice([3, 2 ** 16, 2 ** 18, 3 * 2 ** 17]), width, rng.random() < 0.4
 
 
-GRADED = [Graded(name="stage_activation_bytes", points=2, cases=_cases,
+def _cases(rng, count: int = 14, tries: int = 3000) -> list[tuple]:
+    """``count`` drawn stages on each of which at least all but one of the plausible mistakes are wrong."""
+    kept = []
+    for _ in range(tries):
+        drawn = _draw(rng)
+        want = measured_stage_bytes(*drawn)
+        if sum(fn(*drawn) != want for fn in WRONG.values()) >= len(WRONG) - 1:
+            kept.append(drawn)
+            if len(kept) == count:
+                return kept
+    raise RuntimeError(f"only {len(kept)} discriminating stages in {tries} draws")
+
+
+GRADED = [Graded(name="stage_saved_bytes", points=3, cases=_cases,
                  score=lambda cases, outputs: score_cases(cases, outputs, bytes_problem),
                  run="labs.exercises.nb06:call_with_keyword", forbidden=FORBIDDEN)]
+
+
+# ---------------------------------------------------------------- the notebook's printed verdicts
+@verdict(holds=[case({2: [12288, 16384], 4: [24576, 32768], 16: [98304, 131072]})],
+         fails=[case({2: [12288, 8192], 4: [24576, 8192], 16: [24576, 8192]}, why="1F1B's bytes (flat) taken for GPipe's"),
+                case({2: [12288], 4: [24576], 16: [98304 + 2048]}, why="one tensor more at M=16")])
+def grows_with_m(bytes_by_m: dict) -> bool:
+    """Every rank's bytes are exactly proportional to M: ``bytes_by_m`` {M: [bytes per rank]}."""
+    first = min(bytes_by_m)
+    return all(b * first == bytes_by_m[first][r] * m for m, row in bytes_by_m.items() for r, b in enumerate(row))
+
+
+@verdict(holds=[case({2: [12288, 8192], 4: [24576, 8192], 16: [24576, 8192]}, 4)],
+         fails=[case({2: [12288, 16384], 4: [24576, 32768], 16: [98304, 131072]}, 4, why="GPipe's bytes (linear in M)"),
+                case({4: [24576], 8: [24576], 16: [26624]}, 4, why="one tensor more at M=16")])
+def flat_from(bytes_by_m: dict, P: int) -> bool:
+    """Every rank's bytes are the same for every M >= P: ``bytes_by_m`` {M: [bytes per rank]}."""
+    rows = [row for m, row in bytes_by_m.items() if m >= P]
+    return len(rows) >= 2 and all(row == rows[0] for row in rows)
+
+
+@verdict(holds=[case(4.83, 4.83), case([4.8, 4.8], [4.8, 4.8])],
+         fails=[case(19.3, 4.8, why="GPipe at M=32 against GPipe at M=8 (the 4:1 ratio)"),
+                case(1101.7, 275.4, why="GPipe at M=32 against the paper's 1F1B first stage")])
+def same_bytes(first, second, rel: float = 1e-9) -> bool:
+    """Two byte counts (numbers, or lists of numbers) agree to ``rel``."""
+    pairs = zip(first, second) if isinstance(first, (list, tuple)) else [(first, second)]
+    return all(abs(a - b) <= rel * max(abs(a), abs(b)) for a, b in pairs)
+
+
+@verdict(holds=[case(0.162, 0.105, 0.10)],
+         fails=[case(0.106, 0.105, 0.10, why="a checkpointed backward that recomputed nothing"),
+                case(0.080, 0.105, 0.10, why="a checkpointed backward faster than the plain one")])
+def slower_by(slow_s: float, fast_s: float, margin: float) -> bool:
+    """``slow_s`` is more than (1 + margin) times ``fast_s`` (seconds)."""
+    return slow_s > (1 + margin) * fast_s
+
+
+def _miss(pair, target) -> float:
+    return max(max(a / t, t / a) for a, t in zip(pair, target))
+
+
+@verdict(holds=[case({"a": (4.83, 1.21), "b": (19.3, 4.8)}, (4, 1), "a")],
+         fails=[case({"a": (4.83, 1.21), "b": (19.3, 4.8)}, (4, 1), "b", why="a farther option named closest"),
+                case({"a": (4.83, 1.21), "b": (4.0, 1.0)}, (4, 1), "a", why="an exact option beside it")])
+def closest_is(options: dict, target: tuple, expected) -> bool:
+    """``expected`` is the option whose values are nearest ``target`` (worst factor over the values)."""
+    return min(options, key=lambda key: _miss(options[key], target)) == expected
