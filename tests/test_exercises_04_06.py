@@ -47,6 +47,38 @@ def test_04_no_shown_shape_is_graded():
     assert set(nb04.REAL_CASES) <= set(cases)
 
 
+# ---------------------------------------------------------------- 05: interleaving from constraints, peak bytes
+from labs.exercises import nb05  # noqa: E402
+from labs.schedules import interleaved  # noqa: E402
+
+
+def test_05_megatron_and_the_lean_warm_up_both_pass_and_every_mistake_scores_low():
+    cases = nb05._schedule_cases(random.Random(5))
+    megatron = lambda P, M, v: [[str(a) for a in acts] for acts in interleaved(P, M, v)]  # noqa: E731
+    lean = lambda P, M, v: nb05.ordered(P, M, v, lambda r: (v - 1) * P + P - 1 - r)  # noqa: E731
+    assert _score(nb05.schedule_problem, cases, megatron)[0] == 1.0
+    assert _score(nb05.schedule_problem, cases, lean)[0] == 1.0
+    for name, wrong in nb05.WRONG_ORDERS.items():
+        assert _score(nb05.schedule_problem, cases, wrong)[0] <= 0.25, name
+    assert not set(nb05.SHOWN) & set(cases) and nb05.GRADED_REAL_CASE in cases
+
+
+def test_05_peak_bytes_reference_is_the_measured_walk_and_mistakes_score_zero():
+    cases = nb05._bytes_cases(random.Random(7))
+    rule = lambda P, M, v, L, b, w: nb05.walk_peaks(interleaved(P, M, v), nb05._rule(P, v, L, b, w))  # noqa: E731
+    assert _score(nb05.peak_problem, cases, rule)[0] == 1.0
+    for name, wrong in nb05.WRONG_BYTES.items():  # negative controls
+        assert _score(nb05.peak_problem, cases, wrong)[0] == 0.0, name
+    assert not set(nb05.BYTES_CASES) & set(cases)
+
+
+def test_05_the_toy_factor_on_the_notebooks_shape():
+    """Rank 0 at P=4, 16 layers, v=2 and 4: (1 + (P-1)/(Pv)) * (L + Pv)/(L + P) times 1F1B's bytes (1.65, 1.90)."""
+    one = 4 * (16 // 4 + 1) * 8 * 64 * 4  # 1F1B's rank 0: P micro-batches of a 4-layer stage, 5 tensors each
+    for v, factor in ((2, 1.65), (4, 1.9)):
+        assert abs(nb05.expected_peak_bytes(4, 8, v, 16, 8, 64)[0] / one - factor) < 1e-9
+
+
 # ---------------------------------------------------------------- 06: bytes for layer types not seen
 from labs.exercises import nb06  # noqa: E402
 from labs.theory import transformer_layer_bytes  # noqa: E402

@@ -107,16 +107,18 @@ def test_part_two_solved_full_marks_and_student_zero():
 
 def test_part_two_one_wrong_exercise_loses_exactly_its_points(tmp_path):
     nb = nbformat.read(SOLVED_05, as_version=4)
-    cell = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith("def chunk_owner("))
+    cell = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith("def interleaved_peak_bytes("))
     head, rest = cell.source.split("    ### BEGIN SOLUTION\n")
     _, tail = rest.split("    ### END SOLUTION")
-    cell.source = head + "    return stage // P   # blocks instead of round-robin: wrong\n" + tail
+    cell.source = head + ("    tensor = microbatch_size * width * 4   # 1F1B's P - r stages: wrong for interleaving\n"
+                          "    return [min(P - r, M) * (layers // P + v) * tensor for r in range(P)]\n") + tail
     copy = tmp_path / os.path.basename(SOLVED_05)
     nbformat.write(nb, str(copy))
     result = grade_notebook(str(copy))
     exercises = _by_name(result)
-    assert not exercises["chunk_owner"]["passed"] and "expected" in exercises["chunk_owner"]["message"]
+    wrong = exercises["interleaved_peak_bytes"]
+    assert not wrong["passed"] and "measured walk" in wrong["message"]
     assert exercises["interleaved_schedule"]["passed"], format_table(result)
-    owner = exercises["chunk_owner"]
-    assert 0 <= owner["points"] < owner["max_points"]  # partial credit: P=1 and stage 0 are right by luck
+    owner = wrong
+    assert 0 <= owner["points"] < owner["max_points"]
     assert abs(result["score"] - (result["max_score"] - owner["max_points"] + owner["points"])) < 1e-3
