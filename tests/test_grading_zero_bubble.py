@@ -34,9 +34,11 @@ def test_zb_h1_exercise_scores():
         return [[x for a in acts for x in ([a] if a.kind == "F" else [a, Action(a.stage, "W", a.microbatch)])]
                 for acts in one_f_one_b(P, M)]
     slow = nb11._score(cases, _outputs(w_after_b, cases))
-    assert slow[0] < 0.5 and "gaps" in slow[1]
+    assert slow[0] == 0.0 and "idles where a W" in slow[1]
+    for name, wrong in nb11.WRONG.items():  # every plausible mistake (how many W's a rank keeps back) earns nothing
+        assert nb11._score(cases, _outputs(wrong, cases))[0] == 0.0, name
     cheat = nb11._score(cases, _outputs(lambda P, M: make("zb-h1", P, M), cases, ("labs.schedules.zero_bubble.zb_h1",)))
-    assert cheat[0] == 0.0 and "forbidden" in cheat[1]
+    assert cheat[0] == 0.0 and "calls labs.schedules.zero_bubble.zb_h1" in cheat[1]
 
 
 def test_csv_exercise_scores():
