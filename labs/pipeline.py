@@ -33,7 +33,7 @@ from .runtime.launcher import launch
 from .runtime.pacing import stage_paces, three_way
 from .runtime.step import PipelineJob, run_rank
 from .runtime.transport import uses_tags
-from .schedules import check_in_order, check_runnable, make, parse, shape, stage_owners, uses_weight_step, validate
+from .schedules import check_in_order, check_runnable, make, parse, shape, stage_owners, uses_split_backward, validate
 from .theory import idle_fraction
 from .timeline.collectives import grid_costs, simulate_grid
 from .timeline.costs import Costs, as_network
@@ -117,7 +117,8 @@ class PipelineRun:
 
 
 def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: int = 8, width: int = 64,
-                 batch_size: int = 64, pace_ms: tuple | None = (5, 10), warmup_steps: int = 1, timeout_s: float = 60.0,
+                 batch_size: int = 64, pace_ms: tuple | None = checks.DEFAULT_PACE_MS, warmup_steps: int = 1,
+                 timeout_s: float = 60.0,
                  device: str = "cpu", steps: int = 3, transport: str = "auto", network=None, blocking: bool = False,
                  slow_stages: dict | None = None, straggler: tuple | None = None, T: int = 1, D: int = 1,
                  model=None) -> PipelineRun:
@@ -125,8 +126,9 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
 
     P pipeline ranks, M micro-batches, v model chunks per rank (a hand-written schedule brings its own). Schedules:
     GPipe (arXiv 1811.06965), 1F1B and interleaved 1F1B (arXiv 2104.04473), ZB-H1 and ZB-V (arXiv 2401.10241).
-    ``pace_ms=(F, B)`` pads each layer's forward to F and backward to B milliseconds (None: unpaced, the real
-    compute time); ``(F, B, W)`` paces a split backward's B and W apart (a fused backward then takes B+W).
+    ``pace_ms=(F, B)`` pads each layer's forward to F and backward to B milliseconds (default
+    ``labs.checks.DEFAULT_PACE_MS``, 10 and 20; None: unpaced, the real compute time); ``(F, I, W)`` paces a split
+    backward's I and W apart (a full backward B then takes I+W).
 
     The run reports the trace of its **median** timed step (by step time), and every step's time in
     ``step_times_s``. Why the median: a step's time can only grow when something outside the pipeline interferes
@@ -165,14 +167,14 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
         M = _count("the number of micro-batches M", M, checks.MAX_MICROBATCHES)
         v = _count("virtual stages v", v, checks.MAX_VIRTUAL_STAGES)
         if P * v > layers:  # refused before a large schedule is built
-            split_layers(layers, P * v)
+            split_layers(layers, P * v, P=P)
         check_microbatches(batch_size, M)
         actions = make(schedule, P, M, v)
     else:
         actions = parse(schedule)
         P, num_stages, M = shape(actions)
         _count("the schedule's number of ranks", P, checks.MAX_RANKS, ": each rank is a process")
-    actions = validate(actions, M=M)
+    actions = validate(actions, M=M if isinstance(schedule, str) else None)  # a hand-written one: M inferred
     check_runnable(actions)
     P, num_stages, _ = shape(actions)
     v = num_stages // P
@@ -183,7 +185,7 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     if model is None:
         model = MLPModel(num_layers=layers, width=width) if T != 1 else ToyModel(layers, width)
     check_model(model)
-    blocks = split_layers(model.num_layers, num_stages, require_equal=num_stages > P)  # fails here, not on ranks
+    blocks = split_layers(model.num_layers, num_stages, require_equal=num_stages > P, P=P)  # here, not on ranks
     check_microbatches(batch_size, M)
     grid = Grid(P, T, D)
     grid.check(model, batch_size, M, world_size=_torchrun_world_size() if hybrid else None)
@@ -191,9 +193,9 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     network = as_network(network)
     if network is not None:
         network.check_ranks(grid.size)
-        if T > 1 and uses_weight_step(actions):
+        if T > 1 and uses_split_backward(actions):
             raise ScheduleError("a network's all-reduce costs are modelled for a fused backward: with T > 1, run a "
-                                "schedule without W actions (gpipe, 1f1b, interleaved) or drop the network")
+                                "schedule without I and W actions (gpipe, 1f1b, interleaved) or drop the network")
     job = PipelineJob(actions, model, batch_size, pace_s, warmup_steps, device, steps, transport,
                       network=network, blocking=blocking, grid=grid if hybrid else None)
     results = launch(run_rank, world_size=grid.size, args=(job,), timeout_s=timeout_s)
@@ -201,7 +203,7 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     trace = sorted(step_traces, key=lambda t: t.step_time_s)[(steps - 1) // 2]
     replicas, loss = grid.gather(results)
     reference_loss, reference = reference_gradients(model, batch_size)
-    costs = _costs(_per_shard(pace_s, T), blocks, trace, uses_weight_step(actions))
+    costs = _costs(_per_shard(pace_s, T), blocks, trace, uses_split_backward(actions))
     message_bytes = 4 * math.prod(model.boundary_shape(batch_size // (M * D)))
     if hybrid and network is not None:  # all-reduces on the grid's links (labs.timeline.collectives)
         grads = [4 * sum(p.numel() for p in results[grid.rank_of(0, p, 0)].grads.values()) for p in range(P)]
@@ -242,8 +244,8 @@ def _costs(pace_s, blocks, trace: Trace, split: bool = False) -> Costs:
     """The per-stage costs: the paced durations, or (unpaced) the mean measured durations of each stage's actions."""
     if pace_s is not None:
         per_stage = pace_s if isinstance(pace_s, list) else [pace_s] * len(blocks)  # a list: one per stage (uneven)
-        f, b, w = zip(*(three_way(p) for p in per_stage))
-        if not split:
+        f, b, w = zip(*(three_way(p) for p in per_stage))  # (F, I, W): Costs charges a full backward B I + W
+        if not split:  # nothing split: the whole backward in backward_s
             b, w = [x + y for x, y in zip(b, w)], [0.0] * len(blocks)
         return Costs([t * len(n) for t, n in zip(f, blocks)], [t * len(n) for t, n in zip(b, blocks)],
                      [t * len(n) for t, n in zip(w, blocks)])
@@ -251,5 +253,6 @@ def _costs(pace_s, blocks, trace: Trace, split: bool = False) -> Costs:
     for events in trace.events:
         for e in events:
             durations.setdefault((e.action.kind, e.action.stage), []).append(e.duration_s)
+    # measured: F, and I and W where the schedule splits (a full B then costs their sum), else the whole B
     return Costs(*[[statistics.mean(durations[(kind, s)]) for s in range(len(blocks))]
-                   for kind in (("F", "B", "W") if split else ("F", "B"))])
+                   for kind in (("F", "I", "W") if split else ("F", "B"))])

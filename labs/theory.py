@@ -8,8 +8,10 @@ a free link. Two conventions, both correct, often confused (the seed notes call 
   "bubble time fraction";
 * ``idle_fraction(P, M, v) = (P-1) / (v*M + P-1)``: the share of the step that ranks sit idle (what a trace measures).
 
-Zero bubble (Qi et al., "Zero Bubble Pipeline Parallelism", ICLR 2024, arXiv 2401.10241, section 3): ZB-H1's idle
-time per rank is (P-1)(F+B-W), with B the input-gradient and W the weight-gradient time, assuming W <= B.
+Zero bubble (Qi, Wan, Huang, Lin, "Zero Bubble Pipeline Parallelism", ICLR 2024, arXiv 2401.10241): F, I, W are a
+stage's forward, input-gradient and weight-gradient times (the paper writes I as B). ZB-H1's idle time per rank is
+the paper's (P-1)(F+I-W) only while W <= F and W <= I; for the course's order in general it is (P-1)max(F+I-W, F, I)
+(checked against the simulator at 2,880 points). ZB-H2, ZB-V and DualPipeV (DeepSeek-V3, arXiv 2412.19437) follow.
 
 Collectives (notebook 10): a ring all-reduce of S bytes on n ranks is a reduce-scatter then an all-gather, n-1 steps
 of S/n each, so every rank sends (and receives) 2(n-1)/n * S bytes and the whole takes 2(n-1) latencies plus that many
@@ -25,9 +27,10 @@ from __future__ import annotations
 
 from .errors import InputError
 
-__all__ = ["GPT3_175B", "bubble_overhead", "data_parallel_bytes", "idle_fraction", "ring_wire_bytes",
-           "tensor_parallel_break_even", "tensor_parallel_bytes", "toy_stage_bytes", "traffic",
-           "transformer_activation_bytes", "transformer_layer_bytes", "zb_h1_bubble", "zb_h1_idle_fraction"]
+__all__ = ["GPT3_175B", "bubble_overhead", "data_parallel_bytes", "dualpipe_v_span_bubble", "idle_fraction",
+           "ring_wire_bytes", "tensor_parallel_break_even", "tensor_parallel_bytes", "toy_stage_bytes", "traffic",
+           "transformer_activation_bytes", "transformer_layer_bytes", "zb_h1_bubble", "zb_h1_idle_fraction",
+           "zb_h1_paper_bubble", "zb_h2_span_bubble", "zb_h2_step", "zb_v_step"]
 
 
 def bubble_overhead(P: int, M: int, v: int = 1) -> float:
@@ -46,18 +49,56 @@ def idle_fraction(P: int, M: int, v: int = 1) -> float:
     return (P - 1) / (v * M + P - 1)
 
 
-def zb_h1_bubble(P: int, F: float, B: float, W: float) -> float:
-    """Idle time of each rank in ZB-H1: (P-1)(F+B-W), in the unit of F, B, W (arXiv 2401.10241, section 3).
+def zb_h1_paper_bubble(P: int, F: float, I: float, W: float) -> float:
+    """ZB-H1's bubble per rank as the paper gives it: (P-1)(F+I-W) (arXiv 2401.10241 §2.1, I written B there).
 
-    F: a stage's forward, B: its input-gradient step, W: its weight-gradient step; assumes W <= B.
+    Holds only while W <= F and W <= I (then it equals ``zb_h1_bubble``): at P=4, M=8, F,I,W = 1,1,2 it promises
+    a step of 32 where the schedule takes 35. Use ``zb_h1_bubble`` for any costs."""
+    return (P - 1) * (F + I - W)
+
+
+def zb_h1_bubble(P: int, F: float, I: float, W: float) -> float:
+    """Idle time of each rank in ZB-H1: (P-1) max(F+I-W, F, I), in the unit of F, I, W (arXiv 2401.10241 §2.1).
+
+    F: a stage's forward, I: its input-gradient step, W: its weight-gradient step; equal stages, a free link, M >= P.
+    Equals the paper's (P-1)(F+I-W) when W <= F and W <= I; otherwise the last rank's wait for its first forward,
+    (P-1)F, or rank 0's wait for its first gradient, (P-1)I (rank 0 holds no W back to fill it), is longer.
     """
-    return (P - 1) * (F + B - W)
+    return (P - 1) * max(F + I - W, F, I)
 
 
-def zb_h1_idle_fraction(P: int, M: int, F: float = 1.0, B: float = 1.0, W: float = 1.0) -> float:
-    """Idle share of a ZB-H1 step: (P-1)(F+B-W) / (M(F+B+W) + (P-1)(F+B-W)) (arXiv 2401.10241). Assumes W <= B."""
-    bubble = zb_h1_bubble(P, F, B, W)
-    return bubble / (M * (F + B + W) + bubble)
+def zb_h1_idle_fraction(P: int, M: int, F: float = 1.0, I: float = 1.0, W: float = 1.0) -> float:
+    """Idle share of a ZB-H1 step: bubble / (M(F+I+W) + bubble), bubble = ``zb_h1_bubble`` (arXiv 2401.10241)."""
+    bubble = zb_h1_bubble(P, F, I, W)
+    return bubble / (M * (F + I + W) + bubble)
+
+
+def zb_h2_step(P: int, M: int, F: float, I: float, W: float) -> float:
+    """A ZB-H2 step ending in a global synchronisation: M(F+I+W) + (P-1) max(F, F+I-2W, I-F) (arXiv 2401.10241
+    §2.2; the course's order, equal stages, free link, M >= 2P-1; checked against the simulator at 7,560 points).
+
+    At F = I = W that is ZB-H1's step: within one synchronised step the last rank still starts (P-1)F late."""
+    return M * (F + I + W) + (P - 1) * max(F, F + I - 2 * W, I - F)
+
+
+def zb_h2_span_bubble(P: int, F: float, I: float, W: float) -> float:
+    """The largest idle time inside one rank's own span (first start to last end) in ZB-H2: (P-1) max(0, F+I-2W,
+    I-F). The paper's (P-1)(F+I-2W) (arXiv 2401.10241 §2.2, zero at F = I = W) when W <= F; M >= 2P-1."""
+    return (P - 1) * max(0.0, F + I - 2 * W, I - F)
+
+
+def zb_v_step(P: int, M: int, F: float) -> float:
+    """ZB-V's step at F = I = W = F per chunk (half a stage): 6MF + (P-1)F, the least any order can take, since the
+    last rank cannot start before P-1 chunk forwards (arXiv 2401.10241 §6; the authors' order, P <= 8, M >= P)."""
+    return 6 * M * F + (P - 1) * F
+
+
+def dualpipe_v_span_bubble(P: int, F: float, I: float, W: float, pair: float | None = None) -> float:
+    """DualPipeV's bubble (P-1)(F&B + B - 3W), B = I + W, F&B the time of an overlapped forward-and-backward pair
+    (default F + B: no overlap), chunk times: deepseek-ai/DualPipe README ("PP/2-1" with PP = 2P chunks; DeepSeek-V3,
+    arXiv 2412.19437 §3.2.1). Matches the largest idle inside a rank's span when F = I >= W."""
+    B = I + W
+    return (P - 1) * ((F + B if pair is None else pair) + B - 3 * W)
 
 
 def traffic(P: int, M: int, v: int, microbatch_bytes: int) -> tuple[int, int]:

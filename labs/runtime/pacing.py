@@ -101,10 +101,10 @@ class Paced(nn.Module):
 
 
 def three_way(pace_s: tuple | None) -> tuple[float, float, float] | None:
-    """``(forward, backward)`` or ``(forward, input-grad B, weight-grad W)`` seconds per layer, as (F, B, W).
+    """``(forward, backward)`` or ``(forward, input-grad I, weight-grad W)`` seconds per layer, as (F, I, W).
 
-    A split backward (``labs.runtime.split_backward``) pads B and W separately; a fused backward takes B + W. Given only
-    two numbers, the backward splits evenly between B and W.
+    A split backward (``labs.runtime.split_backward``) pads I and W separately; a full backward B takes I + W (as
+    ``labs.timeline.Costs`` charges it). Given only two numbers, the backward splits evenly between I and W.
     """
     if pace_s is None:
         return None
@@ -116,7 +116,7 @@ def three_way(pace_s: tuple | None) -> tuple[float, float, float] | None:
 
 def paced(module: nn.Module, pace_s: tuple | None, num_layers: int) -> nn.Module:
     """Wrap a stage of ``num_layers`` layers so each layer costs ``pace_s = (forward_s, backward_s)`` (or
-    ``(forward_s, b_s, w_s)``: a fused backward then takes b_s + w_s); None: as is."""
+    ``(forward_s, i_s, w_s)``: a full backward then takes i_s + w_s); None: as is."""
     if pace_s is None:
         return module
     forward_s, b_s, w_s = three_way(pace_s)

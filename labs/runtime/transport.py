@@ -36,7 +36,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import InputError
-from ..schedules import BACKWARD, Action, consumer, input_source
+from ..schedules import GRADIENT_KINDS, Action, backward_kinds, consumer, input_source
 from ..timeline.trace import Message
 from .launcher import report
 from .pacing import sleep_until
@@ -80,6 +80,7 @@ class Transport:
         self.pending: dict = {}  # consuming action -> (buffer, request) posted up front
         self.sends: list = []
         self.link_free: dict[int, float] = {}  # source rank -> when its link to this rank is free again
+        self.kinds = backward_kinds([actions])  # I or B per (stage, micro-batch) here: names a local message's consumer
         if self.tagged:
             for action in actions:
                 source = input_source(action, num_stages)
@@ -88,7 +89,7 @@ class Transport:
 
     def _tag(self, message: Action) -> int:
         """A tag naming a message by the action that consumes it."""
-        return (message.stage * 2 + (message.kind == BACKWARD)) * self.M + message.microbatch
+        return (message.stage * 2 + (message.kind in GRADIENT_KINDS)) * self.M + message.microbatch
 
     def _post(self, action: Action):
         """(a buffer for ``action``'s input and its stamp, the posted irecv or None when receives block)."""
@@ -101,7 +102,7 @@ class Transport:
         return buffer, dist.irecv(buffer, source, tag=self._tag(action) if self.tagged else 0)
 
     def receive(self, action: Action) -> torch.Tensor:
-        """The tensor ``action`` consumes (an activation for F, a gradient for B), once it has arrived and paid its
+        """The tensor ``action`` consumes (an activation for F, a gradient for I or B), once it has arrived and paid its
         link's cost; recorded as a ``Message`` in the trace."""
         if action in self.local:
             return self.local.pop(action)
@@ -132,7 +133,7 @@ class Transport:
     def send(self, tensor: torch.Tensor, action: Action) -> None:
         """Send ``tensor``, the output of ``action``, to the stage that consumes it (kept locally when that stage is
         on this rank); non-blocking unless the transport blocks."""
-        message = consumer(action, self.num_stages)
+        message = consumer(action, self.num_stages, self.kinds)
         dst = self.peers[message.stage]
         if dst == self.rank:
             self.local[message] = tensor.detach().clone()

@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..errors import InputError
-from ..schedules import BACKWARD, FORWARD, WEIGHT
+from ..schedules import BACKWARD, FORWARD, INPUT, WEIGHT
 
 __all__ = ["Costs", "Link", "Network", "Nodes", "as_network", "network_from_text"]
 
@@ -35,7 +35,10 @@ __all__ = ["Costs", "Link", "Network", "Nodes", "as_network", "network_from_text
 class Costs:
     """Seconds of one action on one stage (a number, or a list with one number per stage), and of one message.
 
-    When a schedule has W actions, ``backward_s`` is the B part (input gradient) and ``weight_s`` the W part.
+    The action kinds of ``labs.schedules`` cost: F ``forward_s``; I (input gradient) ``backward_s``; W (weight
+    gradient) ``weight_s``; B (the full backward, I and W in one) ``backward_s + weight_s``. So with ``weight_s=0``,
+    the default, ``backward_s`` is the whole backward, and one ``Costs`` gives a split and a fused schedule the same
+    work: ``Costs(1, 1, 1)`` charges 1F1B's B 2 and ZB-H1's I and W 1 each.
     ``link_s`` is added to every message between ranks; ``network`` (a ``Network``) charges messages of
     ``message_bytes`` their link's latency + bytes / bandwidth, one at a time per link. Raises InputError for a
     negative or non-finite time.
@@ -76,8 +79,10 @@ class Costs:
                    [weight_s * n for n in layers_per_stage], link_s)
 
     def of(self, kind: str, stage: int) -> float:
-        """Seconds of an action of ``kind`` (F, B or W) on ``stage``."""
-        value = {FORWARD: self.forward_s, BACKWARD: self.backward_s, WEIGHT: self.weight_s}[kind]
+        """Seconds of an action of ``kind`` (F, I, W or B = I + W) on ``stage``."""
+        if kind == BACKWARD:
+            return self.of(INPUT, stage) + self.of(WEIGHT, stage)
+        value = {FORWARD: self.forward_s, INPUT: self.backward_s, WEIGHT: self.weight_s}[kind]
         return value[stage] if isinstance(value, (list, tuple)) else value
 
 
