@@ -145,8 +145,8 @@ def check_my_schedule(fn) -> bool:
         try:
             out = _schedule_run(fn, *case)
         except NotImplementedError:
-            print("not implemented yet: my_schedule (the notebook carries on with the grader's capped 1F1B, "
-                  "labs.exercises.nb12.capped_reference)")
+            print("not implemented yet: my_schedule (the notebook carries on with the grader's schedule under the "
+                  "cap, labs.exercises.nb12.capped_reference)")
             return False
         credit, problem = _schedule_judge(case, out)
         if credit < 1:
