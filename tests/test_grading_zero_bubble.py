@@ -62,21 +62,7 @@ def test_csv_exercise_scores():
     assert nb12._csv_score(cases, [call(by_fields, c, (), run) for c in cases])[0] == 1.0
 
 
-def test_design_exercise_scores():
-    cases = nb12._design_cases(random.Random(7))
-    assert nb12._design_score(cases, [plain(nb12.best_design(*c)) for c in cases])[0] == 1.0
-    fixed = nb12._design_score(cases, [{"schedule": "1f1b", "M": 32, "v": 1}] * len(cases))
-    assert fixed[0] < 1.0
-    assert nb12._design_score(cases, [{"error": "TypeError: x"}] * len(cases))[0] == 0.0
-
-
-def test_my_schedule_scores_a_training_run():
-    cases = [(4, 4)]
-    assert nb12._schedule_score(cases, [plain(make("zb-h1", 4, 4))])[0] == 1.0
-    broken = [[str(a) for a in acts] for acts in make("1f1b", 4, 4)]
-    broken[0] = broken[0][::-1]  # backwards before forwards
-    score, message = nb12._schedule_score(cases, [broken])
-    assert score == 0.0 and "validator" in message
+# my_schedule and choose_design: tests/test_exercise12.py
 
 
 @pytest.mark.parametrize("module", [nb11, nb12])
