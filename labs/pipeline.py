@@ -35,6 +35,7 @@ from .runtime.step import PipelineJob, run_rank
 from .runtime.transport import uses_tags
 from .schedules import check_in_order, check_runnable, make, parse, shape, stage_owners, uses_split_backward, validate
 from .theory import idle_fraction
+from .timeline.collectives import grid_costs, simulate_grid
 from .timeline.costs import Costs, as_network
 from .timeline.simulator import ideal_time_s, simulate
 from .timeline.trace import Trace
@@ -116,7 +117,8 @@ class PipelineRun:
 
 
 def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: int = 8, width: int = 64,
-                 batch_size: int = 64, pace_ms: tuple | None = (5, 10), warmup_steps: int = 1, timeout_s: float = 60.0,
+                 batch_size: int = 64, pace_ms: tuple | None = checks.DEFAULT_PACE_MS, warmup_steps: int = 1,
+                 timeout_s: float = 60.0,
                  device: str = "cpu", steps: int = 3, transport: str = "auto", network=None, blocking: bool = False,
                  slow_stages: dict | None = None, straggler: tuple | None = None, T: int = 1, D: int = 1,
                  model=None) -> PipelineRun:
@@ -124,8 +126,9 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
 
     P pipeline ranks, M micro-batches, v model chunks per rank (a hand-written schedule brings its own). Schedules:
     GPipe (arXiv 1811.06965), 1F1B and interleaved 1F1B (arXiv 2104.04473), ZB-H1 and ZB-V (arXiv 2401.10241).
-    ``pace_ms=(F, B)`` pads each layer's forward to F and backward to B milliseconds (None: unpaced, the real
-    compute time); ``(F, I, W)`` paces a split backward's I and W apart (a full backward B then takes I+W).
+    ``pace_ms=(F, B)`` pads each layer's forward to F and backward to B milliseconds (default
+    ``labs.checks.DEFAULT_PACE_MS``, 10 and 20; None: unpaced, the real compute time); ``(F, I, W)`` paces a split
+    backward's I and W apart (a full backward B then takes I+W).
 
     The run reports the trace of its **median** timed step (by step time), and every step's time in
     ``step_times_s``. Why the median: a step's time can only grow when something outside the pipeline interferes
@@ -143,7 +146,9 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     ``T`` tensor-parallel ranks and ``D`` data-parallel replicas run the schedule on a grid of P*T*D ranks
     (``labs.parallel.grid``; Megatron-LM, arXiv 1909.08053); the model is then ``labs.parallel.tensor.MLPModel(layers,
     width)`` unless ``model`` (any ``labs.models.PipelineModel``) says otherwise, and each layer split T ways is
-    paced at 1/T of the time.
+    paced at 1/T of the time. With a grid, ``network`` is over global ranks (``labs.Nodes``: one link inside a node,
+    another across) and prices the all-reduces too: each lasts at least its ring's modelled time on its group's link,
+    which lengthens the action it runs in, and ``run.simulated`` charges the same (``labs.timeline.collectives``).
 
     Bad input raises an InputError (ScheduleError, ModelError, GridError) saying what to change, before any process
     starts; a failing or hung rank raises RankFailed or LaunchTimeout within seconds.
@@ -162,14 +167,14 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
         M = _count("the number of micro-batches M", M, checks.MAX_MICROBATCHES)
         v = _count("virtual stages v", v, checks.MAX_VIRTUAL_STAGES)
         if P * v > layers:  # refused before a large schedule is built
-            split_layers(layers, P * v)
+            split_layers(layers, P * v, P=P)
         check_microbatches(batch_size, M)
         actions = make(schedule, P, M, v)
     else:
         actions = parse(schedule)
         P, num_stages, M = shape(actions)
         _count("the schedule's number of ranks", P, checks.MAX_RANKS, ": each rank is a process")
-    actions = validate(actions, M=M)
+    actions = validate(actions, M=M if isinstance(schedule, str) else None)  # a hand-written one: M inferred
     check_runnable(actions)
     P, num_stages, _ = shape(actions)
     v = num_stages // P
@@ -180,14 +185,17 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     if model is None:
         model = MLPModel(num_layers=layers, width=width) if T != 1 else ToyModel(layers, width)
     check_model(model)
-    blocks = split_layers(model.num_layers, num_stages, require_equal=num_stages > P)  # fails here, not on ranks
+    blocks = split_layers(model.num_layers, num_stages, require_equal=num_stages > P, P=P)  # here, not on ranks
     check_microbatches(batch_size, M)
     grid = Grid(P, T, D)
     grid.check(model, batch_size, M, world_size=_torchrun_world_size() if hybrid else None)
     pace_s = stage_paces(pace_s, stage_owners(actions), slow_stages, straggler)
     network = as_network(network)
     if network is not None:
-        network.check_ranks(P)
+        network.check_ranks(grid.size)
+        if T > 1 and uses_split_backward(actions):
+            raise ScheduleError("a network's all-reduce costs are modelled for a fused backward: with T > 1, run a "
+                                "schedule without I and W actions (gpipe, 1f1b, interleaved) or drop the network")
     job = PipelineJob(actions, model, batch_size, pace_s, warmup_steps, device, steps, transport,
                       network=network, blocking=blocking, grid=grid if hybrid else None)
     results = launch(run_rank, world_size=grid.size, args=(job,), timeout_s=timeout_s)
@@ -196,8 +204,15 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     replicas, loss = grid.gather(results)
     reference_loss, reference = reference_gradients(model, batch_size)
     costs = _costs(_per_shard(pace_s, T), blocks, trace, uses_split_backward(actions))
-    message_bytes = 4 * math.prod(model.boundary_shape(batch_size // M))
-    simulated = simulate(actions, dataclasses.replace(costs, network=network, message_bytes=message_bytes))
+    message_bytes = 4 * math.prod(model.boundary_shape(batch_size // (M * D)))
+    if hybrid and network is not None:  # all-reduces on the grid's links (labs.timeline.collectives)
+        grads = [4 * sum(p.numel() for p in results[grid.rank_of(0, p, 0)].grads.values()) for p in range(P)]
+        activation = message_bytes if pace_s is not None else 0  # unpaced: the measured costs hold them already
+        simulated = simulate_grid(actions, costs, blocks, T, D, network, grid.rank_of, activation, grads,
+                                  message_bytes)
+        costs = grid_costs(costs, blocks, stage_owners(actions), T, D, network, grid.rank_of, activation)[0]
+    else:
+        simulated = simulate(actions, dataclasses.replace(costs, network=network, message_bytes=message_bytes))
     return PipelineRun(name, actions, P, M, v, trace, simulated, costs, loss, reference_loss,
                        max(max_grad_error(grads, reference) for grads in replicas),
                        [t.step_time_s for t in step_traces], replicas[0], grid if hybrid else None, step_traces)

@@ -68,9 +68,14 @@ def test_a_hand_written_schedule_runs_and_is_checked():
 @pytest.mark.parametrize("kwargs,error,message", [
     (dict(M=0), ScheduleError, "M must be a whole number >= 1"),
     (dict(M=3, batch_size=64), ModelError, "does not split into M=3"),
-    (dict(P=9, layers=8), ModelError, "cannot cut 8 layers into 9 stages"),
+    (dict(P=9, layers=8), ModelError, r"cannot cut 8 layers into 9 stages .*use P <= 8 pipeline ranks \(-P\)"),
     (dict(schedule="interleaved", P=2, M=4, v=3, layers=8), ModelError,
-     "do not divide into 6 equal chunks"),
+     r"do not divide into P·v = 2·3 = 6 equal model chunks .* use v = 2 or 4 \(-v/--virtual-stages\)"),
+    (dict(schedule="interleaved", P=4, v=3, layers=8), ModelError,
+     r"cannot cut 8 layers into P·v = 4·3 = 12 model chunks .* use v <= 2 \(-v/--virtual-stages\)"),
+    (dict(schedule="zb-v", P=4, layers=6), ModelError,
+     r"cannot cut 6 layers into P·v = 4·2 = 8 model chunks .* use P <= 3 pipeline ranks \(-P\)"),
+    (dict(schedule="interleaved", v=1), ScheduleError, r"needs v >= 2 .*\(-v/--virtual-stages\)"),
     (dict(schedule="interleaved", v=0), ScheduleError, "v must be a whole number >= 1"),
     (dict(schedule="1f1b", v=2), ScheduleError, "needs --schedule interleaved"),
     (dict(schedule="pipedream"), ScheduleError, "unknown schedule 'pipedream'"),
@@ -111,13 +116,28 @@ def test_cli_json_has_the_promised_fields():
     assert summary["peak_activations"] == [4, 4] and summary["max_grad_error"] <= 1e-5
 
 
-def test_cli_summary_and_errors():
-    result = _cli("run", "--schedule", "1f1b", "-P", "2", "-M", "2", "--layers", "2",
-                  "--pace-ms", "2,4")
-    assert result.returncode == 0, result.stderr
-    assert "measured timeline" in result.stdout and "gradient check" in result.stdout and "OK" in result.stdout
-    bad = _cli("run", "--schedule", "gpipe", "-M", "3")
-    assert bad.returncode == 2 and "does not split into M=3" in bad.stderr
+def test_cli_summary_and_errors(capsys):
+    """In this process (the real command is run above): the summary's lines, the exit code of bad input."""
+    from labs.__main__ import main
+    assert main(["run", "--schedule", "1f1b", "-P", "2", "-M", "2", "--layers", "2", "--pace-ms", "2,4"]) == 0
+    out = capsys.readouterr().out
+    assert "measured timeline" in out and "gradient check" in out and "OK" in out
+    assert "peak activations [2, 1] micro-batches per rank" in out
+    assert main(["run", "--schedule", "gpipe", "-M", "3"]) == 2
+    assert "does not split into M=3" in capsys.readouterr().err
+
+
+def test_cli_says_interleaved_peaks_are_chunk_activations(capsys):
+    """Interleaved ranks hold (micro-batch, chunk) pairs, each 1/v of a rank's layers: said, and converted."""
+    from labs.__main__ import main
+    assert main(["run", "--schedule", "interleaved", "-P", "2", "-M", "4", "-v", "2", "--layers", "4",
+                 "--pace-ms", "off"]) == 0
+    out = capsys.readouterr().out
+    from labs.timeline.simulator import activations_in_flight
+    from labs.schedules import interleaved
+    assert activations_in_flight(interleaved(2, 4, 2)) == [5, 3]  # from the order of the actions
+    assert ("peak activations [5, 3] chunk activations per rank (one micro-batch through one of the rank's v=2 "
+            "chunks, 1/2 of its layers): [2.5, 1.5] micro-batches' worth") in out, out
 
 
 def test_runs_under_torchrun_and_reports_once():

@@ -27,7 +27,7 @@ import json
 __all__ = ["DEGENERATE", "TRIVIAL_NOTE", "credit", "is_trivial", "passes"]
 
 DEGENERATE = (0, 0.0, 1, 1.0, None, [], {}, "", True, False)
-TRIVIAL_NOTE = " (a trivial case: a degenerate answer passes it, so it earns nothing when right and costs when wrong)"
+TRIVIAL_NOTE = " (a trivial case: a degenerate answer passes it; it earns nothing, and costs a case when wrong)"
 
 
 def passes(problem, case, value) -> bool:
@@ -74,7 +74,9 @@ def credit(judged: list, order=None) -> tuple[float, list, str]:
     fraction = max(0, right - wrong_trivial) / non_trivial
     trivial_right = sum(m is None and t for _, m, t in judged)
     head = ""
-    if trivial_right and fraction < 1:
+    if fraction == 0 and not trivial_right:
+        head = ""  # nothing earned, nothing to explain beyond the problems themselves
+    elif trivial_right and fraction < 1:
         head = (f"{right} of {non_trivial} cases with a non-trivial answer right"
                 + (f", {wrong_trivial} trivial cases wrong" if wrong_trivial else "")
                 + f" ({trivial_right} trivial cases right earn nothing on their own); ")

@@ -27,7 +27,8 @@ _MAX_OUTPUT_BYTES = 64 * 1024 * 1024
 @dataclass
 class Graded:
     """One graded exercise: the learner's function ``name``, its points, how the grader draws its cases and scores
-    the outputs, an optional kernel-side ``run`` adapter, and the ``forbidden`` references."""
+    the outputs, an optional kernel-side ``run`` adapter, the ``forbidden`` references, and whether its score
+    depends on a measured time (``timing``: ``python -m labs grade --gradebook`` then grades its notebooks alone)."""
 
     name: str  # the learner's function's name in the notebook
     points: float
@@ -35,6 +36,7 @@ class Graded:
     score: Callable  # score(cases, outputs) -> (fraction in [0, 1], message), in the grader's process
     run: str | None = None  # kernel side "module:function", called as f(fn, *case) -> output; default fn(*case)
     forbidden: tuple = ()  # dotted names of the labs references the exercise asks for: calling one fails the case
+    timing: bool = False  # its score uses a measured time: a class is graded with nothing else running beside it
 
 
 class GradingError(LabsError, ValueError):

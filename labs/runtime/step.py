@@ -173,7 +173,7 @@ def run_rank(rank: int, job: PipelineJob) -> RankResult:
     Returns a ``RankResult``; raises ScheduleError when the schedule does not fit the launched ranks or the transport.
     """
     P, num_stages, M = shape(job.schedule)
-    place = Place(rank, P, job.grid)  # pipeline rank, tensor/data-parallel groups (labs.parallel.grid); checks sizes
+    place = Place(rank, P, job.grid, network=job.network)  # pipeline rank, tensor/data-parallel groups (labs.parallel.grid); checks sizes
     check_runnable(job.schedule)
     tagged = uses_tags(job.transport, dist.get_backend())
     if not tagged:
@@ -202,7 +202,7 @@ def run_step(rank, job, stages, owners, num_stages, inputs, targets, tagged=None
     last stage). ``inputs``/``targets``: the M micro-batches.
 
     ``tagged`` and ``place`` default to what ``run_rank`` decides (the job's transport; no grid)."""
-    place = place or Place(rank, len(job.schedule), job.grid)
+    place = place or Place(rank, len(job.schedule), job.grid, network=job.network)
     tagged = uses_tags(job.transport, dist.get_backend()) if tagged is None else tagged
     actions = job.schedule[place.pipeline_rank]
     M = len(inputs)

@@ -42,11 +42,16 @@ def validate(schedule, M: int | None = None, num_stages: int | None = None, P: i
         raise ScheduleError(f"the schedule has {ranks} ranks but the pipeline has P={P}: "
                             f"launch {ranks} processes or build the schedule for {P}")
     stages = num_stages if num_stages is not None else stages
-    microbatches = M if M is not None else microbatches
+    inferred = M is None
+    microbatches = M if M is not None else _microbatches(schedule, microbatches)
     owners = stage_owners(schedule)
     seen: dict[Action, int] = {}
     for rank, actions in enumerate(schedule):
         for a in actions:
+            if inferred and 0 <= a.stage < stages and a.microbatch >= microbatches:
+                raise ScheduleError(f"rank {rank} runs {a}, but the stages run {microbatches} micro-batches each "
+                                    f"(numbered 0 to {microbatches - 1}): renumber rank {rank}'s micro-batches "
+                                    f"from 0 (or, with M={a.microbatch + 1}, give every stage all of them)")
             if not (0 <= a.stage < stages and 0 <= a.microbatch < microbatches):
                 raise ScheduleError(f"rank {rank} runs {a}, but there are only {stages} stages and "
                                     f"{microbatches} micro-batches (numbered from 0)")
@@ -83,6 +88,17 @@ def _check_complete(s: int, m: int, has: set, owners: dict[int, int]) -> None:
             INPUT, WEIGHT} else str(Action(s, BACKWARD, m))
         raise ScheduleError(f"{missing} is missing: {where} (every micro-batch needs a backward on every stage: "
                             f"{Action(s, BACKWARD, m)}, or {Action(s, INPUT, m)} then {Action(s, WEIGHT, m)})")
+
+
+def _microbatches(schedule: Schedule, largest: int) -> int:
+    """M when the caller did not say: the most distinct micro-batches any stage runs forward (not the largest index
+    + 1, which a rank numbering its micro-batches from 1 would inflate, blaming another rank for a "missing" one)."""
+    counts: dict[int, set] = {}
+    for actions in schedule:
+        for a in actions:
+            if a.kind == FORWARD:
+                counts.setdefault(a.stage, set()).add(a.microbatch)
+    return max((len(found) for found in counts.values()), default=largest)
 
 
 def _check_finishes(schedule: Schedule, stages: int, owners: dict[int, int], kinds: dict) -> None:
