@@ -132,6 +132,8 @@ def test_notebook_09_solved_full_marks_and_student_zero():
     student = grade_notebook(os.path.join(ROOT, "notebooks", "09_bubble_detective.ipynb"), seed=1)
     assert solved["score"] == solved["max_score"] == 3, solved
     assert student["score"] == 0, student
+
+
 # ------------------------------------------------------------------ 09: a wrong diagnosis does not bring idle back
 def _planted(name, **changes):
     """A run-like object for mystery ``name``: the simulated step with the runtime's overheads (+0.5 ms per action,
