@@ -1,4 +1,5 @@
-"""Notebook 01 (the naive pipeline): checks and graded scores of ``split_stages`` and ``stage_step``.
+"""Notebook 01 (the naive pipeline): checks and graded scores of ``split_stages`` and ``stage_step``, and the
+notebook's verdicts.
 
 * ``split_stages(num_layers, num_stages)`` -> list of ``range``: contiguous, in order, every layer once, sizes
   differing by at most one, the earlier stages taking the extra layers (what ``labs.split_layers`` returns).
@@ -15,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from labs.course.verdicts import case, verdict
 from labs.exercises._common import check, exercise, gradient_tensors, score_cases
 from labs.exercises._messages import Counted, silent_ranks
 from labs.grading import Graded
@@ -22,7 +24,8 @@ from labs.runtime.launcher import LaunchTimeout, launch
 from labs.models import ToyModel, loss_fn, parameter_name, reference_gradients, split_layers
 
 __all__ = ["GRADED", "SPLIT_REFERENCE", "STEP_REFERENCE", "STEP_TIMEOUT", "TOLERANCE", "check_split_stages",
-           "check_stage_step", "reference_stage_step", "run_stage_step", "split_problem", "step_problem"]
+           "check_stage_step", "held_longest_first", "one_rank_at_a_time", "reference_stage_step", "run_stage_step",
+           "same_per_rank", "split_problem", "step_problem"]
 
 STEP_TIMEOUT = 20.0
 TOLERANCE = 1e-5
@@ -36,7 +39,12 @@ def _show(blocks) -> str:
                            for b in blocks) + "]"
 
 
-@exercise("split_stages")
+def _one_stage(case) -> list:
+    """The declared degenerate answer: every layer on one stage (right only when there is one stage)."""
+    return [list(range(case[0]))]
+
+
+@exercise("split_stages", trivial=_one_stage)
 def split_problem(case, got) -> str | None:
     num_layers, num_stages = case
     want = [list(r) for r in split_layers(num_layers, num_stages)]
@@ -148,3 +156,40 @@ GRADED = [Graded(name="split_stages", points=1, cases=_split_cases,
           Graded(name="stage_step", points=3, cases=_step_cases,
                  score=lambda cases, outputs: score_cases(cases, outputs, step_problem),
                  run="labs.exercises.nb01:run_stage_step", forbidden=(STEP_REFERENCE,))]
+
+
+# ---------------------------------------------------------------- the notebook's verdicts
+def _intervals(schedule_name: str, M: int) -> list:
+    from labs.schedules import make  # the planted cases are simulated on demand, never on import
+    from labs.timeline import Costs, simulate
+    trace = simulate(make(schedule_name, 4, M), Costs(0.02, 0.04))
+    return [(rank, e.start_s, e.end_s) for rank, events in enumerate(trace.events) for e in events]
+
+
+@verdict(holds=lambda: [case(_intervals("naive", 1), 0.005)],
+         fails=lambda: [case(_intervals("gpipe", 2), 0.005, why="GPipe with 2 micro-batches: ranks work at once")])
+def one_rank_at_a_time(intervals, tolerance_s: float) -> bool:
+    """No two ranks' actions overlap by more than ``tolerance_s`` seconds (``intervals``: (rank, start_s, end_s))."""
+    for i, (rank_a, start_a, end_a) in enumerate(intervals):
+        for rank_b, start_b, end_b in intervals[i + 1:]:
+            if rank_a != rank_b and min(end_a, end_b) - max(start_a, start_b) > tolerance_s:
+                return False
+    return True
+
+
+@verdict(holds=[case([49152, 49152, 49152, 65536], [49152, 49152, 49152, 65536])],
+         fails=[case([49152, 49152, 49152, 65536], [49152, 49152, 49152, 49152],
+                     why="a prediction that forgets the loss's target on the last rank"),
+                case([49152, 49152, 49152], [49152, 49152, 49152, 65536], why="a rank missing")])
+def same_per_rank(measured, predicted) -> bool:
+    """Every rank's measured number equals its prediction (both lists, one entry per rank)."""
+    return list(measured) == list(predicted)
+
+
+@verdict(holds=[case([0.47, 0.35, 0.23, 0.11], 0.49)],
+         fails=[case([0.11, 0.23, 0.35, 0.47], 0.49, why="the order of the backwards reversed"),
+                case([0.30, 0.25, 0.20, 0.11], 0.49, why="rank 0 not holding them for most of the step")])
+def held_longest_first(held_s, step_s: float) -> bool:
+    """Rank 0 holds its activations longest and for most of the step (over 0.8 of ``step_s``), each later rank
+    shorter: ``held_s[r]`` is rank r's time from the end of its forward to the end of its backward."""
+    return list(held_s) == sorted(held_s, reverse=True) and held_s[0] > 0.8 * step_s

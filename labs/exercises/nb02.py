@@ -1,8 +1,7 @@
 """Notebook 02 (micro-batching): checks and graded scores of ``idle_fraction`` and ``idle_from_events``.
 
-* ``idle_fraction(P, M)`` -> the share of a GPipe step the ranks sit idle, derived by counting slots:
-  (P-1)/(M+P-1) (0.75 at P=4, M=1). Judged against the idle share of *simulated* GPipe timelines (several costs)
-  and the closed form; calling ``labs.idle_fraction`` (the reference) is not an answer.
+* ``idle_fraction(P, M)`` -> the share of a GPipe step the ranks sit idle, derived by counting slots (0.75 at
+  P=4, M=1). Judged against the idle share of *simulated* GPipe timelines (several costs) and the closed form; calling ``labs.idle_fraction`` (the reference) is not an answer.
 * ``idle_from_events(events, step_time_s)`` -> the idle share of a step read off a trace: ``events[r]`` is rank r's
   list of ``(start_s, end_s)`` pairs; the answer is 1 - (busy rank-time) / (P * step_time_s). Judged on synthetic
   traces (staggered ranks, gaps, a rank with no events) and, in the notebook, on the six real traces of the sweep.
@@ -20,7 +19,8 @@ from labs.grading import Graded
 from labs.schedules import gpipe
 from labs.timeline import Costs, simulate
 
-__all__ = ["GRADED", "IDLE_CHECK_CASES", "IDLE_REFERENCE", "OVERHEAD_REFERENCE", "SIMULATED_COSTS", "TOLERANCE",
+__all__ = ["GRADED", "IDLE_CHECK_CASES", "IDLE_REFERENCE", "IDLE_WRONG", "OVERHEAD_REFERENCE", "SIMULATED_COSTS",
+           "TOLERANCE",
            "check_idle_fraction", "check_idle_from_events", "event_check_cases", "events_cases", "events_of",
            "events_problem", "events_score", "expected_idle", "idle_cases", "idle_problem", "idle_score",
            "simulated_idle", "synthetic_events"]
@@ -46,7 +46,14 @@ def simulated_idle(P: int, M: int, forward_s: float = 1.0, backward_s: float = 2
     return simulate(gpipe(P, M), Costs(forward_s, backward_s)).idle_fraction
 
 
-@exercise("idle_fraction")
+# Plausible wrong answers, declared to the degenerate-answer rule (a case all of them get right earns nothing).
+IDLE_WRONG = {"(P-1)/M, the bubble over the ideal time": lambda P, M: (P - 1) / M,
+              "a percentage": lambda P, M: 100 * (P - 1) / (M + P - 1),
+              "the busy share": lambda P, M: M / (M + P - 1),
+              "(P-1)/(M+P), one slot too many": lambda P, M: (P - 1) / (M + P)}
+
+
+@exercise("idle_fraction", wrong=IDLE_WRONG)
 def idle_problem(case, got):
     P, M = case
     where = f"idle_fraction({P}, {M})"

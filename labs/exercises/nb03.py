@@ -6,26 +6,31 @@
   per rank: the string of the action that rank waits on forever, or None for a rank that finished its list.
   Calling ``labs.validate`` (which does this walk) is not an answer.
 * ``gpipe_step_time(forward, backward, M)``: the step time of GPipe with per-stage costs (lists, one number per
-  stage, rank r running stage r) and a free link. One slow stage sets the pace of the whole pipeline:
-  sum(F) + (M-1)*max(F) + sum(B) + (M-1)*max(B). Judged against ``labs.simulate`` (which the learner may not call
-  here); the notebook then measures it on real ranks with an uneven cut.
+  stage, rank r running stage r) and a free link. One slow stage sets the pace of the whole pipeline. Judged against
+  ``labs.simulate`` (which the learner may not call here), under the degenerate-answer rule: the naive sum of every
+  stage's costs (right when M = 1) is declared, and a case on which both plausible mistakes below are right (one
+  rank) earns nothing. The notebook then measures it on real ranks with an uneven cut, and prints the closed form
+  only once the check has passed (``reveal_step_time``).
 
 Graded: the kernel returns plain outputs for the grader's cases (random shuffles of GPipe and 1F1B schedules, random
-stage costs); the grader recomputes every expected value with the walk below and the simulator.
+stage costs); the grader recomputes every expected value with the walk below and the simulator. The notebook's
+verdicts are registered at the end (``labs.course.verdicts``), each with a planted input that makes it False.
 """
 from __future__ import annotations
 
 import random
 
-from labs.exercises._common import check, exercise, fraction_of_cases, sort_case, special
+from labs.course.verdicts import case, verdict
+from labs.exercises._common import check, exercise, fraction_of_cases, score_cases, sort_case, special
 from labs.grading import Graded
 from labs.schedules import dependencies, gpipe, one_f_one_b, parse
 from labs.timeline import Costs, simulate
 
-__all__ = ["GRADED", "SIMULATE_REFERENCE", "STEP_CHECK_CASES", "VALIDATE_REFERENCE", "check_gpipe_step_time",
-           "check_stuck_at", "real_run_score", "reference_gpipe_step_time", "reference_stuck_at", "shuffled",
-           "simulated_gpipe_step", "step_cases", "step_problem", "step_score", "stuck_cases", "stuck_check_cases",
-           "stuck_problem", "stuck_score"]
+__all__ = ["GRADED", "SIMULATE_REFERENCE", "STEP_CHECK_CASES", "STEP_WRONG", "VALIDATE_REFERENCE",
+           "check_gpipe_step_time", "check_stuck_at", "idles_least", "ran_as_listed", "real_run_score",
+           "reference_gpipe_step_time", "reference_stuck_at", "reveal_step_time", "shuffled", "simulated_gpipe_step",
+           "step_cases", "step_problem", "step_score", "stuck_cases", "stuck_check_cases", "stuck_problem",
+           "stuck_score"]
 
 VALIDATE_REFERENCE = "labs.schedules.validation.validate"
 SIMULATE_REFERENCE = "labs.timeline.simulator.simulate"
@@ -158,7 +163,18 @@ def _step_key(case) -> tuple:
     return len(case[0]), case[2]  # (P, M)
 
 
-@exercise("gpipe_step_time", key=_step_key)
+# Plausible mistakes (a case on which both are right, one rank, earns nothing) and the declared degenerate answer.
+STEP_WRONG = {"(M+P-1) times the average stage": lambda f, b, M: (M + len(f) - 1) * (sum(f) + sum(b)) / len(f),
+              "every slot at the slowest stage": lambda f, b, M: (M + len(f) - 1) * (max(f) + max(b))}
+
+
+def _naive_sum(case) -> list:
+    """Every stage's forward and backward once, M ignored: right only when M = 1."""
+    forward, backward, _ = case
+    return [sum(forward) + sum(backward)]
+
+
+@exercise("gpipe_step_time", key=_step_key, trivial=_naive_sum, wrong=STEP_WRONG)
 def step_problem(case, got):
     forward, backward, M = case
     where = f"gpipe_step_time({forward}, {backward}, {M})"
@@ -200,9 +216,17 @@ def step_cases(rng) -> list[tuple]:
 
 
 def step_score(cases, outputs):
-    problems = [(sort_case(step_problem, case), p) for case, output in zip(cases, outputs)
-                if (p := step_problem(case, output))]
-    return fraction_of_cases(problems, len(cases), "cost models")
+    return score_cases(cases, outputs, step_problem)
+
+
+def reveal_step_time(ok: bool) -> bool:
+    """After the check: the closed form and what one extra layer costs, printed only when ``gpipe_step_time``
+    passed (the student notebook is executed unsolved, so an unconditional print would give the answer away)."""
+    from labs.exercises._carry_on import reveal
+    return reveal(ok, "The closed form: step = sum(F) + sum(B) + (M-1)(max F + max B). The first micro-batch crosses "
+                      "every stage once each way;\nthe other M-1 leave at the pace of the slowest stage. With 9 "
+                      "layers, stage 0's extra layer adds M(20 + 40) ms = 240 ms at M=4,\nall of it to the step: "
+                      "(M+P-1)*120 = 840 ms with 8 layers, 1080 ms with 9.", "gpipe_step_time")
 
 
 # ---------------------------------------------------------------- shared with notebook 04's score
@@ -228,3 +252,22 @@ def real_run_score(cases, outputs, offline: float, message: str, real_case, prob
 GRADED = [Graded(name="stuck_at", points=2, cases=stuck_cases, score=stuck_score, forbidden=(VALIDATE_REFERENCE,)),
           Graded(name="gpipe_step_time", points=2, cases=step_cases, score=step_score,
                  forbidden=(SIMULATE_REFERENCE,))]
+
+
+# ---------------------------------------------------------------- the notebook's verdicts
+@verdict(holds=[case([["0F0", "0B0"], ["1F0", "1B0"]], [["0F0", "0B0"], ["1F0", "1B0"]])],
+         fails=[case([["0F0", "0B0"], ["1B0", "1F0"]], [["0F0", "0B0"], ["1F0", "1B0"]],
+                     why="rank 1 ran its two actions swapped"),
+                case([["0F0", "0B0"]], [["0F0", "0B0"], ["1F0", "1B0"]], why="a rank that sent back no trace")])
+def ran_as_listed(ran, schedule) -> bool:
+    """Every rank ran exactly its list, in order (``ran[r]``: the actions of rank r's trace, as strings)."""
+    return [[str(a) for a in r] for r in ran] == [[str(a) for a in r] for r in schedule]
+
+
+@verdict(holds=[case([0.337, 0.556, 0.555, 0.555], 0, 0.1)],
+         fails=[case([0.50, 0.50, 0.50, 0.50], 0, 0.1, why="a balanced cut: every rank idles alike"),
+                case([0.556, 0.337, 0.555, 0.555], 0, 0.1, why="the slow stage on rank 1, not rank 0")])
+def idles_least(idle_fractions, rank: int, margin: float) -> bool:
+    """``rank`` idles at least ``margin`` less (a share of the step) than every other rank."""
+    others = [f for r, f in enumerate(idle_fractions) if r != rank]
+    return bool(others) and all(idle_fractions[rank] <= f - margin for f in others)
