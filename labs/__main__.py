@@ -67,6 +67,8 @@ def _run_parser(sub) -> None:
                    help="stage S's compute takes FACTOR times the pace (repeatable), e.g. 2:3")
     p.add_argument("--straggler", metavar="R:FACTOR", help="every action of rank R takes FACTOR times longer")
     p.add_argument("--blocking", action="store_true", help="blocking send/recv in action order (may deadlock)")
+    p.add_argument("--no-memory", action="store_true",
+                   help="skip the untimed step that measures each rank's peak memory (live tensor bytes)")
     p.add_argument("--chrome-trace", metavar="FILE.json",
                    help="save the measured trace for Perfetto / chrome://tracing")
 
@@ -85,7 +87,7 @@ def _run(args) -> int:
         raise SystemExit(f"error: {error}")
     run = run_pipeline(args.schedule, args.P, args.M, args.v, args.layers, args.width, args.batch_size, args.pace_ms,
                        timeout_s=args.timeout, network=network, blocking=args.blocking, slow_stages=slow_stages,
-                       straggler=straggler, T=args.T, D=args.D)
+                       straggler=straggler, T=args.T, D=args.D, memory=not args.no_memory)
     summary = run.summary()
     if os.environ.get("RANK", "0") != "0":  # under torchrun every rank gets the results; rank 0 reports them
         return 0
@@ -111,6 +113,8 @@ def _run(args) -> int:
     print(f"idle fraction    {run.idle_fraction:8.3f}      theory {formula} = {run.idle_fraction_theory:.3f}")
     print(f"peak activations {run.trace.peak_activations} micro-batches per rank")
     print(f"bytes moved      {run.trace.bytes_moved} in {run.trace.messages} messages between stages")
+    if run.trace.memory[0] is not None:
+        print(_memory_lines(run.trace.memory))
     if run.grid:
         traffic = run.trace.traffic
         print(f"all-reduced      {traffic['bytes_inside_stages']} bytes inside stages (tensor parallel), "
@@ -118,6 +122,16 @@ def _run(args) -> int:
     verdict = "OK" if run.max_grad_error <= 1e-5 else "MISMATCH"
     print(f"gradient check   max |pipeline - one process| = {run.max_grad_error:.2e}  {verdict}")
     return 0 if verdict == "OK" else 1
+
+
+def _memory_lines(memory: list) -> str:
+    """The measured memory per rank: the peak, and what held it at that moment."""
+    at = [m["at_peak_bytes"] for m in memory]
+    parts = {"weights+gradients": [a["parameters"] + a["gradients"] for a in at],
+             "activations": [a["activations"] for a in at], "communication": [a["communication"] for a in at],
+             "data+temporaries": [a["data"] + a["other"] for a in at]}
+    return (f"peak memory      {[m['peak_bytes'] for m in memory]} bytes per rank (live tensors, one untimed step)\n"
+            + "\n".join(f"  at the peak: {name:18} {values}" for name, values in parts.items()))
 
 
 def _check_paths(args) -> str | None:

@@ -5,6 +5,7 @@
     run.step_time_s, run.simulated_step_time_s, run.ideal_time_s    # measured, simulated, compute only
     run = labs.run_pipeline("1f1b", P=2, M=4, T=2, D=2)            # 8 ranks: tensor and data parallel too
     run.grid, run.trace.traffic     # the rank layout; bytes inside a stage, between stages, across replicas
+    run.trace.peak_memory_bytes, run.trace.memory   # per rank: the most live tensor bytes at once, and their split
 
 ``schedule`` is a name (``naive``, ``gpipe``, ``1f1b``, ``interleaved``, ``zb-h1``, ``zb-v``) or a hand-written
 schedule (lists of actions or strings such as ``"0F0"``). The run's trace comes back from the workers; the parent
@@ -33,7 +34,8 @@ from .runtime.launcher import launch
 from .runtime.pacing import stage_paces, three_way
 from .runtime.step import PipelineJob, run_rank
 from .runtime.transport import uses_tags
-from .schedules import check_in_order, check_runnable, make, parse, shape, stage_owners, uses_weight_step, validate
+from .schedules import (check_blocking_in_order, check_in_order, check_runnable, make, parse, shape, stage_owners,
+                        uses_weight_step, validate)
 from .theory import idle_fraction
 from .timeline.costs import Costs, as_network
 from .timeline.simulator import ideal_time_s, simulate
@@ -107,6 +109,7 @@ class PipelineRun:
                 "idle_fraction_per_rank": self.trace.idle_fractions,
                 "peak_activations": self.trace.peak_activations,
                 "peak_activation_bytes": self.trace.peak_activation_bytes,
+                "peak_memory_bytes": self.trace.peak_memory_bytes, "memory": self.trace.memory,
                 "bytes_moved": self.trace.bytes_moved, "messages": self.trace.messages,
                 "max_grad_error": self.max_grad_error, "loss": self.loss, "reference_loss": self.reference_loss,
                 "step_times_s": self.step_times_s, "grid": (self.grid or Grid(self.P)).summary(),
@@ -117,7 +120,7 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
                  batch_size: int = 64, pace_ms: tuple | None = (5, 10), warmup_steps: int = 1, timeout_s: float = 60.0,
                  device: str = "cpu", steps: int = 3, transport: str = "auto", network=None, blocking: bool = False,
                  slow_stages: dict | None = None, straggler: tuple | None = None, T: int = 1, D: int = 1,
-                 model=None) -> PipelineRun:
+                 model=None, memory: bool = True) -> PipelineRun:
     """Run real pipeline-parallel training steps and check them: ``warmup_steps`` untimed, then ``steps`` timed.
 
     P pipeline ranks, M micro-batches, v model chunks per rank (a hand-written schedule brings its own). Schedules:
@@ -134,7 +137,13 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     machine typically does.
 
     ``transport``: "auto" matches messages by tag on gloo and in order on NCCL; "in_order" emulates NCCL's
-    first-in-first-out matching on gloo. In order, the schedule must pass ``labs.schedules.check_in_order``.
+    first-in-first-out matching on gloo. Either way each rank walks its lowered list (``labs.schedules.lower``), which
+    runs every schedule ``validate`` accepts in order too (``blocking`` in order also needs
+    ``labs.schedules.check_blocking_in_order``).
+    ``memory``: after the timed steps, one more step at the same pace measures each rank's live tensor bytes from the
+    allocator's view (``labs.runtime.ledger``): ``run.trace.peak_memory_bytes`` and ``run.trace.memory`` (the split
+    into parameters, gradients, activations, communication buffers, data and temporaries, at the peak and each
+    part's own peak).
     ``network`` (a ``labs.Link`` or ``labs.Network``) makes every message pay its link's cost; ``blocking`` sends and
     receives in action order (``labs.runtime.transport``); ``slow_stages`` {stage: factor} and ``straggler``
     (rank, factor) slow one stage or one rank down (``labs.runtime.pacing``). ``run.simulated`` mirrors all of them.
@@ -173,7 +182,7 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     v = num_stages // P
     backend = "nccl" if under_torchrun() and device.startswith("cuda") else default_backend(P)
     if not uses_tags(transport, backend):
-        check_in_order(actions)
+        (check_blocking_in_order if blocking else check_in_order)(actions)
     hybrid = T != 1 or D != 1
     if model is None:
         model = MLPModel(num_layers=layers, width=width) if T != 1 else ToyModel(layers, width)
@@ -187,7 +196,7 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     if network is not None:
         network.check_ranks(P)
     job = PipelineJob(actions, model, batch_size, pace_s, warmup_steps, device, steps, transport,
-                      network=network, blocking=blocking, grid=grid if hybrid else None)
+                      network=network, blocking=blocking, grid=grid if hybrid else None, memory=bool(memory))
     results = launch(run_rank, world_size=grid.size, args=(job,), timeout_s=timeout_s)
     step_traces = [Trace([r.traces[i] for r in results]) for i in range(steps)]
     trace = sorted(step_traces, key=lambda t: t.step_time_s)[(steps - 1) // 2]

@@ -6,22 +6,26 @@
 * ``actions``: ``Action`` (``2F5``), ``parse``, ``shape``, ``stage_owners``;
 * ``classic``: ``naive``, ``gpipe``, ``one_f_one_b``, ``interleaved``; ``zero_bubble``: ``zb_h1``, ``zb_v``;
 * ``lowering``: which stage receives each action's output; ``lower`` adds the explicit sends and receives;
-* ``validation``: ``validate`` (with the deadlock finder), ``check_in_order``, ``check_runnable``.
+* ``validation``: ``validate`` (with the deadlock finder), ``check_runnable``; ``in_order``: ``check_in_order`` and
+  the checks of lowered lists (first in, first out; one order per pair; receive buffers).
 """
 from __future__ import annotations
 
 from .actions import (BACKWARD, FORWARD, KINDS, WEIGHT, Action, Schedule, ScheduleError, check_counts, parse,
                       parse_action, shape, stage_owners, uses_weight_step)
 from .classic import gpipe, interleaved, naive, one_f_one_b
-from .lowering import (RECV, SEND, Comm, consumer, dependencies, input_source, lower, output_target, producer)
+from .in_order import check_blocking_in_order, check_lowered, check_pair_order, receive_buffers_peak
+from .lowering import (RECV, SEND, Comm, consumer, dependencies, input_source, lower, message_order, output_target,
+                       producer)
 from .validation import RUNNABLE_KINDS, check_in_order, check_runnable, validate
 from .zero_bubble import ZERO_BUBBLE, v_owner, zb_h1, zb_v
 
 __all__ = ["BACKWARD", "FORWARD", "KINDS", "RECV", "RUNNABLE_KINDS", "SCHEDULES", "SEND", "WEIGHT", "Action", "Comm",
-           "Schedule", "ScheduleError", "check_counts", "check_in_order", "check_runnable", "consumer",
-           "dependencies", "gpipe", "input_source", "interleaved", "lower", "make", "naive", "one_f_one_b",
-           "output_target", "parse", "parse_action", "producer", "shape", "stage_owners", "uses_weight_step",
-           "v_owner", "validate", "zb_h1", "zb_v"]
+           "Schedule", "ScheduleError", "check_blocking_in_order", "check_counts", "check_in_order", "check_lowered",
+           "check_pair_order", "check_runnable", "consumer", "dependencies", "gpipe", "input_source", "interleaved",
+           "lower", "make", "message_order", "naive", "one_f_one_b", "output_target", "parse", "parse_action",
+           "producer", "receive_buffers_peak", "shape", "stage_owners", "uses_weight_step", "v_owner", "validate",
+           "zb_h1", "zb_v"]
 
 SCHEDULES = ("naive", "gpipe", "1f1b", "interleaved", "zb-h1", "zb-v")
 

@@ -2,8 +2,9 @@
 
 ``validate`` rejects missing or repeated work, a dependency broken on one rank (a B before its F), and a schedule
 that can never finish: then the message names each stuck rank, the action it waits on forever and why.
-``check_in_order`` checks what an in-order transport (NCCL, whose point-to-point messages between two ranks match
-first in, first out) needs on top: every receiver consumes a peer's messages in the order the peer sends them.
+``check_in_order`` (from ``in_order``) checks what an in-order transport (NCCL, whose point-to-point messages between
+two ranks match first in, first out) needs on top; every schedule ``validate`` accepts passes it, because the runtime
+runs the lowered lists (``labs.schedules.lowering.lower``), whose receives follow each peer's send order.
 ``check_runnable`` checks that the runtime executes every kind of action the schedule holds (``RUNNABLE_KINDS``).
 All of them raise ScheduleError with what to change; all read the data flow from ``labs.schedules.lowering``.
 """
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 from .actions import BACKWARD, FORWARD, KINDS, WEIGHT, Action, Schedule, ScheduleError, parse, shape, stage_owners
 from .actions import uses_weight_step
-from .lowering import SEND, Comm, dependencies, lower
+from .in_order import check_in_order
+from .lowering import dependencies
 
 __all__ = ["RUNNABLE_KINDS", "check_in_order", "check_runnable", "validate"]
 
@@ -88,33 +90,6 @@ def _check_finishes(schedule: Schedule, stages: int, owners: dict[int, int]) -> 
         lines.append(f"rank {r} waits forever on {waiting}: it needs {blockers}")
     raise ScheduleError("the schedule deadlocks:\n  " + "\n  ".join(lines)
                         + "\nreorder the lists so that every action's inputs are produced before it is needed")
-
-
-def check_in_order(schedule) -> None:
-    """Raise ScheduleError if, with in-order (untagged) messages, a receive would get another action's message.
-
-    For every pair of ranks (sender, receiver), the sender's sends in ``lower(schedule)`` and the receiver's receives
-    from it must name the same messages in the same order. Accepts what ``parse`` accepts.
-    """
-    sent: dict = {}  # (sender, receiver) -> [(message, producing action)]
-    consumed: dict = {}  # (sender, receiver) -> [(message, consuming action)]
-    for rank, ops in enumerate(lower(schedule)):
-        for op in ops:
-            if isinstance(op, Comm):
-                if op.op == SEND:
-                    sent.setdefault((rank, op.peer), []).append((op.message, op.action))
-                else:
-                    consumed.setdefault((op.peer, rank), []).append((op.message, op.action))
-    for (sender, receiver), messages in sorted(sent.items()):
-        for (key, producer), (want, consumer) in zip(messages, consumed.get((sender, receiver), [])):
-            if key != want:
-                needed = next(p for k, p in messages if k == want)
-                raise ScheduleError(
-                    f"on an in-order transport (NCCL: messages between two ranks match first in, first out) "
-                    f"{consumer} on rank {receiver} would receive {producer}'s message: rank {sender} sends for "
-                    f"{producer} before {needed}, but rank {receiver} runs {consumer} (which needs {needed}'s "
-                    f"message) first. Let both ranks handle these messages in the same order (swap {producer} and "
-                    f"{needed} on rank {sender}, or the actions that consume them on rank {receiver})")
 
 
 def check_runnable(schedule) -> None:
