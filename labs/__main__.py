@@ -67,8 +67,9 @@ def _run_parser(sub) -> None:
                    help="stage S's compute takes FACTOR times the pace (repeatable), e.g. 2:3")
     p.add_argument("--straggler", metavar="R:FACTOR", help="every action of rank R takes FACTOR times longer")
     p.add_argument("--blocking", action="store_true", help="blocking send/recv in action order (may deadlock)")
-    p.add_argument("--no-memory", action="store_true",
-                   help="skip the untimed step that measures each rank's peak memory (live tensor bytes)")
+    p.add_argument("--memory", choices=("fast", "paced", "off"), default="fast",
+                   help="the untimed step that measures each rank's peak memory (live tensor bytes): at compute "
+                        "speed (fast, the default), at the run's pace, or not at all")
     p.add_argument("--chrome-trace", metavar="FILE.json",
                    help="save the measured trace for Perfetto / chrome://tracing")
 
@@ -87,7 +88,7 @@ def _run(args) -> int:
         raise SystemExit(f"error: {error}")
     run = run_pipeline(args.schedule, args.P, args.M, args.v, args.layers, args.width, args.batch_size, args.pace_ms,
                        timeout_s=args.timeout, network=network, blocking=args.blocking, slow_stages=slow_stages,
-                       straggler=straggler, T=args.T, D=args.D, memory=not args.no_memory)
+                       straggler=straggler, T=args.T, D=args.D, memory={"fast": True, "paced": "paced", "off": False}[args.memory])
     summary = run.summary()
     if os.environ.get("RANK", "0") != "0":  # under torchrun every rank gets the results; rank 0 reports them
         return 0

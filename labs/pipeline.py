@@ -22,13 +22,14 @@ import statistics
 from dataclasses import dataclass, field
 
 from . import checks
-from .errors import ScheduleError
+from .errors import InputError, ScheduleError
 from .models.cut import check_microbatches, split_layers
 from .models.protocol import check_model
 from .models.reference import max_grad_error, reference_gradients
 from .models.toy import ToyModel
 from .parallel.grid import Grid
 from .parallel.tensor import MLPModel
+from .runtime.boundary import check_boundaries
 from .runtime.devices import check_device, default_backend, under_torchrun
 from .runtime.launcher import launch
 from .runtime.pacing import stage_paces, three_way
@@ -120,7 +121,7 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
                  batch_size: int = 64, pace_ms: tuple | None = (5, 10), warmup_steps: int = 1, timeout_s: float = 60.0,
                  device: str = "cpu", steps: int = 3, transport: str = "auto", network=None, blocking: bool = False,
                  slow_stages: dict | None = None, straggler: tuple | None = None, T: int = 1, D: int = 1,
-                 model=None, memory: bool = True) -> PipelineRun:
+                 model=None, memory: bool | str = True) -> PipelineRun:
     """Run real pipeline-parallel training steps and check them: ``warmup_steps`` untimed, then ``steps`` timed.
 
     P pipeline ranks, M micro-batches, v model chunks per rank (a hand-written schedule brings its own). Schedules:
@@ -140,10 +141,11 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     first-in-first-out matching on gloo. Either way each rank walks its lowered list (``labs.schedules.lower``), which
     runs every schedule ``validate`` accepts in order too (``blocking`` in order also needs
     ``labs.schedules.check_blocking_in_order``).
-    ``memory``: after the timed steps, one more step at the same pace measures each rank's live tensor bytes from the
-    allocator's view (``labs.runtime.ledger``): ``run.trace.peak_memory_bytes`` and ``run.trace.memory`` (the split
-    into parameters, gradients, activations, communication buffers, data and temporaries, at the peak and each
-    part's own peak).
+    ``memory``: after the timed steps, one more step measures each rank's live tensor bytes from the allocator's view
+    (``labs.runtime.ledger``): ``run.trace.peak_memory_bytes`` and ``run.trace.memory`` (the split into parameters,
+    gradients, activations, communication buffers, data and temporaries, at the peak and each part's own peak).
+    True: that step runs at compute speed (about 50 ms on the toy model); "paced": at the run's pace, so that how
+    long a send's payload waits for its receiver (communication bytes) is the timed steps' too; False: none.
     ``network`` (a ``labs.Link`` or ``labs.Network``) makes every message pay its link's cost; ``blocking`` sends and
     receives in action order (``labs.runtime.transport``); ``slow_stages`` {stage: factor} and ``straggler``
     (rank, factor) slow one stage or one rank down (``labs.runtime.pacing``). ``run.simulated`` mirrors all of them.
@@ -189,6 +191,7 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     check_model(model)
     blocks = split_layers(model.num_layers, num_stages, require_equal=num_stages > P)  # fails here, not on ranks
     check_microbatches(batch_size, M)
+    check_boundaries(model, blocks, batch_size // D, M)  # what each stage sends is what the model declares
     grid = Grid(P, T, D)
     grid.check(model, batch_size, M, world_size=_torchrun_world_size() if hybrid else None)
     pace_s = stage_paces(pace_s, stage_owners(actions), slow_stages, straggler)
@@ -196,7 +199,8 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     if network is not None:
         network.check_ranks(P)
     job = PipelineJob(actions, model, batch_size, pace_s, warmup_steps, device, steps, transport,
-                      network=network, blocking=blocking, grid=grid if hybrid else None, memory=bool(memory))
+                      network=network, blocking=blocking, grid=grid if hybrid else None,
+                      memory=_memory_mode(memory))
     results = launch(run_rank, world_size=grid.size, args=(job,), timeout_s=timeout_s)
     step_traces = [Trace([r.traces[i] for r in results]) for i in range(steps)]
     trace = sorted(step_traces, key=lambda t: t.step_time_s)[(steps - 1) // 2]
@@ -208,6 +212,13 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     return PipelineRun(name, actions, P, M, v, trace, simulated, costs, loss, reference_loss,
                        max(max_grad_error(grads, reference) for grads in replicas),
                        [t.step_time_s for t in step_traces], replicas[0], grid if hybrid else None)
+
+
+def _memory_mode(memory) -> bool | str:
+    if memory not in (True, False, "paced"):
+        raise InputError(f"memory is True (measure one step at compute speed), 'paced' (at the run's pace) or False, "
+                         f"got {memory!r}")
+    return memory
 
 
 def _per_shard(pace_s, T: int):

@@ -80,11 +80,12 @@ def _unpack(packed):
 
 class CountedSaves(SavedBytes):
     """``labs.models.memory.SavedBytes`` (the count each forward's event reports) that also shows the recording
-    ledger what autograd holds (the runtime's stages use it)."""
+    ledger what autograd holds (the runtime's stages use it), and keeps saved tensors detached so that a graph
+    dropped without a backward is freed at once (a saved output holding itself is a cycle with its own grad_fn)."""
 
     def _pack(self, tensor):
         tensor = super()._pack(tensor)
-        return _ACTIVE[-1].hold(tensor) if _ACTIVE else tensor
+        return _ACTIVE[-1].hold(tensor) if _ACTIVE else tensor.detach()  # detached: see _Saved
 
     def counting(self):
         self.seen, self.total = set(), 0

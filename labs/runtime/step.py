@@ -16,7 +16,8 @@ data its next action truly needs, which is what ``validate`` checks (see ``trans
 
 Memory follows the schedule (issue 15): a receive buffer exists from its place in the lowered list to its consumer,
 a send's payload until its send completes, and the data one micro-batch at a time (``data.py``); ``job.memory``
-adds one untimed step after the timed ones, at their pace, measured by ``labs.runtime.ledger.MemoryLedger``.
+adds one untimed step after the timed ones (at compute speed, or at their pace with "paced"), measured by
+``labs.runtime.ledger.MemoryLedger``.
 
 Timed steps: ``job.warmup_steps`` untimed steps, then ``job.steps`` recorded ones, each with the garbage collector
 off (see ``_quiet_gc``). ``labs.schedules.RUNNABLE_KINDS`` says which action kinds this runtime executes;
@@ -74,7 +75,7 @@ class PipelineJob:
     network: object = None  # a labs.timeline.Network whose link costs every message pays; None: as fast as it goes
     blocking: bool = False  # blocking send/recv in action order (can deadlock, see transport.py)
     grid: object = None  # a labs.parallel.Grid for tensor/data parallel runs; None: one rank per pipeline rank
-    memory: bool = False  # one more step after the timed ones, at the same pace, measured by labs.runtime.ledger
+    memory: bool | str = False  # True: one more step, at compute speed, measured (labs.runtime.ledger); "paced"
 
 
 @dataclass
@@ -187,7 +188,8 @@ def run_rank(rank: int, job: PipelineJob) -> RankResult:
         measuring = step == job.warmup_steps + job.steps
         for stage in stages.values():
             stage.layers.zero_grad(set_to_none=True)
-        with _quiet_gc(), _unpaced(stages.values(), step < job.warmup_steps), \
+        unpaced = step < job.warmup_steps or (measuring and job.memory != "paced")
+        with _quiet_gc(), _unpaced(stages.values(), unpaced), \
                 measured(stages, job.device, measuring) as ledger:
             trace, losses = run_step(rank, job, stages, owners, num_stages, inputs, targets, tagged, place)
         if measuring:

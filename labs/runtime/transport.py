@@ -45,9 +45,10 @@ import time
 import torch
 import torch.distributed as dist
 
-from ..errors import InputError, ModelError
+from ..errors import InputError
 from ..schedules import FORWARD, RECV, SEND, Action, Comm, consumer, input_source, lower
 from ..timeline.trace import Message
+from .boundary import check_message
 from .deadlock import WaitBoard
 from .launcher import report
 from .ledger import label, unlabel
@@ -224,7 +225,8 @@ class Transport:
         on this rank); non-blocking unless the transport blocks. Raises ModelError when ``tensor`` is not the
         model's declared boundary (shape, float32)."""
         message = consumer(action, self.num_stages)
-        self._check_boundary(tensor, action, message)
+        check_message(tensor, self.shape, action.stage, message.stage,
+                      "an activation" if action.kind == FORWARD else "a gradient", self.rank, action.microbatch)
         destination = self.peers[message.stage]
         if destination == self.rank:
             self.local[message] = tensor.detach().clone()
