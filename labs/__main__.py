@@ -5,6 +5,7 @@
     python -m labs run --schedule 1f1b -P 2 -T 2 -D 2 -M 4 --json     # 8 ranks, a 3-D grid
     python -m labs bench
     python -m labs grade notebooks/03_gpipe.ipynb --json scores.json
+    python -m labs grade submissions/ --gradebook grades.csv          # a class: a gradebook and feedback files
 
 P pipeline ranks (``-P/--pp``), M micro-batches (``-M/--microbatches``), v model chunks per rank
 (``-v/--virtual-stages``), T tensor-parallel ranks (``-T/--tp``), D data-parallel replicas (``-D/--dp``): the same
@@ -16,6 +17,9 @@ import argparse
 import json
 import os
 import sys
+
+from .schedules import SCHEDULES  # no torch: the CLI starts fast
+from .checks import DEFAULT_PACE_MS
 
 __all__ = ["main"]
 
@@ -37,14 +41,14 @@ def _pace(text: str):
         if len(times) not in (2, 3):
             raise ValueError(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--pace-ms takes FORWARD,BACKWARD (or FORWARD,B,W for a split backward) "
+        raise argparse.ArgumentTypeError(f"--pace-ms takes FORWARD,BACKWARD (or FORWARD,I,W: input and weight gradient) "
                                          f"in ms per layer (e.g. 10,20 or 10,10,10), or 'off'; got {text!r}")
     return times
 
 
 def _run_parser(sub) -> None:
     p = sub.add_parser("run", help="run one real pipeline-parallel training step and explain it")
-    p.add_argument("--schedule", default="1f1b", help="naive, gpipe, 1f1b, interleaved, zb-h1 or zb-v")
+    p.add_argument("--schedule", default="1f1b", choices=SCHEDULES, help=", ".join(SCHEDULES))
     p.add_argument("-P", "--pp", dest="P", type=_whole, default=4, help="pipeline ranks P")
     p.add_argument("-M", "--microbatches", dest="M", type=_whole, default=8, help="micro-batches M")
     p.add_argument("-v", "--virtual-stages", dest="v", type=_whole, default=1,
@@ -55,8 +59,9 @@ def _run_parser(sub) -> None:
     p.add_argument("--layers", type=_whole, default=8)
     p.add_argument("--width", type=_whole, default=64)
     p.add_argument("--batch-size", type=_whole, default=64)
-    p.add_argument("--pace-ms", type=_pace, default=(10.0, 20.0),
-                   help="pad each layer's forward,backward to these ms (default 10,20; 'off' for real compute)")
+    p.add_argument("--pace-ms", type=_pace, default=DEFAULT_PACE_MS,
+                   help="pad each layer's forward,backward to these ms (default %s; 'off' for real compute)"
+                        % ",".join(f"{t:g}" for t in DEFAULT_PACE_MS))
     p.add_argument("--timeout", type=float, default=60.0, help="seconds before a hung run is stopped")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
     p.add_argument("--plot", metavar="FILE.png", help="save the measured and simulated timelines")
@@ -90,7 +95,8 @@ def _run(args) -> int:
                        timeout_s=args.timeout, network=network, blocking=args.blocking, slow_stages=slow_stages,
                        straggler=straggler, T=args.T, D=args.D, memory={"fast": True, "paced": "paced", "off": False}[args.memory])
     summary = run.summary()
-    if os.environ.get("RANK", "0") != "0":  # under torchrun every rank gets the results; rank 0 reports them
+    from .runtime.devices import under_torchrun
+    if under_torchrun() and os.environ["RANK"] != "0":  # every torchrun rank gets the results; rank 0 reports them
         return 0
     if args.chrome_trace:
         from .viz.perfetto import save
@@ -112,7 +118,10 @@ def _run(args) -> int:
     print(f"ideal            {run.ideal_time_s * 1000:8.1f} ms   the busiest rank's compute alone")
     formula = "(P-1)/(vM+P-1)" if run.name in CLASSIC else "(simulated, free link)"
     print(f"idle fraction    {run.idle_fraction:8.3f}      theory {formula} = {run.idle_fraction_theory:.3f}")
-    print(f"peak activations {run.trace.peak_activations} micro-batches per rank")
+    peaks = run.trace.peak_activations
+    print(f"peak activations {peaks} micro-batches per rank" if run.v == 1 else
+          f"peak activations {peaks} chunk activations per rank (one micro-batch through one of the rank's v={run.v} "
+          f"chunks, 1/{run.v} of its layers): {[p / run.v for p in peaks]} micro-batches' worth")
     print(f"bytes moved      {run.trace.bytes_moved} in {run.trace.messages} messages between stages")
     if run.trace.memory[0] is not None:
         print(_memory_lines(run.trace.memory))
@@ -137,33 +146,13 @@ def _memory_lines(memory: list) -> str:
 
 def _check_paths(args) -> str | None:
     """What is wrong with the files a command would read or write, found before anything runs."""
-    outputs = [getattr(args, "plot", None), getattr(args, "chrome_trace", None)] + ([args.json] if args.command == "grade" else [])
-    for path in filter(None, outputs):
+    if args.command == "grade":
+        from .grading.cli import check
+        return check(args)
+    for path in filter(None, [getattr(args, "plot", None), getattr(args, "chrome_trace", None)]):
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             return f"cannot write {path}: the folder {folder} does not exist (create it or choose another path)"
-    if args.command != "grade":
-        return None
-    path = args.notebook
-    if not os.path.isfile(path):
-        return f"no such file: {path} (give the path of a submitted .ipynb notebook)"
-    if not path.endswith(".ipynb"):
-        return f"{path} is not a notebook: grade takes a submitted .ipynb file"
-    try:
-        with open(path, encoding="utf-8") as f:
-            cells = json.load(f).get("cells")
-    except (OSError, ValueError, AttributeError) as error:
-        return f"{path} is not a readable notebook ({type(error).__name__}): is it a saved .ipynb?"
-    if not isinstance(cells, list):
-        return f"{path} has no cells: is it a saved .ipynb?"
-    import importlib.util
-    import re
-    match = re.match(r"([0-9]{2})_", os.path.basename(path))
-    if not match:
-        return (f"cannot tell which exercises {path} holds: a course notebook's name starts with its two-digit "
-                f"number, e.g. 01_naive_pipeline.ipynb")
-    if importlib.util.find_spec(f"labs.exercises.nb{match[1]}") is None:
-        return f"the course has no notebook number {match[1]} with graded exercises (see notebooks/)"
     return None
 
 
@@ -174,15 +163,11 @@ def main(argv=None) -> int:
     _run_parser(sub)
     bench = sub.add_parser("bench",
                            help="launch time, step/simulated per schedule, ours vs torch.distributed.pipelining")
-    bench.add_argument("--pace-ms", type=_pace, default=(10.0, 20.0))
+    bench.add_argument("--pace-ms", type=_pace, default=DEFAULT_PACE_MS)
     bench.add_argument("-M", "--microbatches", dest="M", type=_whole, default=8, help="micro-batches M")
     bench.add_argument("--json", action="store_true")
-    grade = sub.add_parser("grade", help="execute a copy of a submitted notebook, score its exercises, print a table")
-    grade.add_argument("notebook", help="path to the submitted .ipynb")
-    grade.add_argument("--json", metavar="FILE", help="also write the scores as JSON to FILE")
-    grade.add_argument("--timeout", type=float, default=600.0, help="seconds for the whole notebook (default 600)")
-    grade.add_argument("--step-timeout", type=float, default=180.0, help="seconds for one cell or one exercise")
-    grade.add_argument("--seed", type=int, help="draw the graded cases with this seed (default: a fresh one)")
+    from .grading.cli import add_parser
+    add_parser(sub)
     args = parser.parse_args(argv)
     problem = _check_paths(args)
     if problem:
@@ -193,7 +178,7 @@ def main(argv=None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "grade":
-            from .grading.grader import main as grade_main
+            from .grading.cli import main as grade_main
             try:
                 return grade_main(args)
             except (ValueError, ModuleNotFoundError) as error:  # a missing file, not a notebook, unknown number

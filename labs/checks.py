@@ -15,10 +15,13 @@ import numbers
 
 from .errors import InputError
 
-__all__ = ["MAX_BATCH", "MAX_LAYERS", "MAX_MICROBATCHES", "MAX_RANKS", "MAX_VIRTUAL_STAGES", "MAX_WIDTH",
-           "number", "pace_seconds", "positive_seconds", "whole_number"]
+__all__ = ["DEFAULT_PACE_MS", "MAX_BATCH", "MAX_LAYERS", "MAX_MICROBATCHES", "MAX_RANKS", "MAX_VIRTUAL_STAGES",
+           "MAX_WIDTH", "number", "pace_seconds", "positive_seconds", "whole_number"]
 
 MAX_RANKS = 64  # processes one launch starts on this machine
+# The one default pace, in ms per layer (forward, backward), for labs.run_pipeline, `python -m labs run` and `bench`.
+# Why 10,20 and not less: README, "Paced compute" (at 5,10 a 2-core machine's fixed costs are 10-15% of a step).
+DEFAULT_PACE_MS = (10.0, 20.0)
 MAX_MICROBATCHES = 4096  # a batch splits into at most this many; more only wastes time in Python
 MAX_VIRTUAL_STAGES = 64
 MAX_LAYERS = 4096

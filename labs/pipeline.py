@@ -36,8 +36,9 @@ from .runtime.pacing import stage_paces, three_way
 from .runtime.step import PipelineJob, run_rank
 from .runtime.transport import uses_tags
 from .schedules import (check_blocking_in_order, check_in_order, check_runnable, make, parse, shape, stage_owners,
-                        uses_weight_step, validate)
+                        uses_split_backward, validate)
 from .theory import idle_fraction
+from .timeline.collectives import grid_costs, simulate_grid
 from .timeline.costs import Costs, as_network
 from .timeline.simulator import ideal_time_s, simulate
 from .timeline.trace import Trace
@@ -66,6 +67,8 @@ class PipelineRun:
     step_times_s: list = field(default_factory=list)  # every timed step; ``trace`` is the median one's
     grads: dict | None = None  # the pipeline's gradients, by parameter name (as the one-process model names them)
     grid: Grid | None = None  # None: one rank per pipeline rank (no tensor or data parallelism)
+    step_traces: list = field(default_factory=list)  # every timed step's Trace, in order (timing verdicts read the
+    # fastest: labs.course.timing)
 
     @property
     def T(self) -> int:
@@ -118,7 +121,8 @@ class PipelineRun:
 
 
 def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: int = 8, width: int = 64,
-                 batch_size: int = 64, pace_ms: tuple | None = (5, 10), warmup_steps: int = 1, timeout_s: float = 60.0,
+                 batch_size: int = 64, pace_ms: tuple | None = checks.DEFAULT_PACE_MS, warmup_steps: int = 1,
+                 timeout_s: float = 60.0,
                  device: str = "cpu", steps: int = 3, transport: str = "auto", network=None, blocking: bool = False,
                  slow_stages: dict | None = None, straggler: tuple | None = None, T: int = 1, D: int = 1,
                  model=None, memory: bool | str = True) -> PipelineRun:
@@ -126,16 +130,17 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
 
     P pipeline ranks, M micro-batches, v model chunks per rank (a hand-written schedule brings its own). Schedules:
     GPipe (arXiv 1811.06965), 1F1B and interleaved 1F1B (arXiv 2104.04473), ZB-H1 and ZB-V (arXiv 2401.10241).
-    ``pace_ms=(F, B)`` pads each layer's forward to F and backward to B milliseconds (None: unpaced, the real
-    compute time); ``(F, B, W)`` paces a split backward's B and W apart (a fused backward then takes B+W).
+    ``pace_ms=(F, B)`` pads each layer's forward to F and backward to B milliseconds (default
+    ``labs.checks.DEFAULT_PACE_MS``, 10 and 20; None: unpaced, the real compute time); ``(F, I, W)`` paces a split
+    backward's I and W apart (a full backward B then takes I+W).
 
     The run reports the trace of its **median** timed step (by step time), and every step's time in
     ``step_times_s``. Why the median: a step's time can only grow when something outside the pipeline interferes
     (another process takes the core, the OS wakes a sleeping rank late), never shrink, so single steps scatter
     upwards. The median of three ignores one disturbed step whichever it is, where the mean would carry a third of
     it; and it is a real step, so its timeline, idle fraction and activations come from one and the same run (a
-    per-event median would mix steps). The minimum would pick the luckiest step, which is not what a learner's
-    machine typically does.
+    per-event median would mix steps). Timing verdicts read the fastest step instead (``run.step_traces``,
+    ``labs.course.timing``): the least disturbed one, since no step can beat its paced schedule.
 
     ``transport``: "auto" matches messages by tag on gloo and in order on NCCL; "in_order" emulates NCCL's
     first-in-first-out matching on gloo. Either way each rank walks its lowered list (``labs.schedules.lower``), which
@@ -152,7 +157,9 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     ``T`` tensor-parallel ranks and ``D`` data-parallel replicas run the schedule on a grid of P*T*D ranks
     (``labs.parallel.grid``; Megatron-LM, arXiv 1909.08053); the model is then ``labs.parallel.tensor.MLPModel(layers,
     width)`` unless ``model`` (any ``labs.models.PipelineModel``) says otherwise, and each layer split T ways is
-    paced at 1/T of the time.
+    paced at 1/T of the time. With a grid, ``network`` is over global ranks (``labs.Nodes``: one link inside a node,
+    another across) and prices the all-reduces too: each lasts at least its ring's modelled time on its group's link,
+    which lengthens the action it runs in, and ``run.simulated`` charges the same (``labs.timeline.collectives``).
 
     Bad input raises an InputError (ScheduleError, ModelError, GridError) saying what to change, before any process
     starts; a failing or hung rank raises RankFailed or LaunchTimeout within seconds.
@@ -171,14 +178,14 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
         M = _count("the number of micro-batches M", M, checks.MAX_MICROBATCHES)
         v = _count("virtual stages v", v, checks.MAX_VIRTUAL_STAGES)
         if P * v > layers:  # refused before a large schedule is built
-            split_layers(layers, P * v)
+            split_layers(layers, P * v, P=P)
         check_microbatches(batch_size, M)
         actions = make(schedule, P, M, v)
     else:
         actions = parse(schedule)
         P, num_stages, M = shape(actions)
         _count("the schedule's number of ranks", P, checks.MAX_RANKS, ": each rank is a process")
-    actions = validate(actions, M=M)
+    actions = validate(actions, M=M if isinstance(schedule, str) else None)  # a hand-written one: M inferred
     check_runnable(actions)
     P, num_stages, _ = shape(actions)
     v = num_stages // P
@@ -189,7 +196,7 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     if model is None:
         model = MLPModel(num_layers=layers, width=width) if T != 1 else ToyModel(layers, width)
     check_model(model)
-    blocks = split_layers(model.num_layers, num_stages, require_equal=num_stages > P)  # fails here, not on ranks
+    blocks = split_layers(model.num_layers, num_stages, require_equal=num_stages > P, P=P)  # here, not on ranks
     check_microbatches(batch_size, M)
     check_boundaries(model, blocks, batch_size // D, M)  # what each stage sends is what the model declares
     grid = Grid(P, T, D)
@@ -197,7 +204,10 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     pace_s = stage_paces(pace_s, stage_owners(actions), slow_stages, straggler)
     network = as_network(network)
     if network is not None:
-        network.check_ranks(P)
+        network.check_ranks(grid.size)
+        if T > 1 and uses_split_backward(actions):
+            raise ScheduleError("a network's all-reduce costs are modelled for a fused backward: with T > 1, run a "
+                                "schedule without I and W actions (gpipe, 1f1b, interleaved) or drop the network")
     job = PipelineJob(actions, model, batch_size, pace_s, warmup_steps, device, steps, transport,
                       network=network, blocking=blocking, grid=grid if hybrid else None,
                       memory=_memory_mode(memory))
@@ -206,12 +216,19 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     trace = sorted(step_traces, key=lambda t: t.step_time_s)[(steps - 1) // 2]
     replicas, loss = grid.gather(results)
     reference_loss, reference = reference_gradients(model, batch_size)
-    costs = _costs(_per_shard(pace_s, T), blocks, trace, uses_weight_step(actions))
-    message_bytes = 4 * math.prod(model.boundary_shape(batch_size // M))
-    simulated = simulate(actions, dataclasses.replace(costs, network=network, message_bytes=message_bytes))
+    costs = _costs(_per_shard(pace_s, T), blocks, trace, uses_split_backward(actions))
+    message_bytes = 4 * math.prod(model.boundary_shape(batch_size // (M * D)))
+    if hybrid and network is not None:  # all-reduces on the grid's links (labs.timeline.collectives)
+        grads = [4 * sum(p.numel() for p in results[grid.rank_of(0, p, 0)].grads.values()) for p in range(P)]
+        activation = message_bytes if pace_s is not None else 0  # unpaced: the measured costs hold them already
+        simulated = simulate_grid(actions, costs, blocks, T, D, network, grid.rank_of, activation, grads,
+                                  message_bytes)
+        costs = grid_costs(costs, blocks, stage_owners(actions), T, D, network, grid.rank_of, activation)[0]
+    else:
+        simulated = simulate(actions, dataclasses.replace(costs, network=network, message_bytes=message_bytes))
     return PipelineRun(name, actions, P, M, v, trace, simulated, costs, loss, reference_loss,
                        max(max_grad_error(grads, reference) for grads in replicas),
-                       [t.step_time_s for t in step_traces], replicas[0], grid if hybrid else None)
+                       [t.step_time_s for t in step_traces], replicas[0], grid if hybrid else None, step_traces)
 
 
 def _memory_mode(memory) -> bool | str:
@@ -247,8 +264,8 @@ def _costs(pace_s, blocks, trace: Trace, split: bool = False) -> Costs:
     """The per-stage costs: the paced durations, or (unpaced) the mean measured durations of each stage's actions."""
     if pace_s is not None:
         per_stage = pace_s if isinstance(pace_s, list) else [pace_s] * len(blocks)  # a list: one per stage (uneven)
-        f, b, w = zip(*(three_way(p) for p in per_stage))
-        if not split:
+        f, b, w = zip(*(three_way(p) for p in per_stage))  # (F, I, W): Costs charges a full backward B I + W
+        if not split:  # nothing split: the whole backward in backward_s
             b, w = [x + y for x, y in zip(b, w)], [0.0] * len(blocks)
         return Costs([t * len(n) for t, n in zip(f, blocks)], [t * len(n) for t, n in zip(b, blocks)],
                      [t * len(n) for t, n in zip(w, blocks)])
@@ -256,5 +273,6 @@ def _costs(pace_s, blocks, trace: Trace, split: bool = False) -> Costs:
     for events in trace.events:
         for e in events:
             durations.setdefault((e.action.kind, e.action.stage), []).append(e.duration_s)
+    # measured: F, and I and W where the schedule splits (a full B then costs their sum), else the whole B
     return Costs(*[[statistics.mean(durations[(kind, s)]) for s in range(len(blocks))]
-                   for kind in (("F", "B", "W") if split else ("F", "B"))])
+                   for kind in (("F", "I", "W") if split else ("F", "B"))])

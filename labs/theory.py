@@ -8,8 +8,16 @@ a free link. Two conventions, both correct, often confused (the seed notes call 
   "bubble time fraction";
 * ``idle_fraction(P, M, v) = (P-1) / (v*M + P-1)``: the share of the step that ranks sit idle (what a trace measures).
 
-Zero bubble (Qi et al., "Zero Bubble Pipeline Parallelism", ICLR 2024, arXiv 2401.10241, section 3): ZB-H1's idle
-time per rank is (P-1)(F+B-W), with B the input-gradient and W the weight-gradient time, assuming W <= B.
+Zero bubble (Qi, Wan, Huang, Lin, "Zero Bubble Pipeline Parallelism", ICLR 2024, arXiv 2401.10241): F, I, W are a
+stage's forward, input-gradient and weight-gradient times (the paper writes I as B). ZB-H1's idle time per rank is
+the paper's (P-1)(F+I-W) only while W <= F and W <= I; for the course's order in general it is (P-1)max(F+I-W, F, I)
+(checked against the simulator at 2,880 points). ZB-H2, ZB-V and DualPipeV (DeepSeek-V3, arXiv 2412.19437) follow.
+
+Collectives (notebook 10): a ring all-reduce of S bytes on n ranks is a reduce-scatter then an all-gather, n-1 steps
+of S/n each, so every rank sends (and receives) 2(n-1)/n * S bytes and the whole takes 2(n-1) latencies plus that many
+bytes at the link's bandwidth (Thakur, Rabenseifner, Gropp 2005, IJHPCA 19(1); Patarasuk & Yuan 2009, JPDC 69(2);
+NCCL's "bus bandwidth", nccl-tests doc/PERFORMANCE.md). ``ring_wire_bytes``, ``tensor_parallel_bytes``,
+``data_parallel_bytes`` count a step's all-reduces two ways: the buffers the ranks hand in, and the bytes on the wire.
 
 Traffic between stages, and activation memory: the toy model's bytes per stage (counted, notebook 06), and one
 transformer layer's (Korthikanti et al., "Reducing Activation Recomputation in Large Transformer Models", arXiv
@@ -19,8 +27,10 @@ from __future__ import annotations
 
 from .errors import InputError
 
-__all__ = ["GPT3_175B", "bubble_overhead", "idle_fraction", "toy_stage_bytes", "traffic", "transformer_activation_bytes",
-           "transformer_layer_bytes", "zb_h1_bubble", "zb_h1_idle_fraction"]
+__all__ = ["GPT3_175B", "bubble_overhead", "data_parallel_bytes", "dualpipe_v_span_bubble", "idle_fraction",
+           "ring_wire_bytes", "tensor_parallel_break_even", "tensor_parallel_bytes", "toy_stage_bytes", "traffic",
+           "transformer_activation_bytes", "transformer_layer_bytes", "zb_h1_bubble", "zb_h1_idle_fraction",
+           "zb_h1_paper_bubble", "zb_h2_span_bubble", "zb_h2_step", "zb_v_step"]
 
 
 def bubble_overhead(P: int, M: int, v: int = 1) -> float:
@@ -39,18 +49,56 @@ def idle_fraction(P: int, M: int, v: int = 1) -> float:
     return (P - 1) / (v * M + P - 1)
 
 
-def zb_h1_bubble(P: int, F: float, B: float, W: float) -> float:
-    """Idle time of each rank in ZB-H1: (P-1)(F+B-W), in the unit of F, B, W (arXiv 2401.10241, section 3).
+def zb_h1_paper_bubble(P: int, F: float, I: float, W: float) -> float:
+    """ZB-H1's bubble per rank as the paper gives it: (P-1)(F+I-W) (arXiv 2401.10241 §2.1, I written B there).
 
-    F: a stage's forward, B: its input-gradient step, W: its weight-gradient step; assumes W <= B.
+    Holds only while W <= F and W <= I (then it equals ``zb_h1_bubble``): at P=4, M=8, F,I,W = 1,1,2 it promises
+    a step of 32 where the schedule takes 35. Use ``zb_h1_bubble`` for any costs."""
+    return (P - 1) * (F + I - W)
+
+
+def zb_h1_bubble(P: int, F: float, I: float, W: float) -> float:
+    """Idle time of each rank in ZB-H1: (P-1) max(F+I-W, F, I), in the unit of F, I, W (arXiv 2401.10241 §2.1).
+
+    F: a stage's forward, I: its input-gradient step, W: its weight-gradient step; equal stages, a free link, M >= P.
+    Equals the paper's (P-1)(F+I-W) when W <= F and W <= I; otherwise the last rank's wait for its first forward,
+    (P-1)F, or rank 0's wait for its first gradient, (P-1)I (rank 0 holds no W back to fill it), is longer.
     """
-    return (P - 1) * (F + B - W)
+    return (P - 1) * max(F + I - W, F, I)
 
 
-def zb_h1_idle_fraction(P: int, M: int, F: float = 1.0, B: float = 1.0, W: float = 1.0) -> float:
-    """Idle share of a ZB-H1 step: (P-1)(F+B-W) / (M(F+B+W) + (P-1)(F+B-W)) (arXiv 2401.10241). Assumes W <= B."""
-    bubble = zb_h1_bubble(P, F, B, W)
-    return bubble / (M * (F + B + W) + bubble)
+def zb_h1_idle_fraction(P: int, M: int, F: float = 1.0, I: float = 1.0, W: float = 1.0) -> float:
+    """Idle share of a ZB-H1 step: bubble / (M(F+I+W) + bubble), bubble = ``zb_h1_bubble`` (arXiv 2401.10241)."""
+    bubble = zb_h1_bubble(P, F, I, W)
+    return bubble / (M * (F + I + W) + bubble)
+
+
+def zb_h2_step(P: int, M: int, F: float, I: float, W: float) -> float:
+    """A ZB-H2 step ending in a global synchronisation: M(F+I+W) + (P-1) max(F, F+I-2W, I-F) (arXiv 2401.10241
+    §2.2; the course's order, equal stages, free link, M >= 2P-1; checked against the simulator at 7,560 points).
+
+    At F = I = W that is ZB-H1's step: within one synchronised step the last rank still starts (P-1)F late."""
+    return M * (F + I + W) + (P - 1) * max(F, F + I - 2 * W, I - F)
+
+
+def zb_h2_span_bubble(P: int, F: float, I: float, W: float) -> float:
+    """The largest idle time inside one rank's own span (first start to last end) in ZB-H2: (P-1) max(0, F+I-2W,
+    I-F). The paper's (P-1)(F+I-2W) (arXiv 2401.10241 §2.2, zero at F = I = W) when W <= F; M >= 2P-1."""
+    return (P - 1) * max(0.0, F + I - 2 * W, I - F)
+
+
+def zb_v_step(P: int, M: int, F: float) -> float:
+    """ZB-V's step at F = I = W = F per chunk (half a stage): 6MF + (P-1)F, the least any order can take, since the
+    last rank cannot start before P-1 chunk forwards (arXiv 2401.10241 §6; the authors' order, P <= 8, M >= P)."""
+    return 6 * M * F + (P - 1) * F
+
+
+def dualpipe_v_span_bubble(P: int, F: float, I: float, W: float, pair: float | None = None) -> float:
+    """DualPipeV's bubble (P-1)(F&B + B - 3W), B = I + W, F&B the time of an overlapped forward-and-backward pair
+    (default F + B: no overlap), chunk times: deepseek-ai/DualPipe README ("PP/2-1" with PP = 2P chunks; DeepSeek-V3,
+    arXiv 2412.19437 §3.2.1). Matches the largest idle inside a rank's span when F = I >= W."""
+    B = I + W
+    return (P - 1) * ((F + B if pair is None else pair) + B - 3 * W)
 
 
 def traffic(P: int, M: int, v: int, microbatch_bytes: int) -> tuple[int, int]:
@@ -63,6 +111,53 @@ def traffic(P: int, M: int, v: int, microbatch_bytes: int) -> tuple[int, int]:
     crossing = v * P - 1 if P > 1 else 0
     messages = 2 * crossing * M
     return messages, messages * microbatch_bytes
+
+
+def ring_wire_bytes(size_bytes: float, n: int) -> float:
+    """Bytes each of n ranks sends in a ring all-reduce of a ``size_bytes`` buffer: 2(n-1)/n * size_bytes.
+
+    A reduce-scatter (n-1 steps of size/n) then an all-gather (n-1 steps of size/n); each rank receives as much.
+    ``size_bytes`` at n=2, 1.5x at n=4, 1.75x at n=8, towards 2x; 0 at n=1 (Thakur et al. 2005; nccl-tests' bus
+    bandwidth factor). Gloo and NCCL may pick other algorithms (a tree, a direct exchange): this is the ring's count.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise InputError(f"a group has a whole number n >= 1 of ranks, got {n!r}")
+    return 2 * (n - 1) / n * size_bytes
+
+
+def tensor_parallel_bytes(T: int, L: int, batch_size: int, width: int, bytes_per_value: int = 4) -> tuple[int, int]:
+    """(buffer bytes, wire bytes) of one step's tensor-parallel all-reduces, summed over all ranks of all stages.
+
+    Megatron's MLP split (arXiv 1909.08053, section 3) all-reduces one (b, h) tensor per block in the forward (g) and
+    one in the backward (f), except the model's first block's f: 2L-1 per micro-batch, on each of the T ranks of a
+    stage, for L blocks of width h and a batch of ``batch_size`` samples over all micro-batches (and replicas). The
+    buffers the ranks hand in add up to T(2L-1)*B*h*bytes; a ring puts 2(T-1)/T of each on the wire from every rank:
+    2(T-1)(2L-1)*B*h*bytes (equal at T=2 only; 0 at T=1).
+    """
+    buffer = (2 * L - 1) * batch_size * width * bytes_per_value
+    return (T * buffer if T > 1 else 0), round(T * ring_wire_bytes(buffer, T))
+
+
+def data_parallel_bytes(P: int, T: int, D: int, parameters_per_rank: int, bytes_per_value: int = 4) -> tuple[int, int]:
+    """(buffer bytes, wire bytes) of one step's gradient all-reduce across D replicas, summed over all P*T*D ranks.
+
+    Every rank hands in its whole gradient (``parameters_per_rank`` values): P*T*D*params*bytes of buffers; a ring
+    over the D replicas sends 2(D-1)/D of it from each rank: 2(D-1)*P*T*params*bytes on the wire (0 at D=1).
+    """
+    buffer = parameters_per_rank * bytes_per_value
+    return (P * T * D * buffer if D > 1 else 0), round(P * T * D * ring_wire_bytes(buffer, D))
+
+
+def tensor_parallel_break_even(P: int, P_wide: int, M: int) -> float:
+    """The all-reduce cost r* at which P_wide = P/T stages of T ranks each take as long as P stages of one rank (1F1B,
+    M micro-batches, equal stages, free pipeline links): r* = 1.5 (P - P_wide) / (M + P_wide - 1).
+
+    r is one all-reduce's time over the per-rank forward compute it follows (F/T for a block of forward F on one
+    rank, backward 2F, one all-reduce per block forward and one backward). Steps: (M+P-1)(L/P)3F against
+    (M+P_wide-1)(L/P)(3+2r)F; equal at r*. Below r* the wider stages win (a smaller bubble), above it the pipeline
+    (fewer all-reduces). 1/3 at P=4, P_wide=2, M=8; 0.09 at M=32.
+    """
+    return 1.5 * (P - P_wide) / (M + P_wide - 1)
 
 
 def toy_stage_bytes(layers: int, microbatch_size: int, width: int, last_stage: bool = False,

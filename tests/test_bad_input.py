@@ -46,6 +46,12 @@ def test_run_pipeline_refuses_at_once_without_starting_a_process(monkeypatch, kw
     assert time.perf_counter() - started < 1.0
 
 
+def test_a_hand_written_schedule_with_shifted_micro_batches_is_refused_naming_its_rank(monkeypatch):
+    monkeypatch.setattr(labs.pipeline, "launch", _no_launch)
+    with pytest.raises(ScheduleError, match=r"^rank 1 runs 1F2, but the stages run 2 micro-batches"):
+        run_pipeline([["0F0", "0F1", "0B0", "0B1"], ["1F1", "1F2", "1B1", "1B2"]], layers=4, batch_size=8)
+
+
 def test_cuda_without_a_gpu_is_refused(monkeypatch):
     monkeypatch.setattr(labs.pipeline, "launch", _no_launch)
     monkeypatch.setattr(sys.modules["labs.runtime.devices"], "gpus_visible", lambda: 0)
@@ -56,10 +62,15 @@ def test_cuda_without_a_gpu_is_refused(monkeypatch):
 @pytest.mark.parametrize("schedule,message", [
     ([5], "rank 0's entry is 5: each rank needs a list of actions"),
     ([None], "rank 0's entry is None"),
-    ([[Action(0, "X", 0)]], "kind is one of F, B, W"),
+    ([[Action(0, "X", 0)]], "kind is one of F, I, W, B"),
     ([[Action(0.0, "F", 0), Action(0, "B", 0)]], "stage and micro-batch are whole numbers"),
     (["\u0662F\u0665"], "cannot read action"),  # Arabic-Indic digits: not 2F5
     ([["1F0", "1B0"]], "0F0 is missing: no rank runs stage 0"),
+    # micro-batches numbered from 1 on one rank: the out-of-range action, on the rank that runs it (M not given)
+    ([["0F0", "0F1", "0B0", "0B1"], ["1F1", "1F2", "1B1", "1B2"]], r"^rank 1 runs 1F2, but the stages run 2 "
+     r"micro-batches each \(numbered 0 to 1\): renumber rank 1's"),
+    ([["0F1", "0F2", "0B1", "0B2"], ["1F0", "1F1", "1B0", "1B1"]], r"^rank 0 runs 0F2, but the stages run 2"),
+    ([["0F0", "0F1", "0B0", "0B1"], ["1F0", "1B0"]], r"^1F1 is missing: rank 1 never runs it"),  # really missing
 ])
 def test_validate_says_what_is_wrong(schedule, message):
     with pytest.raises(ScheduleError, match=message):
@@ -116,7 +127,19 @@ def _cli(*args):
     return subprocess.run([sys.executable, "-m", "labs", *args], capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("args,message", [
+def _main(capsys, monkeypatch, *args) -> tuple[int, str]:
+    """``python -m labs ARGS`` in this process (a fresh interpreter costs ~2 s of imports per call; one test below
+    keeps the real command): the exit code and what it wrote to stderr. No rank may start."""
+    from labs.__main__ import main
+    monkeypatch.setattr(labs.pipeline, "launch", _no_launch)
+    try:
+        code = main(list(args))
+    except SystemExit as exit_:  # argparse's own refusals
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+CLI_REFUSALS = [
     (["run", "--plot", "/no/such/folder/t.png"], "the folder /no/such/folder does not exist"),
     (["grade", "notebooks/04_1f1b.ipynb", "--json", "/no/such/folder/s.json"], "does not exist"),
     (["grade", "no_such_notebook.ipynb"], "no such file"),
@@ -124,16 +147,26 @@ def _cli(*args):
     (["run", "-P", "\u0662"], "digits 0-9"),
     (["run", "-P", "100000"], "at most 64"),
     (["run", "--pace-ms=-1,2"], "must be >= 0"),
-])
-def test_cli_refuses_before_running(args, message):
+]
+
+
+@pytest.mark.parametrize("args,message", CLI_REFUSALS)
+def test_cli_refuses_before_running(capsys, monkeypatch, args, message):
     started = time.perf_counter()
-    result = _cli(*args)
-    assert result.returncode == 2 and message in result.stderr, result.stderr[-800:]
-    assert "Traceback" not in result.stderr and time.perf_counter() - started < 30
+    code, err = _main(capsys, monkeypatch, *args)
+    assert code == 2 and message in err, err[-800:]
+    assert "Traceback" not in err and time.perf_counter() - started < 5
 
 
-def test_grade_refuses_a_non_notebook_and_an_unknown_number(tmp_path):
+def test_the_real_command_refuses_with_exit_code_2():
+    """One refusal through a real ``python -m labs`` (the interpreter, the module's entry point, the exit code)."""
+    result = _cli(*CLI_REFUSALS[-1][0])
+    assert result.returncode == 2 and CLI_REFUSALS[-1][1] in result.stderr, result.stderr[-800:]
+    assert "Traceback" not in result.stderr
+
+
+def test_grade_refuses_a_non_notebook_and_an_unknown_number(capsys, monkeypatch, tmp_path):
     (tmp_path / "03_gpipe.ipynb").write_text("not json")
     (tmp_path / "99_extra.ipynb").write_text(json.dumps({"cells": []}))
-    assert "not a readable notebook" in _cli("grade", str(tmp_path / "03_gpipe.ipynb")).stderr
-    assert "no notebook number 99" in _cli("grade", str(tmp_path / "99_extra.ipynb")).stderr
+    assert "not a readable notebook" in _main(capsys, monkeypatch, "grade", str(tmp_path / "03_gpipe.ipynb"))[1]
+    assert "no notebook number 99" in _main(capsys, monkeypatch, "grade", str(tmp_path / "99_extra.ipynb"))[1]

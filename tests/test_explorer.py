@@ -68,10 +68,37 @@ def test_zero_bubble_schedules_take_w_time():
     fig2, v = explore("zb-v", 4, 8, 1, forward_ms=10, backward_ms=20, weight_ms=10)
     fig3, ob = explore("1f1b", 4, 8, 1, forward_ms=10, backward_ms=20, weight_ms=10)
     plt.close(fig), plt.close(fig2), plt.close(fig3)
-    assert h1["step_ms"] == pytest.approx(8 * 30 + 3 * 10)  # (P-1)(F+B-W) = 3 * 10 ms of bubble
+    assert h1["step_ms"] == pytest.approx(8 * 30 + 3 * 10)  # (P-1)(F+I-W) = 3 * 10 ms of bubble
     assert h1["idle_fraction"] == pytest.approx(h1["idle_fraction_theory"])
-    assert v["v"] == 2 and v["idle_fraction_theory"] is None and v["step_ms"] < h1["step_ms"] < ob["step_ms"]
+    assert v["v"] == 2 and v["step_ms"] == pytest.approx(255) and v["step_ms"] < h1["step_ms"] < ob["step_ms"]
+    assert v["idle_fraction"] == pytest.approx(v["idle_fraction_theory"])  # F = I = W: ZB-V's lower bound
     assert max(h1["peak_activations"]) == max(ob["peak_activations"]) == 4
-    assert "greedy" in describe(v) and "F+B-W" in describe(h1)
+    assert "the paper's (P-1)(F+I-W)" in describe(h1)
     with pytest.raises(ScheduleError, match="weight"):
         explore("zb-h1", 4, 8, 1, forward_ms=10, backward_ms=20, weight_ms=20)
+
+
+@pytest.mark.parametrize("weight_ms", [15, 19])
+def test_the_papers_zb_h1_formula_is_shown_only_where_it_holds(weight_ms):
+    """W > I (here I = 20 - W ms): the paper's (P-1)(F+I-W) would promise 0% or less (issue 21 saw 0.0% beside a
+    simulated 20.6%, and -11.1% at W=19); the explorer prints the form that holds and says why."""
+    fig, s = explore("zb-h1", 4, 8, 1, forward_ms=10, backward_ms=20, weight_ms=weight_ms)
+    plt.close(fig)
+    assert s["idle_fraction"] == pytest.approx(s["idle_fraction_theory"]) and s["idle_fraction_theory"] > 0.1
+    assert "needs W <= F and W <= I" in describe(s) and "the paper's (P-1)(F+I-W):" not in describe(s)
+
+
+def test_every_schedule_is_offered_and_a_closed_form_only_with_its_conditions():
+    for name in ("gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2", "zb-v", "dualpipe-v"):
+        fig, s = explore(name, 4, 8, 2, forward_ms=10, backward_ms=20, weight_ms=10)
+        plt.close(fig)
+        if s["idle_fraction_theory"] is not None:
+            assert s["idle_fraction"] == pytest.approx(s["idle_fraction_theory"]), name
+    fig, s = explore("zb-v", 4, 8, 2, forward_ms=10, backward_ms=20, weight_ms=5)  # F, I, W unequal: searched order
+    plt.close(fig)
+    assert s["idle_fraction_theory"] is None and "F = I = W" in describe(s)
+    fig, s = explore("1f1b", 4, 8, 1, forward_ms=10, backward_ms=20, link_ms=5)  # negative control: a link cost
+    plt.close(fig)
+    assert s["idle_fraction"] > s["idle_fraction_theory"] + 0.02 and "free link" in describe(s)
+    with pytest.raises(ScheduleError, match="2P"):
+        explore("dualpipe-v", 4, 6)

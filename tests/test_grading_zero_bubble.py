@@ -44,9 +44,14 @@ def test_csv_exercise_scores():
     from labs.course.torch_bridge import to_csv
     run = "labs.exercises.nb12:run_to_torch_csv"
     assert nb12._csv_score(cases, [call(to_csv, c, (), run) for c in cases])[0] == 1.0
+    # the course's actions are PyTorch's four kinds (F, I, W, B) now, so writing them as they are is the export
     naive = nb12._csv_score(cases, [call(lambda s: "\n".join(",".join(map(str, r)) for r in s) + "\n", c, (), run)
                                     for c in cases])
-    assert 0 < naive[0] < 1 and "I" in naive[1]  # right for schedules without W, wrong for the split ones
+    assert naive[0] == 1.0
+    # negative control: the course's old split notation (the input gradient written B next to W's) is refused
+    old = nb12._csv_score(cases, [call(lambda s: "\n".join(",".join(str(a).replace("I", "B") for a in r) for r in s)
+                                       + "\n", c, (), run) for c in cases])
+    assert 0 < old[0] < 1 and "I" in old[1]
 
     def by_fields(schedule):  # the notebook's solution reads Action fields: the grader's strings arrive as Actions
         has_w = any(a.kind == "W" for actions in schedule for a in actions)

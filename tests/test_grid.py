@@ -90,21 +90,19 @@ def test_a_grid_must_match_the_processes_torchrun_started():
         Grid(2, 2, 2).check(MLPModel(4, 8), batch_size=16, M=2, world_size=6)
 
 
-def test_cli_reports_the_grid_and_both_kinds_of_traffic():
-    result = subprocess.run([sys.executable, "-m", "labs", "run", "--schedule", "1f1b", "-P", "2", "--tp", "2",
-                             "--dp", "2", "-M", "4", "--layers", str(L), "--width", str(H),
-                             "--batch-size", str(B), "--pace-ms", "off", "--json"],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
+def test_cli_reports_the_grid_and_both_kinds_of_traffic(capsys):
+    """``python -m labs run`` in this process (a fresh interpreter costs ~2 s of imports; the command itself runs
+    under torchrun below and in test_runtime)."""
+    from labs.__main__ import main
+    assert main(["run", "--schedule", "1f1b", "-P", "2", "--tp", "2", "--dp", "2", "-M", "4", "--layers", str(L),
+                 "--width", str(H), "--batch-size", str(B), "--pace-ms", "off", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
     assert summary["max_grad_error"] <= 1e-5
     assert summary["grid"]["P"] == 2 and summary["grid"]["T"] == 2 and summary["grid"]["D"] == 2
     assert (summary["P"], summary["T"], summary["D"]) == (2, 2, 2)
     assert summary["grid"]["coordinates"][5] == [1, 0, 1]
     assert (summary["bytes_between_stages"], summary["bytes_inside_stages"]) == _expected_traffic(2, 2, 2)
-    bad = subprocess.run([sys.executable, "-m", "labs", "run", "--tp", "3"], capture_output=True, text=True,
-                         timeout=60)
-    assert bad.returncode == 2 and "does not split into T=3" in bad.stderr
+    assert main(["run", "--tp", "3"]) == 2 and "does not split into T=3" in capsys.readouterr().err
 
 
 def test_a_grid_runs_under_torchrun():

@@ -150,3 +150,25 @@ def test_workers_never_print_but_their_output_is_shown_on_failure():
 def test_bad_world_size():
     with pytest.raises(ValueError, match="world_size must be"):
         launch(lambda rank: rank, world_size=0)
+
+
+def _time_in_new_group(rank, barrier):
+    """Rank 0 makes its group late; rank 1 (not a member) reports how long its own new_group call took."""
+    if barrier is not None:
+        os.environ["TORCH_DIST_INIT_BARRIER"] = barrier  # read by torch at every group creation
+    if rank == 0:
+        time.sleep(0.5)
+    start = time.monotonic()
+    dist.new_group([0])
+    return time.monotonic() - start
+
+
+def test_no_rank_leaves_a_group_creation_before_every_rank_has_made_it():
+    """The start-up race ("Gloo connectFullMesh failed ... Connection closed by peer" on a busy machine: a rank that
+    left new_group and exited while a slower one was still connecting) cannot happen: every group a launch's ranks
+    make, a mesh's sub-groups included, ends with a barrier over all ranks. Rank 1 waits the 0.5 s rank 0 spends
+    before creating the group; the negative control switches torch's barrier off and rank 1 leaves at once."""
+    waited = launch(_time_in_new_group, world_size=2, args=(None,), timeout_s=60)[1]
+    assert waited >= 0.3, waited
+    unguarded = launch(_time_in_new_group, world_size=2, args=("0",), timeout_s=60)[1]
+    assert unguarded < 0.2, unguarded

@@ -16,17 +16,16 @@ import make_student_notebooks as maker  # noqa: E402
 
 SOLUTIONS = sorted(glob.glob(os.path.join(ROOT, "solutions", "[0-9][0-9]_*.ipynb")))
 STUDENTS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "[0-9][0-9]_*.ipynb")))
-SETUP = '''# Setup: on Colab this fetches the course; locally it finds `labs` one folder up.
-import os, sys
-if "google.colab" in sys.modules and not os.path.isdir("/content/course"):
-    os.system("git clone -q --depth 1 https://github.com/pipeline-parallelism-course/course /content/course")
-for _path in ("/content/course", os.path.abspath("..")):
-    if os.path.isdir(os.path.join(_path, "labs")) and _path not in sys.path:
-        sys.path.insert(0, _path)
-%matplotlib inline
-import labs'''
-BADGE = ("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-         "(https://colab.research.google.com/github/pipeline-parallelism-course/course/blob/main/notebooks/{}.ipynb)")
+import host_course  # noqa: E402
+
+# Every notebook points at one home (tests/test_hosting.py checks they agree); its setup cell and badge are the
+# ones tools/host_course.py writes for that home.
+HOME_URL, HOME_BRANCH = host_course.homes()[os.path.relpath(SOLUTIONS[0], ROOT)][:2] if SOLUTIONS else (None, None)
+SETUP = host_course.setup_cell(HOME_URL, HOME_BRANCH) if SOLUTIONS else ""
+
+
+def _badge(stem: str) -> str:
+    return host_course.badge(HOME_URL, HOME_BRANCH, stem)
 
 
 def _name(path: str) -> str:
@@ -140,7 +139,7 @@ def test_notebook_conventions(path):
     first = nb.cells[0]
     assert first.cell_type == "markdown" and re.match(rf"# {number} · \S", first.source), \
         f"{name}: the first cell must be markdown starting '# {number} · Title'"
-    assert BADGE.format(stem) in first.source, f"{name}: the first cell lacks the Colab badge for {stem}.ipynb"
+    assert _badge(stem) in first.source, f"{name}: the first cell lacks the Colab badge for {stem}.ipynb"
     assert SETUP in _code(nb), f"{name}: the setup cell is missing or differs from the shared one"
     assert any(c.cell_type == "markdown" and "what you will learn" in c.source.lower() for c in nb.cells), \
         f"{name}: no 'What you will learn' cell"

@@ -47,13 +47,15 @@ def test_the_first_run_of_a_fresh_interpreter_meets_the_bar():
     """A cold kernel: the run is the process's first launch, with a notebook-sized heap (matplotlib imported)."""
     code = textwrap.dedent("""
         import matplotlib.pyplot, labs
-        run = labs.run_pipeline("gpipe", P=4, M=8, pace_ms=(20, 40))
-        print(run.idle_fraction, run.max_grad_error)
+        from labs.course.timing import check_timing
+        run = labs.run_pipeline("gpipe", P=4, M=8, pace_ms=(10, 20), steps=5)
+        check = check_timing(run, labs.idle_fraction(4, 8))
+        print(check.holds, run.max_grad_error, check)
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
-    idle, error = map(float, result.stdout.split())
-    assert abs(idle - labs.idle_fraction(4, 8)) <= 0.03 and error <= 1e-5, result.stdout
+    holds, error, _ = result.stdout.split(" ", 2)
+    assert holds == "True" and float(error) <= 1e-5, result.stdout  # the notebooks' timing verdict
 
 
 def test_the_reported_step_is_the_median_of_the_timed_steps():

@@ -6,21 +6,23 @@ import sys
 import pytest
 
 from labs import ModelError, ScheduleError, run_pipeline
+from labs.course.timing import check_timing, timing_holds
 from labs.runtime import RankFailed
 from labs.theory import idle_fraction
 
 PACE = (10, 20)  # ms per layer; see README "Paced compute" for why not 5,10 on a 2-core machine
+STEPS = 5  # timed steps: the timing verdicts read the fastest (load only ever delays a rank)
 
 CASES = [("naive", 1, 1)] + [(s, m, 1) for s in ("gpipe", "1f1b") for m in (4, 8, 16)] + [("interleaved", 8, 2)]
 
 
 def _paced_run(name, M, v, attempts=2):
-    """Timing on a shared 2-core machine can be disturbed once; a second run must then meet the bar."""
+    """Timing on a shared 2-core machine can be disturbed once; a second run must then meet the bar. Every case's
+    actions take 20 / 40 ms: interleaved cuts 16 layers into its 8 chunks, the others 8 layers into 4 stages (at
+    10 / 20 ms actions the runtime's fixed ~1 ms per action and per message is 6-11% of the step)."""
     for attempt in range(attempts):
-        run = run_pipeline(name, P=4, M=M, v=v, layers=8, pace_ms=PACE)
-        good = (abs(run.idle_fraction - idle_fraction(4, M, v)) <= 0.03
-                and run.step_time_s / run.simulated_step_time_s <= 1.10)
-        if good or attempt == attempts - 1:
+        run = run_pipeline(name, P=4, M=M, v=v, layers=8 * v, pace_ms=PACE, steps=STEPS)
+        if timing_holds(run, idle_fraction(4, M, v)) or attempt == attempts - 1:
             return run
 
 
@@ -30,9 +32,15 @@ def test_paced_pipeline_matches_theory_and_one_process_gradients(name, M, v):
     assert run.max_grad_error <= 1e-5
     assert abs(run.loss - run.reference_loss) <= 1e-5
     assert run.idle_fraction_theory == pytest.approx(idle_fraction(4, M, v))
-    assert abs(run.idle_fraction - run.idle_fraction_theory) <= 0.03, run.summary()
-    assert run.step_time_s / run.simulated_step_time_s <= 1.10, run.summary()
-    assert run.ideal_time_s == pytest.approx(M * 8 / 4 * (PACE[0] + PACE[1]) / 1000)  # one rank's compute alone
+    assert len(run.step_traces) == STEPS
+    # the timing verdict (labs.course.timing), on the fastest step: idle within 0.03 of theory, within
+    # -0.01/+0.015 once the step's own measured overheads are accounted for, step within 10% of the simulated one
+    check = check_timing(run, run.idle_fraction_theory)
+    assert check.holds, (check, run.summary())
+    # negative control: the same verdict fed the bubble overhead (P-1)/(vM) for the idle share says no (at vM = 16
+    # that is 0.03 above the truth, where the 0.03 band alone could not tell them apart)
+    assert not timing_holds(run, (4 - 1) / (v * M)), (check_timing(run, 3 / (v * M)), run.summary())
+    assert run.ideal_time_s == pytest.approx(M * 8 * v / 4 * (PACE[0] + PACE[1]) / 1000)  # one rank's compute
     if name == "gpipe":
         assert run.trace.peak_activations == [M] * 4
     if name == "1f1b":
@@ -60,9 +68,14 @@ def test_a_hand_written_schedule_runs_and_is_checked():
 @pytest.mark.parametrize("kwargs,error,message", [
     (dict(M=0), ScheduleError, "M must be a whole number >= 1"),
     (dict(M=3, batch_size=64), ModelError, "does not split into M=3"),
-    (dict(P=9, layers=8), ModelError, "cannot cut 8 layers into 9 stages"),
+    (dict(P=9, layers=8), ModelError, r"cannot cut 8 layers into 9 stages .*use P <= 8 pipeline ranks \(-P\)"),
     (dict(schedule="interleaved", P=2, M=4, v=3, layers=8), ModelError,
-     "do not divide into 6 equal chunks"),
+     r"do not divide into P·v = 2·3 = 6 equal model chunks .* use v = 2 or 4 \(-v/--virtual-stages\)"),
+    (dict(schedule="interleaved", P=4, v=3, layers=8), ModelError,
+     r"cannot cut 8 layers into P·v = 4·3 = 12 model chunks .* use v <= 2 \(-v/--virtual-stages\)"),
+    (dict(schedule="zb-v", P=4, layers=6), ModelError,
+     r"cannot cut 6 layers into P·v = 4·2 = 8 model chunks .* use P <= 3 pipeline ranks \(-P\)"),
+    (dict(schedule="interleaved", v=1), ScheduleError, r"needs v >= 2 .*\(-v/--virtual-stages\)"),
     (dict(schedule="interleaved", v=0), ScheduleError, "v must be a whole number >= 1"),
     (dict(schedule="1f1b", v=2), ScheduleError, "needs --schedule interleaved"),
     (dict(schedule="pipedream"), ScheduleError, "unknown schedule 'pipedream'"),
@@ -103,13 +116,28 @@ def test_cli_json_has_the_promised_fields():
     assert summary["peak_activations"] == [4, 4] and summary["max_grad_error"] <= 1e-5
 
 
-def test_cli_summary_and_errors():
-    result = _cli("run", "--schedule", "1f1b", "-P", "2", "-M", "2", "--layers", "2",
-                  "--pace-ms", "2,4")
-    assert result.returncode == 0, result.stderr
-    assert "measured timeline" in result.stdout and "gradient check" in result.stdout and "OK" in result.stdout
-    bad = _cli("run", "--schedule", "gpipe", "-M", "3")
-    assert bad.returncode == 2 and "does not split into M=3" in bad.stderr
+def test_cli_summary_and_errors(capsys):
+    """In this process (the real command is run above): the summary's lines, the exit code of bad input."""
+    from labs.__main__ import main
+    assert main(["run", "--schedule", "1f1b", "-P", "2", "-M", "2", "--layers", "2", "--pace-ms", "2,4"]) == 0
+    out = capsys.readouterr().out
+    assert "measured timeline" in out and "gradient check" in out and "OK" in out
+    assert "peak activations [2, 1] micro-batches per rank" in out
+    assert main(["run", "--schedule", "gpipe", "-M", "3"]) == 2
+    assert "does not split into M=3" in capsys.readouterr().err
+
+
+def test_cli_says_interleaved_peaks_are_chunk_activations(capsys):
+    """Interleaved ranks hold (micro-batch, chunk) pairs, each 1/v of a rank's layers: said, and converted."""
+    from labs.__main__ import main
+    assert main(["run", "--schedule", "interleaved", "-P", "2", "-M", "4", "-v", "2", "--layers", "4",
+                 "--pace-ms", "off"]) == 0
+    out = capsys.readouterr().out
+    from labs.timeline.simulator import activations_in_flight
+    from labs.schedules import interleaved
+    assert activations_in_flight(interleaved(2, 4, 2)) == [5, 3]  # from the order of the actions
+    assert ("peak activations [5, 3] chunk activations per rank (one micro-batch through one of the rank's v=2 "
+            "chunks, 1/2 of its layers): [2.5, 1.5] micro-batches' worth") in out, out
 
 
 def test_runs_under_torchrun_and_reports_once():

@@ -120,7 +120,8 @@ def test_each_action_has_one_source_and_one_target_stage():
     assert input_source(Action(1, "W", 0), 4) is None and output_target(Action(1, "W", 0), 4) is None
     assert producer(Action(2, "B", 5), 4) == Action(3, "B", 5) and consumer(Action(2, "F", 5), 4) == Action(3, "F", 5)
     assert dependencies(Action(1, "B", 2), 4) == [Action(1, "F", 2), Action(2, "B", 2)]
-    assert dependencies(Action(1, "W", 2), 4) == [Action(1, "B", 2)]
+    assert dependencies(Action(1, "W", 2), 4) == [Action(1, "I", 2)]  # W needs its own stage's input gradient
+    assert (input_source(Action(2, "I", 5), 4), output_target(Action(2, "I", 5), 4)) == (3, 1)
 
 
 @pytest.mark.parametrize("name,P,M,v", [c for c in COMBOS if c[1] > 1][::7] + [("zb-v", 3, 4, 2), ("zb-h1", 4, 5, 1)])

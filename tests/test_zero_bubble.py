@@ -68,7 +68,7 @@ def test_real_zero_bubble_runs_give_one_process_gradients(name):
     run = run_pipeline(name, P=4, M=4, layers=8, batch_size=16, pace_ms=(1, 1, 1), warmup_steps=0)
     assert run.max_grad_error < 1e-6
     kinds = {e.action.kind for events in run.trace.events for e in events}
-    assert kinds == {"F", "B", "W"}
+    assert kinds == {"F", "I", "W"}
 
 
 def test_zb_h1_measured_idle_matches_the_formula_and_beats_1f1b():

@@ -15,7 +15,8 @@ import platform
 import torch
 import torch.distributed as dist
 
-from ..runtime.devices import default_backend, default_start_method, gpus_visible, under_torchrun
+from ..runtime.devices import (default_backend, default_start_method, gpus_visible, leftover_distributed_env,
+                               under_torchrun)
 
 __all__ = ["describe", "explain"]
 
@@ -37,12 +38,35 @@ def _gpu_names(count: int) -> list[str]:
     return names
 
 
+def _distributed(world_size: int) -> tuple[str | None, str]:
+    """Who started this process, as launch will see it: torchrun, leftover variables, a group joined here, or none."""
+    if under_torchrun():
+        return "torchrun", (f"torchrun started this process (rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']}, "
+                            f"node {os.environ['GROUP_RANK']}): launch runs fn once here, for this rank")
+    joined = dist.is_available() and dist.is_initialized()
+    group = (f"this process already joined a process group of {dist.get_world_size()} rank(s) "
+             f"(dist.init_process_group was called here)" if joined else "")
+    leftover = leftover_distributed_env()
+    if joined and dist.get_world_size() == world_size and world_size > 1:
+        return "group", f"{group}: launch runs fn once here, for this rank, in that group"
+    if joined:
+        return "group", (f"{group}: launch refuses to start {world_size} ranks beside it; call "
+                         f"torch.distributed.destroy_process_group() first (or restart the kernel)")
+    if leftover:
+        names = ", ".join(f"{k}={v}" for k, v in leftover.items())
+        return "leftover variables", (
+            f"{names} are set but torchrun did not start this process (no TORCHELASTIC_RUN_ID): launch ignores "
+            f"them and starts its own ranks; to clear them: for k in {tuple(leftover)}: os.environ.pop(k)")
+    return None, ""
+
+
 def describe(world_size: int = 4) -> dict:
     """What a ``labs.launch(fn, world_size)`` would use here, and why."""
     gpus = gpus_visible()
     backend = default_backend(world_size)
     method = default_start_method()
     cores = _cores()
+    distributed, distributed_why = _distributed(world_size)
     if backend == "nccl":
         backend_why = f"NCCL: {gpus} GPUs, one per rank, so each rank owns its device"
     elif gpus:
@@ -70,6 +94,7 @@ def describe(world_size: int = 4) -> dict:
             "world_size": world_size, "backend": backend, "backend_why": backend_why,
             "start_method": method, "start_method_why": method_why, "cores": cores,
             "ranks_that_fit": fit, "ranks_that_fit_why": fit_why, "under_torchrun": under_torchrun(),
+            "distributed": distributed, "distributed_why": distributed_why,
             "torch": torch.__version__, "python": platform.python_version(),
             "nccl_available": dist.is_nccl_available(), "gloo_available": dist.is_gloo_available()}
 
@@ -83,6 +108,6 @@ def explain(world_size: int = 4) -> str:
              f"start method  {d['start_method_why']}",
              f"ranks         {world_size} asked; about {d['ranks_that_fit']} run at full speed here "
              f"({d['ranks_that_fit_why']})"]
-    if d["under_torchrun"]:
-        lines.append("torchrun      RANK/WORLD_SIZE are set: launch runs fn once in each torchrun process")
+    if d["distributed"]:
+        lines.append(f"distributed   {d['distributed_why']}")
     return "\n".join(lines)

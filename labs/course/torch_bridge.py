@@ -3,11 +3,13 @@
     text = to_csv(schedule)                       # one row per rank: "0F0,0F1,0I0,0W0,..."
     losses = train_torch(schedule, steps=10)      # the same TinyGPT training, on PyTorch's own schedule runtime
 
-PyTorch writes actions the way this course does (``2F5``), with one difference: its ``B`` is a *full* backward, and
-a split backward is ``I`` (input gradient) then ``W``. So a schedule with W actions exports its B's as I's; one
-without exports them as B's. ``_PipelineScheduleRuntime._load_csv`` (``format="compute_only"``) reads the file,
-infers which rank holds which stage from the rows, checks the schedule, and inserts the sends and receives itself
-(its ``_add_send_recv`` lowering pass): the rows hold only computation, exactly like our lists.
+PyTorch writes actions the way this course does (``2F5``), with the same four kinds (F, I input gradient, W weight
+gradient, B full backward), so the export is the lists as text (``labs.schedules.to_text``); a list in the course's
+old split notation (B for the input gradient, next to W's) is read as such by ``parse`` and exported with I's.
+``_PipelineScheduleRuntime._load_csv`` (``format="compute_only"``) reads the file, infers which rank holds which
+stage from the rows, checks the schedule, and inserts the sends and receives itself (its ``_add_send_recv`` lowering
+pass): the rows hold only computation, exactly like our lists. **Private API**: ``_PipelineScheduleRuntime`` and
+``_load_csv`` carry leading underscores (torch 2.13 here); a torch upgrade may change them without notice.
 
 ``train_torch`` builds each rank's stages with the runtime's own ``build_stages`` (the same layers, the same cut),
 wraps them in ``torch.distributed.pipelining.PipelineStage``, loads the CSV and calls ``schedule.step`` once per
@@ -28,25 +30,18 @@ import torch.distributed as dist
 from ..models.gpt import TinyGPT
 from ..runtime.launcher import launch
 from ..runtime.step import PipelineJob, build_stages
-from ..schedules import BACKWARD, WEIGHT, parse, shape, stage_owners, uses_weight_step
+from ..schedules import FORWARD, shape, stage_owners, to_text
 from .capstone import TrainJob, checked_schedule, step_batches
 
-__all__ = ["to_csv", "torch_action", "train_torch"]
-
-
-def torch_action(action, split: bool) -> str:
-    """Our ``Action`` in PyTorch's notation: B is I (input gradient) when the backward is split."""
-    return f"{action.stage}I{action.microbatch}" if split and action.kind == BACKWARD else str(action)
+__all__ = ["to_csv", "train_torch"]
 
 
 def to_csv(schedule) -> str:
-    """The schedule as PyTorch's compute-only CSV: row r is rank r's actions."""
-    schedule = parse(schedule)
-    split = uses_weight_step(schedule)
+    """The schedule as PyTorch's compute-only CSV: row r is rank r's actions (``labs.schedules.to_text``)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    for actions in schedule:
-        writer.writerow([torch_action(a, split) for a in actions])
+    for actions in to_text(schedule):
+        writer.writerow(actions)
     return out.getvalue()
 
 
@@ -58,7 +53,7 @@ def _torch_train_rank(rank: int, job: TrainJob, csv_path: str) -> list[float]:
     owners = stage_owners(job.schedule)
     # our own stage builder: the same layers and cut as on our runtime (no pacing, no split wrapper needed: PyTorch
     # splits the backward itself, in stage_backward_input / stage_backward_weight)
-    mine = build_stages(rank, PipelineJob([[a for a in acts if a.kind != WEIGHT] for acts in job.schedule], job.model,
+    mine = build_stages(rank, PipelineJob([[a for a in acts if a.kind == FORWARD] for acts in job.schedule], job.model,
                                           job.batch_size, pace_s=None), owners, num_stages)
     stages = [PipelineStage(stage.layers, index, num_stages, torch.device("cpu"))
               for index, stage in sorted(mine.items())]

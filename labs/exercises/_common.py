@@ -9,11 +9,16 @@ call, what came back and what was expected. Both sides use it:
   and prints the most instructive failing case first, each distinct message once;
 * the graded score (grader side): ``score_cases(cases, outputs, problem)`` -> (fraction, message), or
   ``fraction_of_cases(problems, n)`` for scores built by hand.
+
+Degenerate answers earn nothing (``_credit.py``): ``score_cases`` gives no credit for *trivial* cases (ones a
+degenerate answer passes: 0, 1, None, [], ..., the answers ``exercise(trivial=...)`` declares, or a case on which all
+of ``exercise(wrong=...)``'s plausible mistakes are right), and a wrong trivial case costs one case.
 """
 from __future__ import annotations
 
 import re
 
+from labs.exercises._credit import credit, is_trivial
 from labs.grading.kernel import describe, forbidden_calls, plain
 
 __all__ = ["Answer", "SHOWN", "call_text", "check", "collect", "distinct", "exercise", "forbidden_message",
@@ -65,23 +70,28 @@ def distinct(messages: list[str]) -> list[str]:
 def fraction_of_cases(problems: list, n: int, what: str = "cases") -> tuple[float, str]:
     """(share of the n cases without a problem, message): the most instructive problem first, repeats shown once.
 
-    ``problems`` holds messages, or (case, message) pairs, which are ordered by ``instructiveness``.
+    ``problems`` holds messages, or (case, message) pairs, which are ordered by ``instructiveness``. (Every case
+    earns here: for scores of answers that a degenerate answer can pass, use ``score_cases`` or ``_credit.credit``.)
     """
     if n <= 0:
         return 0.0, "no cases to grade"
+    return max(0.0, (n - len(problems)) / n), _problems_text(problems, n, what)
+
+
+def _problems_text(problems: list, n: int, what: str) -> str:
     pairs = [p if isinstance(p, tuple) and len(p) == 2 else (None, p) for p in problems]
     pairs.sort(key=lambda p: instructiveness(p[0]) if p[0] is not None else (True, 0))
     if not pairs:
-        return 1.0, f"all {n} {what} passed"
+        return f"all {n} {what} passed"
     shown = distinct([message for _, message in pairs])
     more = f"; and {len(shown) - SHOWN} other problems" if len(shown) > SHOWN else ""
-    return (max(0.0, (n - len(pairs)) / n),
-            f"{len(pairs)} of {n} {what} wrong; " + "\n".join(shown[:SHOWN]) + more)
+    return f"{len(pairs)} of {n} {what} wrong; " + "\n".join(shown[:SHOWN]) + more
 
 
 def score_cases(cases: list, outputs: list, problem) -> tuple[float, str]:
-    """A score: ``problem(case, output)`` on every case (after the kernel's failures), as ``fraction_of_cases``."""
-    problems = []
+    """A score: ``problem(case, output)`` on every case (after the kernel's failures), under the degenerate-answer
+    rule (``_credit``): trivial cases earn nothing when right and cost a case when wrong. Returns (fraction, message)."""
+    judged = []
     for case, output in zip(cases, outputs):
         where = call_text(problem, case)
         message = special(where, output)
@@ -90,9 +100,9 @@ def score_cases(cases: list, outputs: list, problem) -> tuple[float, str]:
                 message = problem(case, output)
             except Exception as error:  # noqa: BLE001 - outputs of an unexpected shape are wrong answers
                 message = f"{where} returned {str(output)[:200]}: {type(error).__name__}: {error}"
-        if message:
-            problems.append((sort_case(problem, case), message))
-    return fraction_of_cases(problems, len(cases))
+        judged.append((sort_case(problem, case), message or None, is_trivial(problem, case)))
+    fraction, problems, head = credit(judged)
+    return fraction, head + _problems_text(problems, len(cases), "cases")
 
 
 def call_text(problem, case) -> str:
@@ -109,15 +119,22 @@ def sort_case(problem, case) -> tuple:
     return tuple(problem.key(case)) if getattr(problem, "key", None) else tuple(case)
 
 
-def exercise(name: str, where=None, key=None):
+def exercise(name: str, where=None, key=None, trivial=None, wrong=None):
     """Decorator for a problem function: remembers the exercise's name for messages, and optionally ``where(case)``
-    (how a message names the call) and ``key(case)`` (the sizes that order failing cases, e.g. (P, M))."""
+    (how a message names the call), ``key(case)`` (the sizes that order failing cases, e.g. (P, M)), and for the
+    degenerate-answer rule (``_credit``) ``trivial(case)`` (answers that show no understanding on this case, e.g.
+    another labs reference's output) and ``wrong`` ({name: function of the case's arguments}: the plausible
+    mistakes; a case on which all of them are right is trivial)."""
     def mark(problem):
         problem.exercise = name
         if where:
             problem.where = where
         if key:
             problem.key = key
+        if trivial:
+            problem.trivial = trivial
+        if wrong:
+            problem.wrong = dict(wrong)
         return problem
     return mark
 

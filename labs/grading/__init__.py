@@ -7,6 +7,6 @@
 from __future__ import annotations
 
 from .kernel import forbidden_calls, plain
-from .protocol import Graded, GradingError, module_for, read_outputs, score_outputs
+from .protocol import Graded, GradingError, constant_output, module_for, read_outputs, score_outputs
 
-__all__ = ["Graded", "GradingError", "forbidden_calls", "module_for", "plain", "read_outputs", "score_outputs"]
+__all__ = ["Graded", "GradingError", "constant_output", "forbidden_calls", "module_for", "plain", "read_outputs", "score_outputs"]

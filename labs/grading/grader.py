@@ -8,7 +8,8 @@ What an exercise declares (``Graded``) and how outputs are read and scored: ``pr
 
 1. The notebook and the course's ``labs`` are copied into a temporary folder; a fresh kernel runs the copy's code
    cells there, top to bottom (a cell that raises does not stop it). Deleting files harms only the copy.
-2. The grader draws every exercise's cases now, in its own process (``cases(rng)``; the seed is in the result).
+2. The grader draws every exercise's cases now, in its own process (``cases(rng)``, one ``random.Random`` per
+   exercise from the seed, which is in the result: grade a class with one ``--seed``).
 3. For each exercise it sends, as one IPython *user expression* (plain ``eval``: input and AST transformers never
    see it), the source of ``labs/grading/kernel.py`` read from the grader's own disk, the cases, the forbidden
    references and a fresh file name. The kernel calls the learner's function on each case (through ``run`` if the
@@ -34,10 +35,12 @@ import tempfile
 import time
 
 from ..errors import InputError
+from .limits import cell_limits
+from .names import reference_notebook
 from .protocol import Graded, module_for, score_outputs
 from .session import run_session
 
-__all__ = ["format_table", "grade_notebook", "main"]
+__all__ = ["format_table", "grade_notebook", "status_of"]
 
 _LABS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _KERNEL_SOURCE = os.path.join(_LABS_DIR, "grading", "kernel.py")
@@ -56,10 +59,11 @@ def _expression(source: str, request: dict) -> str:
 
 
 def _draw_cases(graded_list, seed: int) -> list:
-    rng = random.Random(seed)
+    """Each exercise's cases from its own ``random.Random(f"{seed}:{name}")``: the same cases for one seed whichever
+    exercises come before it, here and in nbgrader's test cells (``nbgrader.py``)."""
     drawn = []
     for graded in graded_list:
-        cases = [tuple(case) for case in graded.cases(rng)]
+        cases = [tuple(case) for case in graded.cases(random.Random(f"{seed}:{graded.name}"))]
         json.dumps(cases)  # cases must be plain data: a TypeError here is a bug in the exercise module
         drawn.append((graded, cases))
     return drawn
@@ -86,13 +90,16 @@ def _load(path: str):
 
 
 def grade_notebook(path: str, timeout_s: float = 600.0, module: str | None = None, seed: int | None = None,
-                   step_timeout_s: float = 180.0) -> dict:
+                   step_timeout_s: float = 180.0, reference: str | None = "auto") -> dict:
     """Execute a copy of the notebook at ``path`` in a fresh kernel and grade it (see the module docstring).
 
-    ``timeout_s``: seconds for the whole notebook (cells, grading, restarts); ``step_timeout_s``: for one cell or one
-    exercise. ``seed`` fixes the drawn cases (default: a fresh random seed, reported in the result). The notebook
-    always runs in a temporary copy beside a copy of ``labs``. Returns a dict: ``exercises`` (name, points,
-    max_points, passed, fraction, message each), ``score``, ``max_score``, ``cell_errors``, ``seed``, ``seconds``.
+    ``timeout_s``: seconds for the whole notebook (cells, grading, restarts); ``step_timeout_s``: at most, for one
+    cell or one exercise; each cell of the course's own gets a limit calibrated on the solved notebook ``reference``
+    (``"auto"``: ``solutions/`` of this checkout; None: ``step_timeout_s`` for every cell; see ``limits.py``).
+    ``module``: the exercise module (default: from the file name's ``NN_``). ``seed`` fixes the drawn cases
+    (default: a fresh random seed, reported in the result). The notebook always runs in a temporary copy beside a
+    copy of ``labs``. Returns a dict: ``exercises`` (name, points, max_points, passed, fraction, message each),
+    ``score``, ``max_score``, ``cell_errors``, ``seed``, ``seconds``, ``status`` (``status_of``).
     Raises InputError for a file that is not a course notebook or has no graded exercises.
     """
     module = module or module_for(path)
@@ -101,6 +108,9 @@ def grade_notebook(path: str, timeout_s: float = 600.0, module: str | None = Non
     except ModuleNotFoundError:
         raise InputError(f"no graded exercises for {os.path.basename(path)!r}: there is no {module}") from None
     nb = _load(path)
+    if reference == "auto":
+        reference = reference_notebook(module.rsplit(".nb", 1)[-1])
+    limits = cell_limits(nb, _load(reference), step_timeout_s) if reference else {}
     seed = secrets.randbits(32) if seed is None else int(seed)
     drawn = _draw_cases(graded_list, seed)
     with open(_KERNEL_SOURCE) as handle:
@@ -112,7 +122,8 @@ def grade_notebook(path: str, timeout_s: float = 600.0, module: str | None = Non
         cells = [(index, cell.source) for index, cell in enumerate(nb.cells) if cell.cell_type == "code"]
         answers, cell_errors = run_session(
             cells, drawn, lambda request: _expression(source, request), workdir=os.path.dirname(copy),
-            root=folder, results=os.path.join(folder, "results"), timeout_s=timeout_s, step_timeout_s=step_timeout_s)
+            root=folder, results=os.path.join(folder, "results"), timeout_s=timeout_s, step_timeout_s=step_timeout_s,
+            cell_limits=limits)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     exercises = []
@@ -123,10 +134,26 @@ def grade_notebook(path: str, timeout_s: float = 600.0, module: str | None = Non
         else:
             fraction, message = score_outputs(graded, cases, outputs)
             exercises.append(_entry(graded, fraction, message + (f"\n{why}" if why else "")))
-    return {"notebook": os.path.abspath(path), "module": module, "seed": seed, "exercises": exercises,
-            "score": round(sum(e["points"] for e in exercises), 4),
-            "max_score": sum(e["max_points"] for e in exercises), "cell_errors": cell_errors,
-            "seconds": round(time.monotonic() - started, 1)}
+    result = {"notebook": os.path.abspath(path), "module": module, "seed": seed, "exercises": exercises,
+              "score": round(sum(e["points"] for e in exercises), 4),
+              "max_score": sum(e["max_points"] for e in exercises), "cell_errors": cell_errors,
+              "seconds": round(time.monotonic() - started, 1)}
+    result["status"] = status_of(result)
+    return result
+
+
+def status_of(result: dict) -> str:
+    """"graded", "graded (time limit)" (a cell or an exercise was stopped at its limit, and scored for what it had
+    done) or "not graded: why" (the kernel did not start, or the notebook's time limit ran out before an exercise
+    was tried: the score is not the submission's)."""
+    texts = [e["message"] for e in result["exercises"]]
+    for text in texts:
+        if "not graded: the kernel did not start" in text or "not graded: the notebook's time limit" in text:
+            return "not graded: " + text.split("not graded: ", 1)[1].splitlines()[0][:160]
+    stopped = [t for t in texts if "time limit" in t or "did not stop within" in t]
+    stopped += [e["error"] for e in result.get("cell_errors", []) if "time limit" in e["error"] or "did not stop"
+                in e["error"]]
+    return "graded (time limit)" if stopped else "graded"
 
 
 def format_table(result: dict) -> str:
@@ -145,19 +172,3 @@ def format_table(result: dict) -> str:
                      ", ".join(f"cell {e['cell']} ({e['error'].splitlines()[0][:80]})" for e in result["cell_errors"]))
     lines.append(f"cases drawn with seed {result.get('seed')}")
     return "\n".join(lines)
-
-
-def main(args) -> int:
-    """``python -m labs grade NOTEBOOK [--json FILE] [--timeout S]``: print the score table, write JSON if asked."""
-    if getattr(args, "json", None):
-        folder = os.path.dirname(os.path.abspath(args.json))
-        if not os.path.isdir(folder):
-            raise InputError(f"--json {args.json}: the folder {folder} does not exist")
-    result = grade_notebook(args.notebook, timeout_s=args.timeout, seed=getattr(args, "seed", None),
-                            step_timeout_s=getattr(args, "step_timeout", 180.0))
-    print(format_table(result))
-    if getattr(args, "json", None):
-        with open(args.json, "w") as handle:
-            json.dump(result, handle, indent=2)
-        print(f"scores written to {args.json}")
-    return 0

@@ -19,7 +19,7 @@ from typing import Callable
 
 from ..errors import InputError, LabsError
 
-__all__ = ["Graded", "GradingError", "module_for", "read_outputs", "score_outputs"]
+__all__ = ["Graded", "GradingError", "constant_output", "module_for", "read_outputs", "score_outputs"]
 
 _MAX_OUTPUT_BYTES = 64 * 1024 * 1024
 
@@ -27,7 +27,8 @@ _MAX_OUTPUT_BYTES = 64 * 1024 * 1024
 @dataclass
 class Graded:
     """One graded exercise: the learner's function ``name``, its points, how the grader draws its cases and scores
-    the outputs, an optional kernel-side ``run`` adapter, and the ``forbidden`` references."""
+    the outputs, an optional kernel-side ``run`` adapter, the ``forbidden`` references, and whether its score
+    depends on a measured time (``timing``: ``python -m labs grade --gradebook`` then grades its notebooks alone)."""
 
     name: str  # the learner's function's name in the notebook
     points: float
@@ -35,6 +36,7 @@ class Graded:
     score: Callable  # score(cases, outputs) -> (fraction in [0, 1], message), in the grader's process
     run: str | None = None  # kernel side "module:function", called as f(fn, *case) -> output; default fn(*case)
     forbidden: tuple = ()  # dotted names of the labs references the exercise asks for: calling one fails the case
+    timing: bool = False  # its score uses a measured time: a class is graded with nothing else running beside it
 
 
 class GradingError(LabsError, ValueError):
@@ -80,9 +82,19 @@ def read_outputs(path: str, name: str, token: str, count: int) -> list:
     return data["outputs"]
 
 
+def constant_output(outputs: list) -> bool:
+    """Three or more outputs, all the same as JSON (``0`` and ``0.0`` count as the same answer)."""
+    if len(outputs) < 3:
+        return False
+    texts = {json.dumps(o, sort_keys=True) for o in outputs}
+    numbers = all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in outputs)
+    return len(texts) == 1 or (numbers and len({float(o) for o in outputs}) == 1)
+
+
 def score_outputs(graded: Graded, cases: list, outputs: list) -> tuple[float, str]:
-    """(fraction in [0, 1], message): ``graded.score`` in this process, capped, and never above the share of cases
-    that did not call a forbidden reference."""
+    """(fraction in [0, 1], message): ``graded.score`` in this process, capped, never above the share of cases that
+    did not call a forbidden reference, and 0 for the same output on every case unless that scored full marks
+    (``constant_output``: a stub that returns 0.0 is right where the answer is 0, e.g. at P=1)."""
     def all_are(key):
         return all(isinstance(o, dict) and o.get(key) is True and len(o) == 1 for o in outputs)
     if outputs and all_are("missing"):
@@ -96,6 +108,11 @@ def score_outputs(graded: Graded, cases: list, outputs: list) -> tuple[float, st
     except Exception as error:  # noqa: BLE001 - outputs of any shape must not crash the grader
         return 0.0, f"could not score the outputs: {type(error).__name__}: {error}"
     fraction = min(1.0, max(0.0, fraction)) if math.isfinite(fraction) else 0.0
+    if 0.0 < fraction < 1.0 and constant_output(outputs):
+        # a constant is right wherever the answer happens to be that value (P=1: nothing idles): it earns nothing
+        text = json.dumps(outputs[0], sort_keys=True)
+        return 0.0, (f"the same answer, {text[:80]}, for all {len(outputs)} cases: a constant earns nothing "
+                     f"unless it is right on every case; {message}")
     forbidden = [o["forbidden"] for o in outputs if isinstance(o, dict) and "forbidden" in o]
     if forbidden:
         fraction = min(fraction, 1.0 - len(forbidden) / len(outputs))

@@ -118,8 +118,9 @@ class Place:
     world size does not match the grid.
     """
 
-    def __init__(self, rank: int, P: int, grid: Grid | None, device: str = "cpu"):
+    def __init__(self, rank: int, P: int, grid: Grid | None, device: str = "cpu", network=None):
         import torch.distributed as dist
+        self.network = network  # a labs.timeline.Network over global ranks: the all-reduces' modelled links
         self.grid = grid or Grid(P=P)
         if self.grid.P != P:
             raise ScheduleError(f"the schedule has {P} ranks but the grid has P={self.grid.P} pipeline ranks")
@@ -158,15 +159,24 @@ class Place:
         return {stage: self.grid.rank_of(self.replica, owner, self.tp_rank) for stage, owner in owners.items()}
 
     def start_step(self) -> None:
-        """Record this step's all-reduces (``labs.parallel.tensor.all_reduce`` appends to the list)."""
+        """Record this step's all-reduces (``labs.parallel.tensor.all_reduce`` appends to the list), and give them
+        their group's modelled link when the run has a network (``labs.parallel.tensor.LINKS``)."""
         self.log = []
         tensor.RECORDER = self.log
+        tensor.LINKS = {} if self.network is None else self.links()
+
+    def links(self) -> dict:
+        """{"tp": link of this rank's tensor-parallel ring, "dp": of its data-parallel ring} in the run's network."""
+        g = self.grid
+        tp = [g.rank_of(self.replica, self.pipeline_rank, t) for t in range(g.T)]
+        dp = [g.rank_of(d, self.pipeline_rank, self.tp_rank) for d in range(g.D)]
+        return {"tp": self.network.group_link(tp), "dp": self.network.group_link(dp)}
 
     def finish_step(self, stages: dict, trace, clock_zero: float) -> None:
         """Data parallel: average the gradients over the replicas; then put the step's all-reduces in the trace."""
         if self.dp_group is not None and self.grid.D > 1:
             all_reduce_gradients([p for s in stages.values() for p in s.layers.parameters()], self.dp_group,
                                  self.grid.D)
-        tensor.RECORDER = None
+        tensor.RECORDER, tensor.LINKS = None, {}
         trace.collectives = [(kind, start - clock_zero, end - clock_zero, size)
                              for kind, start, end, size in self.log]

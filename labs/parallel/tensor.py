@@ -22,6 +22,13 @@ whose gradient nobody needs). ``all_reduce`` records the bytes and time of each 
 listens (``labs.parallel.grid.Place``), so a trace shows the traffic inside a stage apart from the messages between
 stages.
 
+**Modelled cost.** On this CPU an all-reduce of a few hundred bytes takes well under a millisecond, whatever cluster
+it stands for. When the run has a network (``labs.timeline.Nodes``: NVLink inside a node, InfiniBand across),
+``Place`` sets ``LINKS`` to the link each kind of group runs at, and every all-reduce lasts at least its modelled
+time, ``Link.all_reduce_s(bytes, n)`` (a floor: the real one counts when it is longer). The modelled seconds add up
+in ``COLLECTIVE_S``, which paced compute (``labs.runtime.pacing``) adds to the action they ran in, as on a device,
+instead of hiding them in the padding. ``MODELLED = False`` turns the floor off (the tests' negative control).
+
     layers = MLPModel(num_layers=8, width=16).layers(tp_rank=1, T=2, group=tp_group)   # rank 1's shards
     grads = gather_shards([grads_of_rank_0, grads_of_rank_1])                                # the full gradients
 """
@@ -36,21 +43,46 @@ from torch import nn
 
 from ..models.toy import ToyModel, seeded
 
-__all__ = ["ColumnParallelLinear", "CopyToTensorParallel", "MLPBlock", "MLPModel", "RECORDER",
-           "ReduceFromTensorParallel", "RowParallelLinear", "all_reduce", "copy_to_tensor_parallel", "gather_shards",
-           "reduce_from_tensor_parallel", "shard_dim", "tensor_parallel_block"]
+__all__ = ["COLLECTIVE_S", "ColumnParallelLinear", "CopyToTensorParallel", "LINKS", "MLPBlock", "MLPModel",
+           "MODELLED", "RECORDER", "ReduceFromTensorParallel", "RowParallelLinear", "all_reduce",
+           "copy_to_tensor_parallel", "gather_shards", "modelled_s", "reduce_from_tensor_parallel", "shard_dim",
+           "tensor_parallel_block"]
 
 RECORDER: list | None = None  # when a list, each all-reduce appends (kind, start, end, bytes); the runtime sets it
+LINKS: dict = {}  # kind ("tp", "dp") -> the labs.timeline.Link its group's ring runs at; set by Place, {}: no model
+MODELLED = True  # False: all-reduces cost only their real time (a test's negative control)
+COLLECTIVE_S = 0.0  # modelled all-reduce seconds so far in this process (paced compute reads its growth)
+
+
+def modelled_s(kind: str, size_bytes: int, n: int) -> float:
+    """The modelled seconds of one all-reduce of ``size_bytes`` over n ranks on the ``kind`` group's link; 0 when the
+    run has no network (or ``MODELLED`` is off)."""
+    link = LINKS.get(kind) if MODELLED else None
+    return 0.0 if link is None else link.all_reduce_s(size_bytes, n)
+
+
+def _wait_until(deadline: float) -> None:
+    """Sleep to ``deadline`` (perf_counter seconds), spinning the last half millisecond (as labs.runtime.pacing)."""
+    while (left := deadline - time.perf_counter()) > 0:
+        if left > 0.0005:
+            time.sleep(left - 0.0005)
 
 
 def all_reduce(tensor: torch.Tensor, group, kind: str = "tp") -> torch.Tensor:
     """Sum ``tensor`` over ``group`` in place (and return it), recording bytes and time if the runtime listens.
 
-    ``kind``: "tp" (inside a stage) or "dp" (across replicas), as the trace's ``collectives`` name them."""
+    ``kind``: "tp" (inside a stage) or "dp" (across replicas), as the trace's ``collectives`` name them. With a
+    modelled link (``LINKS``) it lasts at least the ring's modelled time, which is added to ``COLLECTIVE_S``."""
+    global COLLECTIVE_S
     start = time.perf_counter()
     dist.all_reduce(tensor, group=group)
+    size = tensor.numel() * tensor.element_size()
+    seconds = modelled_s(kind, size, dist.get_world_size(group)) if LINKS else 0.0
+    if seconds:
+        _wait_until(start + seconds)
+        COLLECTIVE_S += seconds
     if RECORDER is not None:
-        RECORDER.append((kind, start, time.perf_counter(), tensor.numel() * tensor.element_size()))
+        RECORDER.append((kind, start, time.perf_counter(), size))
     return tensor
 
 

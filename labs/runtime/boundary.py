@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ModelError
+from ..schedules import FORWARD, Action, output_target
 from .data import Microbatches
 
 __all__ = ["check_boundaries", "check_message"]
@@ -49,4 +50,5 @@ def check_boundaries(model, blocks: list, batch_size: int, M: int) -> None:
         for stage, block in enumerate(blocks[:-1]):
             for i in block:
                 x = layers[i](x)
-            check_message(x, expected, stage, stage + 1, "an activation")
+            next_stage = output_target(Action(stage, FORWARD, 0), len(blocks))
+            check_message(x, expected, stage, next_stage, "an activation")

@@ -13,7 +13,8 @@ import torch.distributed as dist
 
 from ..errors import InputError
 
-__all__ = ["check_device", "default_backend", "default_start_method", "gpus_visible", "under_torchrun"]
+__all__ = ["check_device", "default_backend", "default_start_method", "gpus_visible", "leftover_distributed_env",
+           "under_torchrun"]
 
 
 def gpus_visible() -> int:
@@ -33,9 +34,24 @@ def default_start_method() -> str:
     return "spawn"
 
 
+_RENDEZVOUS_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")  # what tutorials set by hand too
+_TORCHRUN_VARS = ("TORCHELASTIC_RUN_ID", "GROUP_RANK", "LOCAL_RANK")  # set for each worker by torchrun's agent only
+
+
 def under_torchrun() -> bool:
-    """Whether torchrun started this process (RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT are set)."""
-    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
+    """Whether torchrun (``torch.distributed.run``) started this process: RANK, WORLD_SIZE, MASTER_ADDR and
+    MASTER_PORT are set, and so are the variables only torchrun's agent sets (TORCHELASTIC_RUN_ID, GROUP_RANK,
+    LOCAL_RANK). RANK and the others alone are leftovers (``leftover_distributed_env``), not torchrun."""
+    return all(k in os.environ for k in _RENDEZVOUS_VARS + _TORCHRUN_VARS)
+
+
+def leftover_distributed_env() -> dict[str, str]:
+    """RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT (whichever are set) when torchrun did not start this process: set
+    by hand, as many tutorials do before ``dist.init_process_group``. ``labs.launch`` ignores them (its ranks meet
+    through a file store); empty under torchrun or when none is set."""
+    if under_torchrun():
+        return {}
+    return {k: os.environ[k] for k in _RENDEZVOUS_VARS if k in os.environ}
 
 
 def check_device(device) -> str:

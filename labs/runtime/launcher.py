@@ -12,8 +12,9 @@ returns ``[fn(0, x), fn(1, x), ...]`` in rank order. Inside ``fn`` the default p
   ``start_method=``.
 * **No fixed ports.** Ranks meet through a ``FileStore`` in a fresh temporary folder, so launches never clash. The
   folder's name carries the parent's pid; a launch removes the folders of parents that died without cleaning up.
-* **A rendezvous that holds on a busy machine.** Every rank passes a barrier after joining the group, before ``fn``:
-  a fast rank can then never exit while a slow one is still connecting to it.
+* **A rendezvous that holds on a busy machine.** Creating any process group (the default one, or one ``fn`` makes
+  with ``new_group`` or ``init_device_mesh``) ends with a barrier over all ranks (``TORCH_DIST_INIT_BARRIER=1``), so
+  a fast rank can never exit while a slow one is still connecting to it.
 * **The heap a forked rank inherits is frozen** (``gc.freeze``), so its garbage collector never walks the parent's
   objects (see ``labs.runtime.step._quiet_gc`` for what that cost).
 * **Backend.** NCCL when there is one GPU per rank, gloo otherwise (ranks cannot share one GPU under NCCL); the rules
@@ -24,8 +25,10 @@ returns ``[fn(0, x), fn(1, x), ...]`` in rank order. Inside ``fn`` the default p
   ``report()``. No process is left behind, also on KeyboardInterrupt; a worker whose parent dies is killed by the
   kernel.
 * **Workers never print.** Their stdout and stderr are captured and shown only when a rank fails.
-* **Under torchrun** (``RANK``/``WORLD_SIZE`` set), each process runs ``fn`` once for its own rank and every process
-  gets the full list of results.
+* **Under torchrun** (``labs.runtime.devices.under_torchrun``), each process runs ``fn`` once for its own rank and
+  every process gets the full list of results; ``torchrun.py`` says how a rank or a node that dies is reported.
+  RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT left in the environment without torchrun are ignored; a process group this
+  process joined itself is refused with what to call (``torchrun.runs_in_place``).
 """
 from __future__ import annotations
 
@@ -51,8 +54,9 @@ import torch.distributed as dist
 
 from ..errors import InputError
 from ..checks import MAX_RANKS
-from .devices import default_backend, default_start_method, gpus_visible, under_torchrun
+from .devices import default_backend, default_start_method, gpus_visible
 from .failures import LaunchTimeout, RankFailed
+from .torchrun import launch_in_place, runs_in_place
 
 __all__ = ["LaunchTimeout", "MAX_RANKS", "RankFailed", "launch", "report"]
 
@@ -86,8 +90,8 @@ def launch(fn, world_size: int = 4, args: tuple = (), kwargs: dict | None = None
     if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or not timeout_s > 0 \
             or timeout_s == float("inf"):
         raise InputError(f"timeout_s is the seconds a run may take, a number > 0 (e.g. 60), got {timeout_s!r}")
-    if under_torchrun():
-        return _launch_under_torchrun(fn, world_size, args, kwargs, timeout_s, backend)
+    if runs_in_place(world_size):  # torchrun started this process (or it joined a group of world_size itself)
+        return launch_in_place(fn, world_size, args, kwargs, timeout_s, backend)
     backend = backend or default_backend(world_size)
     if backend == "nccl" and gpus_visible() < world_size:
         raise InputError(f"NCCL needs one GPU per rank: {world_size} ranks but {gpus_visible()} GPU(s) visible "
@@ -254,16 +258,18 @@ def _worker(rank, world_size, store_path, backend, timeout_s, payload, writer, p
         torch.set_num_threads(threads)
         if backend == "nccl":
             torch.cuda.set_device(rank)
+        # Every group (the default one, dist.new_group's, init_device_mesh's) connects its ranks eagerly, and a rank
+        # that had finished could exit while a slower one (asleep in the store's 10 ms poll on a busy core) was still
+        # connecting to it: "Gloo connectFullMesh failed ... Connection closed by peer". torch's switch ends every
+        # group's creation with a store barrier over all ranks (a barrier after fn would turn an unmatched send into
+        # a hang). One core busy: 10 of 600 launches failed without it, none of 600 with it.
+        os.environ.setdefault("TORCH_DIST_INIT_BARRIER", "1")
         store = dist.FileStore(store_path, world_size)
         # The process group outlives the parent's deadline a little, so a hang is reported by the parent with
         # every rank's progress rather than by one rank's gloo timeout.
         dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
                                 timeout=datetime.timedelta(seconds=timeout_s + 5))
-        # gloo's init connects every pair of ranks but is no barrier: a fast rank could finish fn and exit while a
-        # slower one (a busy machine) was still completing its handshake with it, which then failed with "Gloo
-        # connectFullMesh failed ... Connection closed by peer" (1 launch in 150 under two busy loops). Past this
-        # barrier every rank has finished connecting, so no exit can break another rank's set-up.
-        dist.barrier()
+        dist.barrier()  # an aligned start for fn (the switch above already waited for every rank to connect)
         report("")
         result = fn(rank, *args, **kwargs)
         # Plain pickle copies tensors by value; multiprocessing's own pickler would pass them as shared-memory
@@ -276,20 +282,3 @@ def _worker(rank, world_size, store_path, backend, timeout_s, payload, writer, p
         writer.close()
         if dist.is_initialized():
             dist.destroy_process_group()
-
-
-def _launch_under_torchrun(fn, world_size, args, kwargs, timeout_s, backend) -> list:
-    env_world = int(os.environ["WORLD_SIZE"])
-    if env_world != world_size:
-        raise InputError(f"torchrun started {env_world} processes but launch asked for world_size={world_size}: "
-                         f"run torchrun --nproc-per-node {world_size} (or pass world_size={env_world})")
-    if not dist.is_initialized():
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
-        backend = backend or ("nccl" if gpus_visible() > local_rank and dist.is_nccl_available() else "gloo")
-        if backend == "nccl":
-            torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
-    result = fn(dist.get_rank(), *args, **kwargs)
-    results = [None] * world_size
-    dist.all_gather_object(results, result)
-    return results

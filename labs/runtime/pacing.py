@@ -9,6 +9,10 @@ schedule's, and the numbers (outputs, gradients) stay exactly those of the unpac
 How the backward is padded: a marker on the stage's output notes when its backward begins; a marker on its input
 (made to require grad through a zero-size anchor, so it also fires on the first stage) sleeps until the deadline.
 
+**Collectives** (tensor parallelism, notebook 10): an all-reduce with a modelled cost
+(``labs.parallel.tensor.COLLECTIVE_S``) lengthens the action it runs in by that cost: the deadline moves by the
+modelled seconds spent inside the forward (or the backward), as an all-reduce on a device adds to its layer's time.
+
 **Uneven stages and stragglers**: one stage, or one rank, that takes longer than the others.
 
     labs.run_pipeline("1f1b", slow_stages={2: 3.0})     # stage 2's layers take 3x the pace (an unbalanced cut)
@@ -28,6 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..parallel import tensor as _collectives
 
 __all__ = ["Paced", "paced", "parse_factor", "sleep_until", "stage_paces", "three_way"]
 
@@ -46,6 +51,7 @@ def sleep_until(deadline: float) -> None:
 
 class _Clock:
     backward_started = 0.0
+    collective_s = 0.0  # modelled all-reduce seconds when the backward began (labs.parallel.tensor.COLLECTIVE_S)
 
 
 class _MarkBackwardStart(torch.autograd.Function):
@@ -57,6 +63,7 @@ class _MarkBackwardStart(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         ctx.clock.backward_started = time.perf_counter()
+        ctx.clock.collective_s = _collectives.COLLECTIVE_S
         return grad, None
 
 
@@ -68,7 +75,8 @@ class _PadBackward(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        sleep_until(ctx.clock.backward_started + ctx.seconds)
+        spent = _collectives.COLLECTIVE_S - ctx.clock.collective_s  # modelled all-reduces inside this backward
+        sleep_until(ctx.clock.backward_started + ctx.seconds + spent)
         return (grad if ctx.needs_input_grad[0] else None), None, None, None
 
 
@@ -82,21 +90,21 @@ class Paced(nn.Module):
         self._anchor = torch.zeros((), requires_grad=True)  # not a parameter: optimisers and state_dict skip it
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        start = time.perf_counter()
+        start, collective_s = time.perf_counter(), _collectives.COLLECTIVE_S
         if torch.is_grad_enabled():
             inputs = _PadBackward.apply(inputs, self._anchor, self._clock, self.backward_s)
         output = self.module(inputs)
-        sleep_until(start + self.forward_s)
+        sleep_until(start + self.forward_s + _collectives.COLLECTIVE_S - collective_s)
         if torch.is_grad_enabled():
             output = _MarkBackwardStart.apply(output, self._clock)
         return output
 
 
 def three_way(pace_s: tuple | None) -> tuple[float, float, float] | None:
-    """``(forward, backward)`` or ``(forward, input-grad B, weight-grad W)`` seconds per layer, as (F, B, W).
+    """``(forward, backward)`` or ``(forward, input-grad I, weight-grad W)`` seconds per layer, as (F, I, W).
 
-    A split backward (``labs.runtime.split_backward``) pads B and W separately; a fused backward takes B + W. Given only
-    two numbers, the backward splits evenly between B and W.
+    A split backward (``labs.runtime.split_backward``) pads I and W separately; a full backward B takes I + W (as
+    ``labs.timeline.Costs`` charges it). Given only two numbers, the backward splits evenly between I and W.
     """
     if pace_s is None:
         return None
@@ -108,7 +116,7 @@ def three_way(pace_s: tuple | None) -> tuple[float, float, float] | None:
 
 def paced(module: nn.Module, pace_s: tuple | None, num_layers: int) -> nn.Module:
     """Wrap a stage of ``num_layers`` layers so each layer costs ``pace_s = (forward_s, backward_s)`` (or
-    ``(forward_s, b_s, w_s)``: a fused backward then takes b_s + w_s); None: as is."""
+    ``(forward_s, i_s, w_s)``: a full backward then takes i_s + w_s); None: as is."""
     if pace_s is None:
         return module
     forward_s, b_s, w_s = three_way(pace_s)

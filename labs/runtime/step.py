@@ -4,10 +4,12 @@
 model (any ``labs.models.PipelineModel``), then walks its list from the schedule without knowing the schedule's name:
 for ``sFm`` it takes micro-batch m's input (the batch itself on stage 0, otherwise the activation stage s-1 sent),
 runs stage s and sends the output on; the last stage computes the loss (divided by M, so gradients accumulate to the
-full batch's). For ``sBm`` it takes the gradient stage s+1 sent back, runs the backward and sends the input's
-gradient to stage s-1. When the schedule has ``sWm`` actions (zero bubble, arXiv 2401.10241), B computes only the
-input's gradient and W the weights' later, from the graph B kept (``labs.runtime.split_backward``). Which stage
-receives an action's output comes from ``labs.schedules.lowering``, through the ``Transport``.
+full batch's). For ``sBm`` it takes the gradient stage s+1 sent back, runs the whole backward and sends the input's
+gradient to stage s-1. ``sIm`` does the same but computes only the input's gradient, and ``sWm`` the weights'
+later, from the graph I kept (zero bubble, arXiv 2401.10241; ``labs.runtime.split_backward``). The choice is per
+action: a stage with any I records its layers' outputs on F, and a B there runs I's and W's work back to back, so
+one schedule may mix full and split backwards (PyTorch's DualPipeV does). Which stage receives an action's output
+comes from ``labs.schedules.lowering``, through the ``Transport``.
 
 Why a valid schedule cannot deadlock here: sends never block (``isend``), and each rank posts its receives where
 ``labs.schedules.lower`` places them (in each peer's send order, no later than the action that needs them), so
@@ -36,8 +38,8 @@ import torch.distributed as dist
 from ..models.cut import parameter_name, split_layers
 from ..models.toy import ToyModel
 from ..parallel.grid import Place
-from ..schedules import (FORWARD, BACKWARD, check_blocking_in_order, check_in_order, check_runnable, input_source,
-                         output_target, shape, stage_owners, uses_weight_step)
+from ..schedules import (BACKWARD, FORWARD, INPUT, WEIGHT, check_blocking_in_order, check_in_order, check_runnable,
+                         input_source, output_target, shape, stage_owners)
 from ..timeline.trace import Event, RankTrace
 from .clock import align_to_earliest_rank
 from .data import microbatches, take
@@ -67,7 +69,7 @@ class PipelineJob:
     schedule: list
     model: object = field(default_factory=ToyModel)  # a labs.models.PipelineModel
     batch_size: int = 64
-    pace_s: tuple | list | None = None  # seconds per layer: (forward, backward) or (forward, B, W); a list: per stage
+    pace_s: tuple | list | None = None  # seconds per layer: (forward, backward) or (forward, I, W); a list: per stage
     warmup_steps: int = 1
     device: str = "cpu"
     steps: int = 1  # timed steps recorded after the warm-up
@@ -120,7 +122,7 @@ class Stage:
     layers: torch.nn.Sequential  # the real layers, for naming gradients
     module: torch.nn.Module  # what runs: the layers, paced if asked
     saved: CountedSaves
-    split: SplitBackward | None = None  # set when the schedule splits the backward into B and W
+    split: SplitBackward | None = None  # set when the schedule splits this stage's backward into I and W
 
     def gradients(self) -> dict:
         """{parameter name (as the one-process model names it): gradient on the CPU}."""
@@ -134,16 +136,17 @@ def build_stages(rank: int, job: PipelineJob, owners: dict, num_stages: int, pla
     Raises ModelError when the layers do not cut into the schedule's stages (equal chunks when interleaved)."""
     blocks = split_layers(job.model.num_layers, num_stages, require_equal=num_stages > len(job.schedule))
     layers = place.layers(job.model) if place else job.model.layers()
-    split = uses_weight_step(job.schedule)
+    split_stages = {a.stage for acts in job.schedule for a in acts if a.kind in (INPUT, WEIGHT)}
     stages = {}
     for stage, owner in owners.items():
         if owner == rank:
+            split = stage in split_stages
             n = len(blocks[stage])
             core = torch.nn.Sequential(*[layers[i] for i in blocks[stage]]).to(job.device)
             pace = job.pace_s[stage] if isinstance(job.pace_s, list) else job.pace_s  # a list: one pace per stage
             pace = place.pace(pace) if place else pace
             f, b, w = three_way(pace) or (None, 0.0, 0.0)
-            # split: the forward is paced here, B and W by SplitBackward (so the module's own backward pad is 0)
+            # split: the forward is paced here, I and W by SplitBackward (so the module's own backward pad is 0)
             module = paced(core, None if pace is None else ((f, 0.0) if split else pace), n)
             stages[stage] = Stage(blocks[stage], core, module, CountedSaves(core.parameters()),
                                   SplitBackward(core, b * n, w * n) if split else None)
@@ -156,7 +159,7 @@ def _unpaced(stages, warm_up: bool):
     pay first-time costs, not to be timed, so padding it to the pace would only cost the learner time."""
     stages = list(stages) if warm_up else []
     padded = ([(s.module, ("forward_s", "backward_s")) for s in stages if isinstance(s.module, Paced)]
-              + [(s.split, ("backward_s", "weight_s")) for s in stages if s.split])  # a split backward pads B, W
+              + [(s.split, ("input_s", "weight_s")) for s in stages if s.split])  # a split backward pads I, W
     saved = [(pad, names, [getattr(pad, n) for n in names]) for pad, names in padded]
     for pad, names, _ in saved:
         for name in names:
@@ -175,7 +178,7 @@ def run_rank(rank: int, job: PipelineJob) -> RankResult:
     Returns a ``RankResult``; raises ScheduleError when the schedule does not fit the launched ranks or the transport.
     """
     P, num_stages, M = shape(job.schedule)
-    place = Place(rank, P, job.grid)  # pipeline rank, tensor/data-parallel groups (labs.parallel.grid); checks sizes
+    place = Place(rank, P, job.grid, network=job.network)  # pipeline rank, tensor/data-parallel groups (labs.parallel.grid); checks sizes
     check_runnable(job.schedule)
     tagged = uses_tags(job.transport, dist.get_backend())
     if not tagged:
@@ -208,7 +211,7 @@ def run_step(rank, job, stages, owners, num_stages, inputs, targets, tagged=None
     when a forward of the first (inputs) or last (targets) stage needs it.
 
     ``tagged`` and ``place`` default to what ``run_rank`` decides (the job's transport; no grid)."""
-    place = place or Place(rank, len(job.schedule), job.grid)
+    place = place or Place(rank, len(job.schedule), job.grid, network=job.network)
     tagged = uses_tags(job.transport, dist.get_backend()) if tagged is None else tagged
     actions = job.schedule[place.pipeline_rank]
     M = len(inputs)
@@ -241,13 +244,15 @@ def run_step(rank, job, stages, owners, num_stages, inputs, targets, tagged=None
                 losses[microbatch] = float(out.detach())
             held[(stage, microbatch)] = (x, out)
             trace.events.append(Event(action, start - clock_zero, time.perf_counter() - clock_zero, saved.total))
-        elif action.kind == BACKWARD:
+        elif action.kind in (INPUT, BACKWARD):
             grad = transport.receive(action) if receives else None
             start = time.perf_counter()
             x, out = held.pop((stage, microbatch))
-            if split:  # B: the input's gradient only; the weights' wait for W
+            if split:  # I: the input's gradient only, the weights' wait for W; B on a split stage: both at once
                 input_grad = split.backward_input(microbatch, out, grad, x)
-            else:
+                if action.kind == BACKWARD:
+                    split.backward_weight(microbatch)
+            else:  # a stage without I's: the plain fused backward
                 torch.autograd.backward(out, grad)
                 input_grad = x.grad
             if sends:
@@ -259,7 +264,7 @@ def run_step(rank, job, stages, owners, num_stages, inputs, targets, tagged=None
                 transport.send(input_grad, action)
             trace.events.append(Event(action, start - clock_zero, time.perf_counter() - clock_zero,
                                       split.kept_bytes(microbatch) if split else 0))
-        else:
+        elif action.kind == WEIGHT:
             start = time.perf_counter()
             split.backward_weight(microbatch)
             trace.events.append(Event(action, start - clock_zero, time.perf_counter() - clock_zero))

@@ -46,7 +46,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import InputError
-from ..schedules import FORWARD, RECV, SEND, Action, Comm, consumer, input_source, lower
+from ..schedules import FORWARD, RECV, SEND, Action, Comm, backward_kinds, consumer, input_source, lower
 from ..timeline.trace import Message
 from .boundary import check_message
 from .deadlock import WaitBoard
@@ -154,6 +154,10 @@ class Transport:
         self.completions = _Completions()
         self.link_free: dict[int, float] = {}  # source rank -> when its link to this rank is free again
         self.board = WaitBoard(rank, dist.get_world_size()) if blocking else None
+        # each send's message, named by its consumer as the lowering names it (I or B on the other stage); between
+        # two stages of this rank: the consumer's kind as this rank's own list runs it
+        self.kinds = backward_kinds([[op for op in self.ops if not isinstance(op, Comm)]])
+        self.messages = {op.action: op.message for op in self.ops if isinstance(op, Comm) and op.op == SEND}
 
     def _tag(self, message: Action) -> int:
         """A tag naming a message by the action that consumes it (0 when messages match in order)."""
@@ -186,7 +190,7 @@ class Transport:
             self._issue_until(action)
 
     def receive(self, action: Action) -> torch.Tensor:
-        """The tensor ``action`` consumes (an activation for F, a gradient for B), once it has arrived and paid its
+        """The tensor ``action`` consumes (an activation for F, a gradient for I or B), once it has arrived and paid its
         link's cost; recorded as a ``Message`` in the trace."""
         if action in self.local:
             return self.local.pop(action)
@@ -224,7 +228,7 @@ class Transport:
         """Send ``tensor``, the output of ``action``, to the stage that consumes it (kept locally when that stage is
         on this rank); non-blocking unless the transport blocks. Raises ModelError when ``tensor`` is not the
         model's declared boundary (shape, float32)."""
-        message = consumer(action, self.num_stages)
+        message = self.messages.get(action) or consumer(action, self.num_stages, self.kinds)
         check_message(tensor, self.shape, action.stage, message.stage,
                       "an activation" if action.kind == FORWARD else "a gradient", self.rank, action.microbatch)
         destination = self.peers[message.stage]
@@ -247,16 +251,6 @@ class Transport:
             return
         self._issue_until(action, send=True)
         self.completions.add(destination, payload, dist.isend(payload, destination, tag=self._tag(message)))
-
-    def _check_boundary(self, tensor: torch.Tensor, action: Action, message: Action) -> None:
-        if tuple(tensor.shape) == self.shape and tensor.dtype == torch.float32:
-            return
-        what = "an activation" if action.kind == FORWARD else "a gradient"
-        raise ModelError(f"stage {action.stage} (rank {self.rank}) produced {what} of shape {tuple(tensor.shape)} "
-                         f"({tensor.dtype}) for micro-batch {action.microbatch}, but stage {message.stage} expects "
-                         f"{self.shape} (torch.float32), the model's boundary_shape({self.shape[0]}): make stage "
-                         f"{action.stage}'s output match boundary_shape, or make boundary_shape return "
-                         f"{tuple(tensor.shape)} if that is what every stage sends")
 
     def finish(self) -> None:
         """Wait until every non-blocking send of the step has been received; RuntimeError if the lowered list has

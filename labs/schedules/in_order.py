@@ -16,7 +16,7 @@ documentation). ``labs.schedules.lowering.lower`` places every send and receive 
 from __future__ import annotations
 
 from .actions import ScheduleError, parse, shape, stage_owners
-from .lowering import RECV, SEND, Comm, lower, producer
+from .lowering import RECV, SEND, Comm, backward_kinds, lower, producer
 
 __all__ = ["check_blocking_in_order", "check_in_order", "check_lowered", "check_pair_order",
            "receive_buffers_peak"]
@@ -86,11 +86,12 @@ def check_blocking_in_order(schedule) -> None:
     schedule = parse(schedule)
     _, num_stages, _ = shape(schedule)
     owners = stage_owners(schedule)
+    kinds = backward_kinds(schedule)
     sent: dict = {}
     consumed: dict = {}
     for rank, actions in enumerate(schedule):
         for a in actions:
-            upstream = producer(a, num_stages)
+            upstream = producer(a, num_stages, kinds)
             if upstream is not None and owners[upstream.stage] != rank:
                 consumed.setdefault((owners[upstream.stage], rank), []).append(a)
                 sent.setdefault((owners[upstream.stage], rank), {})[upstream] = a

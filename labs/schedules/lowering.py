@@ -3,10 +3,16 @@
 This is the one place that knows how data flows between stages (the simulator, the runtime's transport, the
 in-order check, the trace analysis and the Perfetto export all read it):
 
-* a forward ``sFm`` consumes stage s-1's forward of m (stage 0 reads the batch) and feeds stage s+1's forward;
-* a backward ``sBm`` consumes stage s+1's backward of m (the last stage starts from its loss) and feeds stage s-1's
-  backward; it also needs its own stage's forward of m;
-* a weight step ``sWm`` needs its own stage's ``sBm`` and sends nothing.
+    kind  needs                                             its output goes to
+    F     F(s-1, m): the activation (stage 0 reads the batch)  stage s+1 (the last stage ends in the loss)
+    I     F(s, m) and the input gradient of stage s+1          stage s-1 (stage 0 has nobody upstream)
+    B     the same as I                                        stage s-1; the weight gradients stay on this rank
+    W     I(s, m)                                              nowhere (only the optimizer step reads ``.grad``)
+
+"The input gradient of stage s+1" comes from whichever of I(s+1, m) or B(s+1, m) the schedule runs
+(``backward_kinds``), so one schedule may mix full and split backwards. Every function that names an action on
+another stage (``producer``, ``consumer``, ``dependencies``) takes those ``kinds``; without them it assumes the
+other stage runs the same kind (right for every schedule that does not mix the two).
 
 ``lower(schedule)`` makes the messages explicit, as PyTorch's ``_add_send_recv`` pass does for its compute-only
 schedules (``torch/distributed/pipelining/schedules.py``): per rank, each compute action followed by the send of its
@@ -21,54 +27,69 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .actions import BACKWARD, FORWARD, WEIGHT, Action, ScheduleError, parse, shape, stage_owners
+from .actions import FORWARD, GRADIENT_KINDS, INPUT, WEIGHT, Action, ScheduleError, parse, shape, stage_owners
 
-__all__ = ["RECV", "SEND", "Comm", "consumer", "dependencies", "input_source", "lower", "message_order", "output_target",
-           "producer"]
+__all__ = ["RECV", "SEND", "Comm", "backward_kinds", "consumer", "dependencies", "input_source", "lower",
+           "message_order", "output_target", "producer"]
 
 SEND, RECV = "SEND", "RECV"
 
 
 def input_source(action: Action, num_stages: int) -> int | None:
-    """The stage whose output ``action`` consumes as its input, or None (stage 0's forward reads the batch, the last
-    stage's backward starts from its loss, a W step receives nothing)."""
+    """The stage whose output ``action`` consumes as its input (F: s-1; I and B: s+1), or None (stage 0's forward
+    reads the batch, the last stage's I or B starts from its loss, a W step receives nothing)."""
     if action.kind == FORWARD and action.stage > 0:
         return action.stage - 1
-    if action.kind == BACKWARD and action.stage < num_stages - 1:
+    if action.kind in GRADIENT_KINDS and action.stage < num_stages - 1:
         return action.stage + 1
     return None
 
 
 def output_target(action: Action, num_stages: int) -> int | None:
-    """The stage that receives what ``action`` produces, or None (the last stage's forward ends in the loss, stage
-    0's backward has nobody upstream, a W step produces weight gradients that stay)."""
+    """The stage that receives what ``action`` produces (F: s+1; I and B: s-1), or None (the last stage's forward
+    ends in the loss, stage 0's I or B has nobody upstream, a W step produces weight gradients that stay)."""
     if action.kind == FORWARD and action.stage < num_stages - 1:
         return action.stage + 1
-    if action.kind == BACKWARD and action.stage > 0:
+    if action.kind in GRADIENT_KINDS and action.stage > 0:
         return action.stage - 1
     return None
 
 
-def producer(action: Action, num_stages: int) -> Action | None:
-    """The action on another stage whose output ``action`` consumes (``2F5`` -> ``1F5``, ``2B5`` -> ``3B5``), or None."""
+def backward_kinds(schedule) -> dict[tuple[int, int], str]:
+    """(stage, micro-batch) -> "I" or "B": which action produces that pair's input gradient in parsed lists."""
+    return {(a.stage, a.microbatch): a.kind for acts in schedule for a in acts if a.kind in GRADIENT_KINDS}
+
+
+def _on(stage: int, action: Action, kinds: dict | None) -> Action:
+    """``action``'s counterpart on ``stage``: a forward's is a forward; a gradient's is I or B as ``kinds`` says."""
+    kind = action.kind
+    if kind in GRADIENT_KINDS and kinds is not None:
+        kind = kinds.get((stage, action.microbatch), kind)
+    return Action(stage, kind, action.microbatch)
+
+
+def producer(action: Action, num_stages: int, kinds: dict | None = None) -> Action | None:
+    """The action on another stage whose output ``action`` consumes (``2F5`` -> ``1F5``, ``2I5`` -> ``3I5``, or
+    ``3B5`` when ``kinds`` says stage 3 runs a full backward), or None."""
     source = input_source(action, num_stages)
-    return None if source is None else Action(source, action.kind, action.microbatch)
+    return None if source is None else _on(source, action, kinds)
 
 
-def consumer(action: Action, num_stages: int) -> Action | None:
-    """The action on another stage that consumes ``action``'s output (``2F5`` -> ``3F5``, ``2B5`` -> ``1B5``), or None."""
+def consumer(action: Action, num_stages: int, kinds: dict | None = None) -> Action | None:
+    """The action on another stage that consumes ``action``'s output (``2F5`` -> ``3F5``, ``2I5`` -> ``1I5``, or
+    the kind ``kinds`` names), or None."""
     target = output_target(action, num_stages)
-    return None if target is None else Action(target, action.kind, action.microbatch)
+    return None if target is None else _on(target, action, kinds)
 
 
-def dependencies(action: Action, num_stages: int) -> list[Action]:
+def dependencies(action: Action, num_stages: int, kinds: dict | None = None) -> list[Action]:
     """The actions that must finish before ``action`` can start: its own stage's earlier step of the micro-batch
-    (F before B, B before W) and the producer of the message it consumes."""
+    (F before I or B, I before W) and the producer of the message it consumes (``kinds``: ``backward_kinds``)."""
     s, m = action.stage, action.microbatch
     if action.kind == WEIGHT:
-        return [Action(s, BACKWARD, m)]
-    own = [Action(s, FORWARD, m)] if action.kind == BACKWARD else []
-    upstream = producer(action, num_stages)
+        return [Action(s, INPUT, m)]
+    own = [Action(s, FORWARD, m)] if action.kind in GRADIENT_KINDS else []
+    upstream = producer(action, num_stages, kinds)
     return own + ([upstream] if upstream is not None else [])
 
 
@@ -98,16 +119,17 @@ def message_order(schedule) -> dict[Action, int]:
     """
     schedule = parse(schedule)
     _, num_stages, _ = shape(schedule)
+    kinds = backward_kinds(schedule)
     cursor, done, order = [0] * len(schedule), set(), {}
     while any(c < len(actions) for c, actions in zip(cursor, schedule)):
         runnable = [r for r, actions in enumerate(schedule) if cursor[r] < len(actions)
-                    and all(d in done for d in dependencies(actions[cursor[r]], num_stages))]
+                    and all(d in done for d in dependencies(actions[cursor[r]], num_stages, kinds))]
         if not runnable:
             stuck = ", ".join(f"rank {r} at {actions[cursor[r]]}" for r, actions in enumerate(schedule)
                               if cursor[r] < len(actions))
             raise ScheduleError(f"the schedule cannot finish ({stuck}): run labs.validate on it to see why")
         for r in runnable:
-            message = consumer(schedule[r][cursor[r]], num_stages)
+            message = consumer(schedule[r][cursor[r]], num_stages, kinds)
             if message is not None:
                 order[message] = len(order)
         done.update(schedule[r][cursor[r]] for r in runnable)
@@ -141,11 +163,13 @@ def lower(schedule, keep_order_with: str = "peer") -> list[list]:
     schedule = parse(schedule)
     _, num_stages, _ = shape(schedule)
     owners = stage_owners(schedule)
+    kinds = backward_kinds(schedule)
     order = message_order(schedule)
     lowered = []
     for rank, actions in enumerate(schedule):
-        incoming = sorted((order[a], a, owners[producer(a, num_stages).stage]) for a in actions
-                          if producer(a, num_stages) is not None and owners[producer(a, num_stages).stage] != rank)
+        sources = {a: producer(a, num_stages, kinds) for a in actions}
+        incoming = sorted((order[a], a, owners[p.stage]) for a, p in sources.items()
+                          if p is not None and owners[p.stage] != rank)
         ops: list = []
 
         def post_through(position: int, peer: int) -> None:
@@ -157,7 +181,7 @@ def lower(schedule, keep_order_with: str = "peer") -> list[list]:
                 ops.append(Comm(RECV, item[1], item[2], item[1]))
 
         for a in actions:
-            upstream, downstream = producer(a, num_stages), consumer(a, num_stages)
+            upstream, downstream = producer(a, num_stages, kinds), consumer(a, num_stages, kinds)
             if upstream is not None and owners[upstream.stage] != rank:
                 post_through(order[a], owners[upstream.stage])
             ops.append(a)

@@ -15,10 +15,11 @@ including after its last action, it is **idle**. compute + wait + idle = step ti
 """
 from __future__ import annotations
 
+import re
 import statistics
 from dataclasses import dataclass
 
-from ..schedules import BACKWARD, FORWARD, producer
+from ..schedules import BACKWARD, FORWARD, INPUT, producer
 from ..theory import idle_fraction
 from .trace import Trace
 
@@ -50,6 +51,9 @@ def _input(action, rank: int, free_s: float, events, owners, stages, messages, t
     the action has no input from another rank. With a message record the wait is ``received - needed`` (the time
     the receive blocked); without one, the part of the gap before the action that came before the producer's end."""
     upstream = producer(action, stages)
+    if upstream is not None and upstream not in events and upstream.kind in (INPUT, BACKWARD):  # B mixed with I, W
+        other = BACKWARD if upstream.kind == INPUT else INPUT
+        upstream = producer(action, stages, {(upstream.stage, upstream.microbatch): other})
     if upstream is None or owners.get(upstream.stage) == rank or upstream not in events:
         return None, 0.0
     message = messages.get((rank, action))
@@ -170,7 +174,7 @@ def path_summary(path: list[PathStep]) -> dict:
     for step in path:
         summary[f"{step.kind}_s"] += step.duration_s
         if step.kind == "compute":
-            stage = int(step.label.split(FORWARD)[0].split(BACKWARD)[0].split("W")[0])
+            stage = int(re.match(r"\d+", step.label)[0])  # the action's stage: "2I5" -> 2
             summary["by_stage"][stage] = summary["by_stage"].get(stage, 0.0) + step.duration_s
         elif step.kind == "message":
             key = (step.src, step.dst)

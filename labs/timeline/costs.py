@@ -10,6 +10,15 @@ message waits for the one before it to finish its transfer; latencies overlap). 
 ranks the ``default`` link, except the pairs named in ``slow`` (a pair is a cable: both directions). The runtime
 charges a run's messages the same way (``labs.runtime.transport``), so a measured and a simulated timeline with the
 same network can be compared. No torch here.
+
+**Collectives** (notebook 10): ``Link.all_reduce_s(bytes, n)`` is a ring all-reduce's time on that link,
+2(n-1)·latency + 2(n-1)/n·bytes/bandwidth (Thakur et al. 2005; nccl-tests' bus bandwidth). ``Network.group_link``
+says which link a group's ring runs at (its slowest hop), and ``Nodes(gpus_per_node, inside, across)`` is a cluster
+of nodes: one link between GPUs of a node (NVLink), another between nodes (InfiniBand). ``labs.timeline.collectives``
+turns them into the costs of a P x T x D run.
+
+    cluster = Nodes(gpus_per_node=4, inside=Link(0.005, 450_000), across=Link(0.005, 50_000))
+    cluster.group_link([0, 1]).all_reduce_s(16_777_216, 2)       # a TP pair inside a node: 0.047 ms
 """
 from __future__ import annotations
 
@@ -17,16 +26,19 @@ import math
 from dataclasses import dataclass, field
 
 from ..errors import InputError
-from ..schedules import BACKWARD, FORWARD, WEIGHT
+from ..schedules import BACKWARD, FORWARD, INPUT, WEIGHT
 
-__all__ = ["Costs", "Link", "Network", "as_network", "network_from_text"]
+__all__ = ["Costs", "Link", "Network", "Nodes", "as_network", "network_from_text"]
 
 
 @dataclass(frozen=True)
 class Costs:
     """Seconds of one action on one stage (a number, or a list with one number per stage), and of one message.
 
-    When a schedule has W actions, ``backward_s`` is the B part (input gradient) and ``weight_s`` the W part.
+    The action kinds of ``labs.schedules`` cost: F ``forward_s``; I (input gradient) ``backward_s``; W (weight
+    gradient) ``weight_s``; B (the full backward, I and W in one) ``backward_s + weight_s``. So with ``weight_s=0``,
+    the default, ``backward_s`` is the whole backward, and one ``Costs`` gives a split and a fused schedule the same
+    work: ``Costs(1, 1, 1)`` charges 1F1B's B 2 and ZB-H1's I and W 1 each.
     ``link_s`` is added to every message between ranks; ``network`` (a ``Network``) charges messages of
     ``message_bytes`` their link's latency + bytes / bandwidth, one at a time per link. Raises InputError for a
     negative or non-finite time.
@@ -67,8 +79,10 @@ class Costs:
                    [weight_s * n for n in layers_per_stage], link_s)
 
     def of(self, kind: str, stage: int) -> float:
-        """Seconds of an action of ``kind`` (F, B or W) on ``stage``."""
-        value = {FORWARD: self.forward_s, BACKWARD: self.backward_s, WEIGHT: self.weight_s}[kind]
+        """Seconds of an action of ``kind`` (F, I, W or B = I + W) on ``stage``."""
+        if kind == BACKWARD:
+            return self.of(INPUT, stage) + self.of(WEIGHT, stage)
+        value = {FORWARD: self.forward_s, INPUT: self.backward_s, WEIGHT: self.weight_s}[kind]
         return value[stage] if isinstance(value, (list, tuple)) else value
 
 
@@ -106,6 +120,23 @@ class Link:
         start_s = max(sent_s, free_s)
         done_s = start_s + self.transfer_s(size_bytes)
         return done_s + self.latency_ms / 1000, done_s
+
+    def all_reduce_s(self, size_bytes: int, n: int) -> float:
+        """Seconds of a ring all-reduce of a ``size_bytes`` buffer over n ranks joined by this link: 2(n-1) steps, each
+        one latency and size/n bytes, so 2(n-1)·latency + 2(n-1)/n·size/bandwidth (Thakur, Rabenseifner, Gropp 2005;
+        NCCL's bus bandwidth, nccl-tests doc/PERFORMANCE.md). 0 for n = 1. Raises InputError for n < 1."""
+        if not isinstance(n, int) or n < 1:
+            raise InputError(f"an all-reduce runs on a whole number n >= 1 of ranks, got {n!r}")
+        return 2 * (n - 1) * self.latency_ms / 1000 + self.transfer_s(2 * (n - 1) / n * size_bytes)
+
+    def scaled(self, time: float, size: float) -> "Link":
+        """This link for a model whose compute takes ``time`` times as long and whose tensors are ``size`` times as
+        large: latency x time, bandwidth x size / time. A message of the scaled size then takes ``time`` times as
+        long as the original message did, so a toy keeps a real cluster's ratio of communication to compute."""
+        if not (time > 0 and size > 0):
+            raise InputError(f"Link.scaled takes factors > 0, got time={time!r}, size={size!r}")
+        bandwidth = None if self.bandwidth_mb_s is None else self.bandwidth_mb_s * size / time
+        return Link(self.latency_ms * time, bandwidth)
 
     @classmethod
     def parse(cls, text: str) -> "Link":
@@ -154,6 +185,42 @@ class Network:
         for pair in self.slow:
             if max(pair) >= world_size:
                 raise InputError(f"the network has a slow link {pair} but the run has ranks 0..{world_size - 1}")
+
+    def group_link(self, ranks, size_bytes: int = 0) -> Link:
+        """The link a ring all-reduce over ``ranks`` (in ring order) runs at: its slowest hop for ``size_bytes``
+        (every step of a ring waits for all hops). A model, and a pessimistic one across nodes: NCCL's hierarchical
+        and tree algorithms do better there."""
+        ranks = list(ranks)
+        hops = [self.link(a, b) for a, b in zip(ranks, ranks[1:] + ranks[:1]) if a != b]
+        slowness = lambda link: (link.time_s(size_bytes), 0 if link.bandwidth_mb_s is None else 1 / link.bandwidth_mb_s)
+        return max(hops, key=slowness) if hops else Link()
+
+
+@dataclass(frozen=True)
+class Nodes(Network):
+    """A cluster of nodes of ``gpus_per_node`` ranks each (ranks r and s share a node when r // gpus_per_node ==
+    s // gpus_per_node): ``inside`` joins the GPUs of a node (NVLink), ``across`` the nodes (InfiniBand)."""
+
+    gpus_per_node: int = 1
+    inside: Link = field(default_factory=Link)
+    across: Link = field(default_factory=Link)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.gpus_per_node, bool) or not isinstance(self.gpus_per_node, int) or self.gpus_per_node < 1:
+            raise InputError(f"Nodes(gpus_per_node=...) is a whole number >= 1, got {self.gpus_per_node!r}")
+        for name in ("inside", "across"):
+            if not isinstance(getattr(self, name), Link):
+                raise InputError(f"Nodes({name}=...) must be a labs.Link, got {getattr(self, name)!r}")
+
+    def node(self, rank: int) -> int:
+        """The node a global rank sits in."""
+        return rank // self.gpus_per_node
+
+    def link(self, src: int, dst: int) -> Link:
+        """``inside`` between two ranks of one node, ``across`` between nodes (a pair in ``slow`` overrides both)."""
+        named = self.slow.get((src, dst)) or self.slow.get((dst, src))
+        return named or (self.inside if self.node(src) == self.node(dst) else self.across)
 
 
 def as_network(value) -> Network | None:

@@ -8,24 +8,26 @@ Everything here is simulated (``labs.timeline.simulator``), so it redraws instan
 Times are in milliseconds. ``forward_ms`` and ``backward_ms`` are the time of one micro-batch through one rank's share
 of the model; with ``interleaved`` that share is cut into ``v`` chunks, each taking ``1/v`` of it, so the total work
 stays the same whatever ``v`` is and only the schedule changes. ``link_ms`` is the time one message takes between
-ranks. ``v`` applies to ``interleaved`` only (``zb-v`` always holds 2 chunks, the others one stage per rank).
-``weight_ms`` is the part of ``backward_ms`` that computes the weights' gradients (W): the zero-bubble schedules
-(``zb-h1``, ``zb-v``, see ``labs.schedules.zero_bubble``) run it apart from the input gradient B = backward - weight;
-the others run the backward whole. Default: half of it (close to a transformer layer's split).
+ranks. ``v`` applies to ``interleaved`` only (``zb-v`` and ``dualpipe-v`` always hold 2 chunks in a V, the others one
+stage per rank). ``weight_ms`` is the part of ``backward_ms`` that computes the weights' gradients (W): the
+zero-bubble schedules (``zb-h1``, ``zb-h2``, ``zb-v``, see ``labs.schedules.zero_bubble``) run it apart from the input
+gradient I = backward - weight; ``dualpipe-v`` splits some backwards; the others run the backward whole (B = I + W).
+Default: half of it (close to a transformer layer's split). A closed form is printed only where its conditions hold.
 """
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from ..schedules import ScheduleError, make
-from ..theory import bubble_overhead, idle_fraction, zb_h1_idle_fraction
+from ..schedules import ScheduleError, dualpipe_v_pairs, make, uses_split_backward
+from ..theory import bubble_overhead, idle_fraction, zb_h1_idle_fraction, zb_h2_step, zb_v_step
 from ..timeline.costs import Costs
 from ..timeline.simulator import simulate
 from .plots import COLOURS, draw_timeline
 
 __all__ = ["SCHEDULES", "describe", "explore", "explorer"]
 
-SCHEDULES = ("gpipe", "1f1b", "interleaved", "zb-h1", "zb-v")
+SCHEDULES = ("gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2", "zb-v", "dualpipe-v")
+_V = {"zb-v": 2, "dualpipe-v": 2}  # schedules that always hold two chunks per rank
 
 
 def explore(schedule: str = "1f1b", P: int = 4, M: int = 8, v: int = 2, forward_ms: float = 10.0,
@@ -33,8 +35,9 @@ def explore(schedule: str = "1f1b", P: int = 4, M: int = 8, v: int = 2, forward_
     """Simulate ``schedule`` on P ranks with M micro-batches; return (figure, summary dict).
 
     Raises ScheduleError (with what to change) for a combination that cannot be built, e.g. interleaved with M not
-    a multiple of P. The summary holds the step time (ms), the ideal time (no bubble, free link), the measured-in-
-    simulation idle fraction, the closed forms, the peak activations per rank and the messages per step.
+    a multiple of P, or dualpipe-v with M < 2P. The summary holds the step time (ms), the ideal time (one rank's
+    compute, M(F+B)), the simulated idle fraction, the closed form where one applies (``idle_fraction_theory``, and
+    ``theory`` saying which, or why none), the peak activations per rank and the messages per step.
     """
     if schedule not in SCHEDULES:
         raise ScheduleError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
@@ -44,24 +47,23 @@ def explore(schedule: str = "1f1b", P: int = 4, M: int = 8, v: int = 2, forward_
     if not 0 <= weight_ms < backward_ms:
         raise ScheduleError(f"weight_ms (W, {weight_ms} ms) is the part of the backward ({backward_ms} ms) that "
                             f"computes the weights' gradients: choose 0 <= weight_ms < backward_ms")
-    v = {"interleaved": v, "zb-v": 2}.get(schedule, 1)
+    v = _V.get(schedule, v if schedule == "interleaved" else 1)
     actions = make(schedule, P, M, v)
-    split = schedule.startswith("zb-")
-    b, w = (backward_ms - weight_ms, weight_ms) if split else (backward_ms, 0.0)
+    split = uses_split_backward(actions)
+    b, w = backward_ms - weight_ms, weight_ms  # I and W; a full backward B costs their sum (labs.timeline.Costs)
     costs = Costs(forward_s=forward_ms / 1000 / v, backward_s=b / 1000 / v, weight_s=w / 1000 / v,
                   link_s=link_ms / 1000)
-    trace = simulate(actions, costs)
-    ideal_ms = M * (forward_ms + backward_ms)  # one rank's work, nothing idle
+    pairs = dualpipe_v_pairs(P, M) if schedule == "dualpipe-v" else frozenset()  # issued together, as PyTorch does
+    trace = simulate(actions, costs, together=pairs)
+    theory, label = _theory(schedule, P, M, v, forward_ms, b, w, link_ms)
     summary = {
         "schedule": schedule, "P": P, "M": M, "v": v,
         "forward_ms": forward_ms, "backward_ms": backward_ms, "weight_ms": weight_ms if split else None,
         "link_ms": link_ms,
         "step_ms": trace.step_time_s * 1000,
-        "ideal_ms": ideal_ms,
+        "ideal_ms": M * (forward_ms + backward_ms),  # one rank's work, nothing idle
         "idle_fraction": trace.idle_fraction,
-        # free link, equal stages: (P-1)/(vM+P-1); ZB-H1: (P-1)(F+B-W) over the step; ZB-V (greedy order): none
-        "idle_fraction_theory": (zb_h1_idle_fraction(P, M, forward_ms, b, w) if schedule == "zb-h1"
-                                 else None if schedule == "zb-v" else idle_fraction(P, M, v)),
+        "idle_fraction_theory": theory, "theory": label,
         "bubble_overhead_theory": bubble_overhead(P, M, v),  # (P-1)/(vM): bubble time over compute time
         "peak_activations": trace.peak_activations,  # micro-batch chunks held at the peak, per rank
         "peak_activations_in_microbatches": [n / v for n in trace.peak_activations],
@@ -70,6 +72,24 @@ def explore(schedule: str = "1f1b", P: int = 4, M: int = 8, v: int = 2, forward_
     return _figure(trace, summary, width), summary
 
 
+def _theory(schedule: str, P: int, M: int, v: int, F: float, I: float, W: float, link_ms: float):
+    """(the closed-form idle fraction or None, what it is or why there is none), with its conditions checked."""
+    free = "" if link_ms == 0 else " (for a free link: here every message costs link_ms)"
+    if schedule in ("gpipe", "1f1b", "interleaved"):
+        return idle_fraction(P, M, v), f"closed form (P-1)/(vM+P-1){free}"
+    if schedule == "zb-h1":
+        form = ("the paper's (P-1)(F+I-W)" if W <= min(F, I) else
+                "(P-1)max(F+I-W, F, I) (the paper's (P-1)(F+I-W) needs W <= F and W <= I)")
+        return (zb_h1_idle_fraction(P, M, F, I, W) if M >= P else None,
+                f"closed form {form}{free}" if M >= P else "no closed form for M < P")
+    work = M * (F + I + W)
+    if schedule == "zb-h2" and M >= 2 * P - 1:
+        return 1 - work / zb_h2_step(P, M, F, I, W), f"closed form (P-1)max(F, F+I-2W, I-F){free}"
+    if schedule == "zb-v" and F == I == W:
+        return 1 - work / zb_v_step(P, M, F / v), f"closed form 6MF+(P-1)F in chunk times (F = I = W){free}"
+    why = {"zb-h2": "for M < 2P-1", "zb-v": "unless F = I = W (the order is searched for the costs)",
+           "dualpipe-v": "for the step (DeepSeek's bubble (P-1)(F&B+B-3W) is inside a rank's span)"}[schedule]
+    return None, f"no closed form {why}"
 def _figure(trace, summary: dict, width: float):
     P = summary["P"]
     fig, (ax, bars) = plt.subplots(1, 2, figsize=(width, 0.5 * P + 1.6), sharey=True,
@@ -91,13 +111,13 @@ def _figure(trace, summary: dict, width: float):
 def describe(summary: dict) -> str:
     """One short line per fact, for printing under the figure (short enough not to wrap inside a formula)."""
     s = summary
-    if s["schedule"] == "zb-h1":
-        theory = f"closed form (P-1)(F+B-W) over the step = {s['idle_fraction_theory']:.1%}"
-    elif s["idle_fraction_theory"] is None:
-        theory = "no closed form: the order is found by a greedy search"
-    else:
-        theory = (f"closed form (P-1)/(vM+P-1) = {s['idle_fraction_theory']:.1%}\n"
+    if s["idle_fraction_theory"] is None:
+        theory = s["theory"]
+    elif s["schedule"] in ("gpipe", "1f1b", "interleaved"):
+        theory = (f"{s['theory']} = {s['idle_fraction_theory']:.1%}\n"
                   f"bubble over compute time (P-1)/(vM) = {s['bubble_overhead_theory']:.0%}")
+    else:
+        theory = f"{s['theory']}: idle {s['idle_fraction_theory']:.1%}"
     return (f"step {s['step_ms']:.1f} ms for {s['ideal_ms']:.1f} ms of work per rank\n"
             f"idle {s['idle_fraction']:.1%} of the step; {theory}\n"
             f"peak activations per rank (micro-batches): {s['peak_activations_in_microbatches']}\n"
@@ -114,7 +134,7 @@ def explorer(schedule: str = "1f1b", P: int = 4, M: int = 8, v: int = 2, forward
     slider = w.Layout(width="360px")
     controls = {
         # no description: a ToggleButtons' own description sits on a line of its own; a Label beside it does not
-        "schedule": w.ToggleButtons(options=SCHEDULES, value=schedule, style={"button_width": "110px"}),
+        "schedule": w.ToggleButtons(options=SCHEDULES, value=schedule, style={"button_width": "96px"}),
         "P": w.IntSlider(value=P, min=1, max=8, description="ranks P", style=style, layout=slider),
         "M": w.IntSlider(value=M, min=1, max=32, description="micro-batches M", style=style, layout=slider),
         "v": w.IntSlider(value=v, min=2, max=4, description="chunks v", style=style, layout=slider),
@@ -135,7 +155,7 @@ def explorer(schedule: str = "1f1b", P: int = 4, M: int = 8, v: int = 2, forward
     def redraw(_=None):
         values = {name: control.value for name, control in controls.items()}
         controls["v"].disabled = values["schedule"] != "interleaved"
-        controls["weight_ms"].disabled = not values["schedule"].startswith("zb-")
+        controls["weight_ms"].disabled = values["schedule"] in ("gpipe", "1f1b", "interleaved")
         out.clear_output(wait=True)
         with out:
             try:

@@ -1,6 +1,6 @@
 """Figures: timelines of traces (measured or simulated) and sweeps against theory.
 
-    timeline(run.trace, title="measured")          # one row per rank, F blue, B orange, W green
+    timeline(run.trace, title="measured")          # one row per rank: F blue, I teal, W green, B orange
     compare(run.trace, run.simulated)              # measured above simulated, same time axis
     sweep(ms, measured, theory, xlabel="micro-batches M")
     draw_collectives(ax, run.trace)                # all-reduces (tensor/data parallel) over a timeline
@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
+from ..schedules import KINDS
 from ..timeline.trace import Trace
 
-__all__ = ["COLOURS", "chunk_colour", "compare", "draw_collectives", "draw_timeline", "sweep", "timeline"]
+__all__ = ["COLOURS", "KIND_NAMES", "chunk_colour", "compare", "draw_collectives", "draw_timeline", "sweep",
+           "timeline"]
 
-COLOURS = {"F": "#4C72B0", "B": "#DD8452", "W": "#55A868"}
+# PyTorch's four compute kinds (labs.schedules.actions); I and W in the teal and green of its schedule visualiser
+COLOURS = {"F": "#4C72B0", "I": "#2A9D8F", "W": "#55A868", "B": "#DD8452"}
+KIND_NAMES = {"F": "forward F", "I": "input grad I", "W": "weight grad W", "B": "backward B"}
+LEGEND_POINTS = 8
 
 
 def draw_timeline(ax, trace: Trace, title: str = "", time_unit: str = "ms", x_max_s: float | None = None) -> None:
@@ -44,23 +49,27 @@ def draw_timeline(ax, trace: Trace, title: str = "", time_unit: str = "ms", x_ma
                 ax.text(start + width / 2, rank, label, ha="center", va="center", fontsize=fits[0], clip_on=True,
                         color="#222222" if dark_text else "white")
     if several_chunks:  # added as an artist, so the forward/backward legend below keeps its own place
-        ax.add_artist(_chunk_legend(ax, chunks, ranks)).set_clip_on(False)  # unclipped: tight layouts see it
+        ax.add_artist(_chunk_legend(ax, chunks, ranks, _kinds(trace))).set_clip_on(False)  # unclipped: layouts see it
     ax.set_yticks(range(ranks), [f"rank {r}" for r in range(ranks)])
     ax.set_ylim(ranks - 0.5, -0.5)
     ax.set_xlim(0, span)
     ax.set_xlabel(f"time ({time_unit})" if time_unit else "time")
     bubble = f"idle {trace.idle_fraction:.0%}"
     ax.set_title(f"{title} — {bubble}" if title else bubble, fontsize=10, loc="left")
-    split = any(e.action.kind == "W" for events in trace.events for e in events)
-    kinds = ("F", "B", "W") if split else ("F", "B")
-    names = {"F": "forward", "B": "backward (input grad)" if split else "backward", "W": "weight grad"}
+    kinds = _kinds(trace)
     handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[k]) for k in kinds]
-    ax.legend(handles, [names[k] for k in kinds], loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=len(kinds),
-              fontsize=7, frameon=False, borderaxespad=0.2)
+    ax.legend(handles, [KIND_NAMES[k] for k in kinds], loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=len(kinds),
+              fontsize=LEGEND_POINTS, frameon=False, borderaxespad=0.2)
+
+
+def _kinds(trace: Trace) -> list[str]:
+    """The action kinds the trace holds, in PyTorch's order (F, I, W, B)."""
+    present = {e.action.kind for events in trace.events for e in events}
+    return [k for k in KINDS if k in present]
 
 
 def chunk_colour(kind: str, chunk: int, chunks: int) -> tuple:
-    """The colour of ``kind`` (F, B, W) for model chunk ``chunk`` of ``chunks``: darkest for chunk 0, lighter after."""
+    """The colour of ``kind`` (F, I, W, B) for model chunk ``chunk`` of ``chunks``: darkest for chunk 0, lighter after."""
     from matplotlib.colors import to_rgb
     base = to_rgb(COLOURS[kind])
     if chunks < 2:
@@ -75,16 +84,16 @@ def _points_per_unit(ax, span: float) -> float:
     return 0.9 * ax.get_position().width * ax.figure.get_figwidth() * 72 / max(span, 1e-12)
 
 
-def _chunk_legend(ax, chunks: int, ranks: int):
-    """One entry per model chunk (its forward and backward shades side by side), one row above the F/B legend."""
+def _chunk_legend(ax, chunks: int, ranks: int, kinds: list[str]):
+    """One entry per model chunk (its shades of each kind side by side), one row above the kinds' legend."""
     from matplotlib.legend import Legend
     from matplotlib.legend_handler import HandlerTuple
     from matplotlib.transforms import offset_copy
-    handles = [tuple(plt.Rectangle((0, 0), 1, 1, color=chunk_colour(kind, chunk, chunks)) for kind in ("F", "B"))
+    handles = [tuple(plt.Rectangle((0, 0), 1, 1, color=chunk_colour(kind, chunk, chunks)) for kind in kinds)
                for chunk in range(chunks)]
     labels = [f"chunk {chunk} (stages {chunk * ranks}-{chunk * ranks + ranks - 1})" for chunk in range(chunks)]
-    return Legend(ax, handles, labels, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=chunks, fontsize=7,
-                  bbox_transform=offset_copy(ax.transAxes, fig=ax.figure, y=11, units="points"),
+    return Legend(ax, handles, labels, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=chunks,
+                  fontsize=LEGEND_POINTS, bbox_transform=offset_copy(ax.transAxes, fig=ax.figure, y=12, units="points"),
                   frameon=False, borderaxespad=0.2, handlelength=1.6, handletextpad=0.4, columnspacing=1.0,
                   handler_map={tuple: HandlerTuple(ndivide=None, pad=0.1)})
 

@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-from ..schedules import Action, parse, shape, uses_weight_step
+from ..schedules import Action, parse, shape
 from ..timeline.costs import Costs
 from ..timeline.simulator import simulate
 
@@ -23,7 +23,7 @@ def render(schedule, slots: list[list[tuple[int, int, Action]]] | None = None) -
     """
     schedule = parse(schedule)
     if slots is None:
-        unit = Costs(forward_s=1.0, backward_s=1.0, weight_s=1.0 if uses_weight_step(schedule) else 0)
+        unit = Costs(forward_s=1.0, backward_s=1.0, weight_s=1.0 if _split(schedule) else 0.0)
         trace = simulate(schedule, unit)
         slots = [[(round(e.start_s), round(e.end_s), e.action) for e in events] for events in trace.events]
     _, stages, _ = shape(schedule)
@@ -42,3 +42,8 @@ def render(schedule, slots: list[list[tuple[int, int, Action]]] | None = None) -
                 cells[t] = label.ljust(width)
         rows.append(f"rank {rank}: " + " ".join(cells).rstrip())
     return "\n".join(rows)
+
+
+def _split(schedule) -> bool:
+    """One slot for each of F, I, W (a full B among them then takes two); one slot for a B when nothing is split."""
+    return any(a.kind in "IW" for acts in schedule for a in acts)
