@@ -4,7 +4,7 @@ streams, and receive buffers that do not grow with M; planted weaker placements 
 import pytest
 
 from labs.schedules import (RECV, SEND, Comm, ScheduleError, check_blocking_in_order, check_in_order, check_lowered,
-                            check_pair_order, lower, make, message_order, receive_buffers_peak, validate)
+                            check_pair_order, lower, make, message_order, receive_buffers_peak, validate, zb_v_greedy)
 from tests.lowering_models import lower_at_consumer, lower_fifo_only, lower_up_front, run_streams
 from tests.torch_orders import points as torch_points
 
@@ -13,10 +13,15 @@ def _generator_points():
     for P in (1, 2, 3, 4):
         yield "naive", P, 1, 1
         for M in range(P, 2 * P + 3):
-            for name, v in (("gpipe", 1), ("1f1b", 1), ("zb-h1", 1), ("zb-v", 2), ("interleaved", 2),
-                            ("interleaved", 3)):
-                if name != "interleaved" or M % P == 0:
+            for name, v in (("gpipe", 1), ("1f1b", 1), ("zb-h1", 1), ("zb-h2", 1), ("zb-v", 2), ("zb-v-greedy", 2),
+                            ("dualpipe-v", 2), ("interleaved", 2), ("interleaved", 3)):
+                if (name != "interleaved" or M % P == 0) and (name != "dualpipe-v" or M >= 2 * P):
                     yield name, P, M, v
+
+
+def _build(name, P, M, v):
+    """``make``, and the greedy ZB-V (not offered by name)."""
+    return zb_v_greedy(P, M) if name == "zb-v-greedy" else make(name, P, M, v)
 
 
 def _well_lowered(schedule):
@@ -45,7 +50,9 @@ def _well_lowered(schedule):
 
 @pytest.mark.parametrize("name,P,M,v", list(_generator_points()))
 def test_every_generator_lowers_to_lists_that_run_in_order(name, P, M, v):
-    _well_lowered(make(name, P, M, v))
+    schedule = _build(name, P, M, v)
+    _well_lowered(schedule)
+    check_in_order([[str(a) for a in actions] for actions in schedule])  # strings, as every entry point takes
 
 
 def test_pytorchs_orders_lower_to_lists_that_run_in_order():
@@ -68,11 +75,12 @@ def test_check_in_order_accepts_strings_and_every_zb_v():
 
 @pytest.mark.parametrize("name,v,expected", [
     ("gpipe", 1, [1, 1, 1, 1]), ("1f1b", 1, [1, 1, 1, 1]), ("zb-h1", 1, [1, 1, 1, 1]),
-    ("interleaved", 2, [1, 2, 2, 3]), ("zb-v", 2, [1, 2, 2, 2])])
+    ("interleaved", 2, [1, 2, 2, 3]), ("zb-v", 2, [1, 2, 2, 2]), ("zb-h2", 1, [1, 2, 2, 2]),
+    ("zb-v-greedy", 2, [1, 2, 2, 2]), ("dualpipe-v", 2, [1, 2, 2, 2])])
 def test_receive_buffers_posted_at_once_do_not_grow_with_M(name, v, expected):
     for M in (8, 16, 32):
-        assert receive_buffers_peak(lower(make(name, 4, M, v))) == expected
-    assert receive_buffers_peak(lower_up_front(make(name, 4, 16, v)))[1] == 2 * 16 * v  # negative control
+        assert receive_buffers_peak(lower(_build(name, 4, M, v))) == expected
+    assert receive_buffers_peak(lower_up_front(_build(name, 4, 16, v)))[1] == 2 * 16 * v  # negative control
 
 
 def test_the_global_order_is_a_unit_time_run():
