@@ -72,6 +72,9 @@ def _run_parser(sub) -> None:
                    help="stage S's compute takes FACTOR times the pace (repeatable), e.g. 2:3")
     p.add_argument("--straggler", metavar="R:FACTOR", help="every action of rank R takes FACTOR times longer")
     p.add_argument("--blocking", action="store_true", help="blocking send/recv in action order (may deadlock)")
+    p.add_argument("--memory", choices=("fast", "paced", "off"), default="fast",
+                   help="the untimed step that measures each rank's peak memory (live tensor bytes): at compute "
+                        "speed (fast, the default), at the run's pace, or not at all")
     p.add_argument("--chrome-trace", metavar="FILE.json",
                    help="save the measured trace for Perfetto / chrome://tracing")
 
@@ -90,7 +93,7 @@ def _run(args) -> int:
         raise SystemExit(f"error: {error}")
     run = run_pipeline(args.schedule, args.P, args.M, args.v, args.layers, args.width, args.batch_size, args.pace_ms,
                        timeout_s=args.timeout, network=network, blocking=args.blocking, slow_stages=slow_stages,
-                       straggler=straggler, T=args.T, D=args.D)
+                       straggler=straggler, T=args.T, D=args.D, memory={"fast": True, "paced": "paced", "off": False}[args.memory])
     summary = run.summary()
     from .runtime.devices import under_torchrun
     if under_torchrun() and os.environ["RANK"] != "0":  # every torchrun rank gets the results; rank 0 reports them
@@ -120,6 +123,8 @@ def _run(args) -> int:
           f"peak activations {peaks} chunk activations per rank (one micro-batch through one of the rank's v={run.v} "
           f"chunks, 1/{run.v} of its layers): {[p / run.v for p in peaks]} micro-batches' worth")
     print(f"bytes moved      {run.trace.bytes_moved} in {run.trace.messages} messages between stages")
+    if run.trace.memory[0] is not None:
+        print(_memory_lines(run.trace.memory))
     if run.grid:
         traffic = run.trace.traffic
         print(f"all-reduced      {traffic['bytes_inside_stages']} bytes inside stages (tensor parallel), "
@@ -127,6 +132,16 @@ def _run(args) -> int:
     verdict = "OK" if run.max_grad_error <= 1e-5 else "MISMATCH"
     print(f"gradient check   max |pipeline - one process| = {run.max_grad_error:.2e}  {verdict}")
     return 0 if verdict == "OK" else 1
+
+
+def _memory_lines(memory: list) -> str:
+    """The measured memory per rank: the peak, and what held it at that moment."""
+    at = [m["at_peak_bytes"] for m in memory]
+    parts = {"weights+gradients": [a["parameters"] + a["gradients"] for a in at],
+             "activations": [a["activations"] for a in at], "communication": [a["communication"] for a in at],
+             "data+temporaries": [a["data"] + a["other"] for a in at]}
+    return (f"peak memory      {[m['peak_bytes'] for m in memory]} bytes per rank (live tensors, one untimed step)\n"
+            + "\n".join(f"  at the peak: {name:18} {values}" for name, values in parts.items()))
 
 
 def _check_paths(args) -> str | None:

@@ -5,6 +5,7 @@
     run.step_time_s, run.simulated_step_time_s, run.ideal_time_s    # measured, simulated, compute only
     run = labs.run_pipeline("1f1b", P=2, M=4, T=2, D=2)            # 8 ranks: tensor and data parallel too
     run.grid, run.trace.traffic     # the rank layout; bytes inside a stage, between stages, across replicas
+    run.trace.peak_memory_bytes, run.trace.memory   # per rank: the most live tensor bytes at once, and their split
 
 ``schedule`` is a name (``naive``, ``gpipe``, ``1f1b``, ``interleaved``, ``zb-h1``, ``zb-v``) or a hand-written
 schedule (lists of actions or strings such as ``"0F0"``). The run's trace comes back from the workers; the parent
@@ -21,19 +22,21 @@ import statistics
 from dataclasses import dataclass, field
 
 from . import checks
-from .errors import ScheduleError
+from .errors import InputError, ScheduleError
 from .models.cut import check_microbatches, split_layers
 from .models.protocol import check_model
 from .models.reference import max_grad_error, reference_gradients
 from .models.toy import ToyModel
 from .parallel.grid import Grid
 from .parallel.tensor import MLPModel
+from .runtime.boundary import check_boundaries
 from .runtime.devices import check_device, default_backend, under_torchrun
 from .runtime.launcher import launch
 from .runtime.pacing import stage_paces, three_way
 from .runtime.step import PipelineJob, run_rank
 from .runtime.transport import uses_tags
-from .schedules import check_in_order, check_runnable, make, parse, shape, stage_owners, uses_split_backward, validate
+from .schedules import (check_blocking_in_order, check_in_order, check_runnable, make, parse, shape, stage_owners,
+                        uses_split_backward, validate)
 from .theory import idle_fraction
 from .timeline.collectives import grid_costs, simulate_grid
 from .timeline.costs import Costs, as_network
@@ -110,6 +113,7 @@ class PipelineRun:
                 "idle_fraction_per_rank": self.trace.idle_fractions,
                 "peak_activations": self.trace.peak_activations,
                 "peak_activation_bytes": self.trace.peak_activation_bytes,
+                "peak_memory_bytes": self.trace.peak_memory_bytes, "memory": self.trace.memory,
                 "bytes_moved": self.trace.bytes_moved, "messages": self.trace.messages,
                 "max_grad_error": self.max_grad_error, "loss": self.loss, "reference_loss": self.reference_loss,
                 "step_times_s": self.step_times_s, "grid": (self.grid or Grid(self.P)).summary(),
@@ -121,7 +125,7 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
                  timeout_s: float = 60.0,
                  device: str = "cpu", steps: int = 3, transport: str = "auto", network=None, blocking: bool = False,
                  slow_stages: dict | None = None, straggler: tuple | None = None, T: int = 1, D: int = 1,
-                 model=None) -> PipelineRun:
+                 model=None, memory: bool | str = True) -> PipelineRun:
     """Run real pipeline-parallel training steps and check them: ``warmup_steps`` untimed, then ``steps`` timed.
 
     P pipeline ranks, M micro-batches, v model chunks per rank (a hand-written schedule brings its own). Schedules:
@@ -139,7 +143,14 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     ``labs.course.timing``): the least disturbed one, since no step can beat its paced schedule.
 
     ``transport``: "auto" matches messages by tag on gloo and in order on NCCL; "in_order" emulates NCCL's
-    first-in-first-out matching on gloo. In order, the schedule must pass ``labs.schedules.check_in_order``.
+    first-in-first-out matching on gloo. Either way each rank walks its lowered list (``labs.schedules.lower``), which
+    runs every schedule ``validate`` accepts in order too (``blocking`` in order also needs
+    ``labs.schedules.check_blocking_in_order``).
+    ``memory``: after the timed steps, one more step measures each rank's live tensor bytes from the allocator's view
+    (``labs.runtime.ledger``): ``run.trace.peak_memory_bytes`` and ``run.trace.memory`` (the split into parameters,
+    gradients, activations, communication buffers, data and temporaries, at the peak and each part's own peak).
+    True: that step runs at compute speed (about 50 ms on the toy model); "paced": at the run's pace, so that how
+    long a send's payload waits for its receiver (communication bytes) is the timed steps' too; False: none.
     ``network`` (a ``labs.Link`` or ``labs.Network``) makes every message pay its link's cost; ``blocking`` sends and
     receives in action order (``labs.runtime.transport``); ``slow_stages`` {stage: factor} and ``straggler``
     (rank, factor) slow one stage or one rank down (``labs.runtime.pacing``). ``run.simulated`` mirrors all of them.
@@ -180,13 +191,14 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     v = num_stages // P
     backend = "nccl" if under_torchrun() and device.startswith("cuda") else default_backend(P)
     if not uses_tags(transport, backend):
-        check_in_order(actions)
+        (check_blocking_in_order if blocking else check_in_order)(actions)
     hybrid = T != 1 or D != 1
     if model is None:
         model = MLPModel(num_layers=layers, width=width) if T != 1 else ToyModel(layers, width)
     check_model(model)
     blocks = split_layers(model.num_layers, num_stages, require_equal=num_stages > P, P=P)  # here, not on ranks
     check_microbatches(batch_size, M)
+    check_boundaries(model, blocks, batch_size // D, M)  # what each stage sends is what the model declares
     grid = Grid(P, T, D)
     grid.check(model, batch_size, M, world_size=_torchrun_world_size() if hybrid else None)
     pace_s = stage_paces(pace_s, stage_owners(actions), slow_stages, straggler)
@@ -197,7 +209,8 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
             raise ScheduleError("a network's all-reduce costs are modelled for a fused backward: with T > 1, run a "
                                 "schedule without I and W actions (gpipe, 1f1b, interleaved) or drop the network")
     job = PipelineJob(actions, model, batch_size, pace_s, warmup_steps, device, steps, transport,
-                      network=network, blocking=blocking, grid=grid if hybrid else None)
+                      network=network, blocking=blocking, grid=grid if hybrid else None,
+                      memory=_memory_mode(memory))
     results = launch(run_rank, world_size=grid.size, args=(job,), timeout_s=timeout_s)
     step_traces = [Trace([r.traces[i] for r in results]) for i in range(steps)]
     trace = sorted(step_traces, key=lambda t: t.step_time_s)[(steps - 1) // 2]
@@ -216,6 +229,13 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     return PipelineRun(name, actions, P, M, v, trace, simulated, costs, loss, reference_loss,
                        max(max_grad_error(grads, reference) for grads in replicas),
                        [t.step_time_s for t in step_traces], replicas[0], grid if hybrid else None, step_traces)
+
+
+def _memory_mode(memory) -> bool | str:
+    if memory not in (True, False, "paced"):
+        raise InputError(f"memory is True (measure one step at compute speed), 'paced' (at the run's pace) or False, "
+                         f"got {memory!r}")
+    return memory
 
 
 def _per_shard(pace_s, T: int):

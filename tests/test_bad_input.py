@@ -34,8 +34,9 @@ def _no_launch(*args, **kwargs):
     (dict(M=10**8), "M=100000000 is more than this machine can run: at most 4096"),
     (dict(steps=0), "steps must be a whole number >= 1"),
     (dict(schedule="zb-h1", pace_ms=(10, 10, 10, 10)), "for a split backward, e.g"),
-    (dict(schedule=[["0F0", "0F1", "0B0", "0B1"], ["1F1", "1F0", "1B0", "1B1"]], transport="in_order"),
-     "1F1 on rank 1 would receive 0F0's message"),
+    (dict(schedule=[["0F0", "0F1", "0B0", "0B1"], ["1F1", "1F0", "1B0", "1B1"]], transport="in_order",
+          blocking=True), "rank 1 runs 1F1 before 1F0, but rank 0 sends 1F0's input first"),
+    (dict(memory="always"), "memory is True"),
 ])
 def test_run_pipeline_refuses_at_once_without_starting_a_process(monkeypatch, kwargs, message):
     monkeypatch.setattr(labs.pipeline, "launch", _no_launch)

@@ -68,6 +68,31 @@ def test_every_schedule_on_cuda_matches_one_process(name, M, v, pace_ms):
     assert abs(run.loss - run.reference_loss) <= 1e-5
 
 
+ZERO_BUBBLE = [("zb-h1", 1), ("zb-v", 2)]
+
+
+@pytest.mark.parametrize("name,v", ZERO_BUBBLE)
+def test_zero_bubble_on_cuda_in_order_matches_one_process(name, v):
+    """zb-h1 and zb-v with CUDA compute and first-in-first-out matching (gloo's emulation of NCCL): every rank walks
+    its lowered list (labs.schedules.lower), so the split backward's I and W run in order with exact gradients."""
+    run = labs.run_pipeline(name, P=2, M=4, v=v, layers=4 * v, pace_ms=None, device="cuda", transport="in_order",
+                            timeout_s=SPAWN_TIMEOUT)
+    assert run.max_grad_error <= 1e-5, run.summary()
+    assert all(peak > 0 for peak in run.trace.peak_memory_bytes)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL needs one GPU per rank: run on a machine with 2+ GPUs")
+@pytest.mark.parametrize("name,v", ZERO_BUBBLE)
+def test_zero_bubble_on_nccl_matches_one_process(name, v):
+    """The same on NCCL itself (one GPU per rank; messages match first in, first out, tags ignored)."""
+    P = min(torch.cuda.device_count(), 4)
+    assert labs.course.environment.describe(world_size=P)["backend"] == "nccl"
+    run = labs.run_pipeline(name, P=P, M=2 * P, v=v, layers=4 * P, pace_ms=None, device="cuda",
+                            timeout_s=SPAWN_TIMEOUT)
+    assert run.max_grad_error <= 1e-5, run.summary()
+    assert abs(run.loss - run.reference_loss) <= 1e-5
+
+
 def test_nccl_is_refused_when_ranks_would_share_a_gpu():
     world = torch.cuda.device_count() + 1
     with pytest.raises(ValueError, match="gloo"):

@@ -2,11 +2,12 @@
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
 import labs
-from labs.runtime import LaunchTimeout
+from labs.runtime import RankFailed
 from labs.timeline import Link, Network, analysis
 from labs.viz.perfetto import to_chrome_trace
 from tests.test_analysis import check_trace_event_format
@@ -47,12 +48,17 @@ def test_slow_stage_and_straggler_are_mirrored_by_the_simulator():
     assert _close(run.step_time_s, run.simulated.step_time_s)
 
 
-def test_blocking_one_f_one_b_deadlocks_for_real_and_gpipe_does_not():
-    with pytest.raises(LaunchTimeout) as caught:
-        labs.run_pipeline("1f1b", P=2, M=2, layers=2, pace_ms=(1, 2), blocking=True, timeout_s=4)
-    progress = caught.value.progress
-    assert "0F1 done; blocked sending it to rank 1" in progress[0], progress
-    assert "1B0 done; blocked sending it to rank 0" in progress[1], progress
+def test_blocking_one_f_one_b_deadlocks_for_real_is_named_in_seconds_and_gpipe_does_not():
+    """Both ranks blocked in a send to each other (0F1 and 1B0): reported as a cycle within a few seconds, long
+    before the timeout; GPipe's blocking sends never form a cycle (negative control)."""
+    started = time.perf_counter()
+    with pytest.raises(RankFailed) as caught:
+        labs.run_pipeline("1f1b", P=2, M=2, layers=2, pace_ms=(1, 2), blocking=True, timeout_s=30)
+    assert time.perf_counter() - started < 15
+    text = str(caught.value)
+    assert "deadlock: ranks 0 -> 1 -> 0 wait on each other in a cycle" in text, text
+    assert "rank 0 has waited" in text and "to send the input of 1F1 to rank 1" in text, text
+    assert "to send the input of 0B0 to rank 0" in text, text
     run = labs.run_pipeline("gpipe", P=2, M=2, layers=2, pace_ms=(1, 2), blocking=True, timeout_s=20)
     assert run.max_grad_error <= 1e-5
     run = labs.run_pipeline("1f1b", P=2, M=2, layers=2, pace_ms=(1, 2), timeout_s=20)

@@ -65,20 +65,24 @@ def test_the_reported_step_is_the_median_of_the_timed_steps():
     assert run.summary()["step_times_s"] == run.step_times_s
 
 
-def test_in_order_transport_refuses_a_crossing_schedule_and_names_both_actions():
-    with pytest.raises(ScheduleError, match="1F1 on rank 1 would receive 0F0's message") as error:
-        run_pipeline(CROSSING, layers=2, batch_size=4, pace_ms=None, transport="in_order")
-    assert "0F1" in str(error.value)
+def test_in_order_transport_runs_a_crossing_schedule_and_blocking_in_order_refuses_it():
+    """The lowering posts 1F0's receive before 1F1 (rank 0 sends it first), so first-in-first-out matching is right;
+    blocking receives in action order cannot do that and are refused before any process starts."""
+    run = run_pipeline(CROSSING, layers=2, batch_size=4, pace_ms=None, transport="in_order")
+    assert run.max_grad_error <= 1e-5
+    with pytest.raises(ScheduleError, match="rank 1 runs 1F1 before 1F0"):
+        run_pipeline(CROSSING, layers=2, batch_size=4, pace_ms=None, transport="in_order", blocking=True)
     run = run_pipeline(CROSSING, layers=2, batch_size=4, pace_ms=None)  # tagged (gloo): correct
     assert run.max_grad_error <= 1e-5
 
 
 def test_the_in_order_path_really_matches_first_in_first_out(monkeypatch):
-    """Without the check, the emulated NCCL path computes wrong gradients: the check is what keeps it correct."""
+    """Without the lowering's placement (each receive posted at its consumer), the emulated NCCL path computes
+    wrong gradients: the placement is what keeps it correct."""
+    from tests.lowering_models import lower_at_consumer
     ok = run_pipeline(labs.one_f_one_b(2, 2), layers=2, batch_size=4, pace_ms=None, transport="in_order")
     assert ok.max_grad_error <= 1e-5
-    monkeypatch.setattr(labs.runtime.step, "check_in_order", lambda schedule: None)  # forked ranks inherit this
-    monkeypatch.setattr(labs.pipeline, "check_in_order", lambda schedule: None)
+    monkeypatch.setattr(labs.runtime.step, "lowered", lower_at_consumer)  # forked ranks inherit this
     wrong = run_pipeline(CROSSING, layers=2, batch_size=4, pace_ms=None, transport="in_order")
     assert wrong.max_grad_error > 1e-3
 

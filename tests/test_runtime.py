@@ -114,6 +114,10 @@ def test_cli_json_has_the_promised_fields():
     assert summary["ideal_time_s"] == pytest.approx(4 * 2 * (0.002 + 0.004))  # M x 2 layers x (F + B) per rank
     assert not {"stages", "microbatches", "bubble_fraction", "step_over_ideal"} & set(summary)
     assert summary["peak_activations"] == [4, 4] and summary["max_grad_error"] <= 1e-5
+    assert len(summary["peak_memory_bytes"]) == 2 and all(peak > 0 for peak in summary["peak_memory_bytes"])
+    for memory, peak in zip(summary["memory"], summary["peak_memory_bytes"]):  # measured by the ledger, split
+        assert memory["peak_bytes"] == peak == sum(memory["at_peak_bytes"].values())
+        assert {"parameters", "gradients", "activations", "communication"} <= set(memory["at_peak_bytes"])
 
 
 def test_cli_summary_and_errors(capsys):
@@ -123,6 +127,7 @@ def test_cli_summary_and_errors(capsys):
     out = capsys.readouterr().out
     assert "measured timeline" in out and "gradient check" in out and "OK" in out
     assert "peak activations [2, 1] micro-batches per rank" in out
+    assert "peak memory" in out and "at the peak: activations" in out and "at the peak: communication" in out
     assert main(["run", "--schedule", "gpipe", "-M", "3"]) == 2
     assert "does not split into M=3" in capsys.readouterr().err
 

@@ -39,6 +39,21 @@ status=$?
 echo "exit $status, $(( $(date +%s) - t0 )) s: $(tail -n 1 "$OUT/gpu_tests.log")" >> "$report"
 [ $status -eq 0 ] || grep -E "^(FAILED|ERROR)" "$OUT/gpu_tests.log" | head -20 >> "$report"
 
+echo >> "$report"; echo "## Zero bubble on NCCL (zb-h1, zb-v; one GPU per rank, messages in order)" >> "$report"
+"$PY" - >> "$report" 2>&1 <<'PYEOF'
+import torch
+import labs
+gpus = torch.cuda.device_count()
+if gpus < 2:
+    print(f"- skipped: NCCL needs one GPU per rank, this machine has {gpus} (the in-order runs on gloo+CUDA are in "
+          f"the GPU tests above)")
+else:
+    P = min(gpus, 4)
+    for name, v in (("zb-h1", 1), ("zb-v", 2)):
+        run = labs.run_pipeline(name, P=P, M=2 * P, v=v, layers=4 * P, pace_ms=None, device="cuda", timeout_s=180)
+        print(f"- {name}: P={P} M={2 * P} on NCCL, max |pipeline - one process| = {run.max_grad_error:.1e}, "
+              f"peak memory per rank {run.trace.peak_memory_bytes} bytes")
+PYEOF
 echo >> "$report"; echo "## Notebooks on the GPU (nbval against the committed outputs)" >> "$report"
 echo "| notebook | result | seconds |" >> "$report"; echo "|---|---|---|" >> "$report"
 for nb in ${NOTEBOOKS:-solutions/[0-9][0-9]_*.ipynb}; do

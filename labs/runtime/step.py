@@ -11,11 +11,15 @@ action: a stage with any I records its layers' outputs on F, and a B there runs 
 one schedule may mix full and split backwards (PyTorch's DualPipeV does). Which stage receives an action's output
 comes from ``labs.schedules.lowering``, through the ``Transport``.
 
-Why a valid schedule cannot deadlock here: sends never block (``isend``, completed at the end of the step), and on
-gloo every receive of the step is posted up front with a tag naming its action, so messages match whatever order
-they arrive in. A rank therefore waits only for data its next action truly needs, which is what ``validate`` checks.
-NCCL ignores tags, so there receives are posted when needed, in the rank's action order, and a schedule must also
-pass ``labs.schedules.check_in_order`` (see ``transport.py``; ``PipelineJob.transport`` forces either way).
+Why a valid schedule cannot deadlock here: sends never block (``isend``), and each rank posts its receives where
+``labs.schedules.lower`` places them (in each peer's send order, no later than the action that needs them), so
+messages match right whether they are tagged (gloo) or matched first in, first out (NCCL), and a rank waits only for
+data its next action truly needs, which is what ``validate`` checks (see ``transport.py``).
+
+Memory follows the schedule (issue 15): a receive buffer exists from its place in the lowered list to its consumer,
+a send's payload until its send completes, and the data one micro-batch at a time (``data.py``); ``job.memory``
+adds one untimed step after the timed ones (at compute speed, or at their pace with "paced"), measured by
+``labs.runtime.ledger.MemoryLedger``.
 
 Timed steps: ``job.warmup_steps`` untimed steps, then ``job.steps`` recorded ones, each with the garbage collector
 off (see ``_quiet_gc``). ``labs.schedules.RUNNABLE_KINDS`` says which action kinds this runtime executes;
@@ -24,7 +28,6 @@ off (see ``_quiet_gc``). ``labs.schedules.RUNNABLE_KINDS`` says which action kin
 from __future__ import annotations
 
 import gc
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,18 +35,19 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
-from ..models.cut import parameter_name, split_batch, split_layers
-from ..models.memory import SavedBytes
+from ..models.cut import parameter_name, split_layers
 from ..models.toy import ToyModel
 from ..parallel.grid import Place
-from ..schedules import (BACKWARD, FORWARD, INPUT, WEIGHT, check_in_order, check_runnable, input_source,
-                         output_target, shape, stage_owners)
+from ..schedules import (BACKWARD, FORWARD, INPUT, WEIGHT, check_blocking_in_order, check_in_order, check_runnable,
+                         input_source, output_target, shape, stage_owners)
 from ..timeline.trace import Event, RankTrace
-from .devices import under_torchrun
+from .clock import align_to_earliest_rank
+from .data import microbatches, take
 from .launcher import report
+from .ledger import CountedSaves, measured
 from .pacing import Paced, paced, three_way
 from .split_backward import SplitBackward
-from .transport import Transport, uses_tags
+from .transport import Transport, lowered, uses_tags
 
 __all__ = ["PipelineJob", "RankResult", "Stage", "build_stages", "run_rank", "run_step"]
 
@@ -73,6 +77,7 @@ class PipelineJob:
     network: object = None  # a labs.timeline.Network whose link costs every message pays; None: as fast as it goes
     blocking: bool = False  # blocking send/recv in action order (can deadlock, see transport.py)
     grid: object = None  # a labs.parallel.Grid for tensor/data parallel runs; None: one rank per pipeline rank
+    memory: bool | str = False  # True: one more step, at compute speed, measured (labs.runtime.ledger); "paced"
 
 
 @dataclass
@@ -116,7 +121,7 @@ class Stage:
     layer_indices: range
     layers: torch.nn.Sequential  # the real layers, for naming gradients
     module: torch.nn.Module  # what runs: the layers, paced if asked
-    saved: SavedBytes
+    saved: CountedSaves
     split: SplitBackward | None = None  # set when the schedule splits this stage's backward into I and W
 
     def gradients(self) -> dict:
@@ -143,7 +148,7 @@ def build_stages(rank: int, job: PipelineJob, owners: dict, num_stages: int, pla
             f, b, w = three_way(pace) or (None, 0.0, 0.0)
             # split: the forward is paced here, I and W by SplitBackward (so the module's own backward pad is 0)
             module = paced(core, None if pace is None else ((f, 0.0) if split else pace), n)
-            stages[stage] = Stage(blocks[stage], core, module, SavedBytes(core.parameters()),
+            stages[stage] = Stage(blocks[stage], core, module, CountedSaves(core.parameters()),
                                   SplitBackward(core, b * n, w * n) if split else None)
     return stages
 
@@ -177,56 +182,62 @@ def run_rank(rank: int, job: PipelineJob) -> RankResult:
     check_runnable(job.schedule)
     tagged = uses_tags(job.transport, dist.get_backend())
     if not tagged:
-        check_in_order(job.schedule)
+        (check_blocking_in_order if job.blocking else check_in_order)(job.schedule)
     owners = stage_owners(job.schedule)
     stages = build_stages(place.pipeline_rank, job, owners, num_stages, place)
-    inputs, targets = place.share(job.model.batch(job.batch_size))
-    # clone: each micro-batch owns its storage (as a data loader's would), so saved-bytes counts one micro-batch,
-    # not the whole batch that a chunk() view shares
-    inputs = [x.to(job.device).clone() for x in split_batch(inputs, M)]
-    targets = [y.to(job.device).clone() for y in split_batch(targets, M)]
-    traces = []
-    for step in range(job.warmup_steps + job.steps):
+    inputs, targets = microbatches(job.model, job.batch_size, M, place.replica, job.grid.D if job.grid else 1)
+    traces, memory = [], None
+    for step in range(job.warmup_steps + job.steps + bool(job.memory)):
+        measuring = step == job.warmup_steps + job.steps
         for stage in stages.values():
             stage.layers.zero_grad(set_to_none=True)
-        with _quiet_gc(), _unpaced(stages.values(), step < job.warmup_steps):
+        unpaced = step < job.warmup_steps or (measuring and job.memory != "paced")
+        with _quiet_gc(), _unpaced(stages.values(), unpaced), \
+                measured(stages, job.device, measuring) as ledger:
             trace, losses = run_step(rank, job, stages, owners, num_stages, inputs, targets, tagged, place)
-        if step >= job.warmup_steps:
+        if measuring:
+            memory = ledger.summary()
+        elif step >= job.warmup_steps:
             traces.append(trace)
+    for trace in traces:
+        trace.memory = memory
     grads = {name: grad for stage in stages.values() for name, grad in stage.gradients().items()}
     return RankResult(traces, grads, losses)
 
 
 def run_step(rank, job, stages, owners, num_stages, inputs, targets, tagged=None, place=None):
     """One step of this rank's action list on its ``stages``; (its ``RankTrace``, {micro-batch: loss / M} of its
-    last stage). ``inputs``/``targets``: the M micro-batches.
+    last stage). ``inputs``/``targets``: the M micro-batches, indexable (lists, or ``data.Microbatches``), each taken
+    when a forward of the first (inputs) or last (targets) stage needs it.
 
     ``tagged`` and ``place`` default to what ``run_rank`` decides (the job's transport; no grid)."""
     place = place or Place(rank, len(job.schedule), job.grid, network=job.network)
     tagged = uses_tags(job.transport, dist.get_backend()) if tagged is None else tagged
     actions = job.schedule[place.pipeline_rank]
     M = len(inputs)
+    microbatch_size = getattr(inputs, "microbatch_size", None) or inputs[0].shape[0]
     trace = RankTrace(rank=rank)
     dist.barrier()
-    transport = Transport(rank, actions, place.peers(owners), num_stages, M,
-                          job.model.boundary_shape(inputs[0].shape[0]), job.device, trace, tagged,
+    transport = Transport(rank, lowered(job.schedule)[place.pipeline_rank], place.peers(owners), num_stages, M,
+                          job.model.boundary_shape(microbatch_size), job.device, trace, tagged,
                           network=job.network, blocking=job.blocking)
     place.start_step()
     clock_zero = time.perf_counter()
     held, losses, previous = {}, {}, "nothing"
     for action in actions:
         report(f"finished {previous}; now at {action}")
+        transport.begin(action)  # the receives the lowered list posts before this action
         stage, microbatch = action.stage, action.microbatch
         module, saved, split = stages[stage].module, stages[stage].saved, stages[stage].split
         receives = input_source(action, num_stages) is not None  # from labs.schedules.lowering, like the simulator
         sends = output_target(action, num_stages) is not None
         if action.kind == FORWARD:
-            x = transport.receive(action).requires_grad_() if receives else inputs[microbatch]
+            x = transport.receive(action).requires_grad_() if receives else take(inputs[microbatch], job.device)
             start = time.perf_counter()
             with saved.counting():
                 out = split.forward(module, x, microbatch) if split else module(x)
                 if not sends:  # the last stage: the model's loss of the micro-batch, divided by M
-                    out = job.model.loss(out, targets[microbatch]) / M
+                    out = job.model.loss(out, take(targets[microbatch], job.device)) / M
             if sends:
                 transport.send(out, action)
             else:
@@ -258,34 +269,11 @@ def run_step(rank, job, stages, owners, num_stages, inputs, targets, tagged=None
             split.backward_weight(microbatch)
             trace.events.append(Event(action, start - clock_zero, time.perf_counter() - clock_zero))
         previous = str(action)
+        x = out = grad = input_grad = None  # nothing of a micro-batch outlives the action that let it go
     report(f"finished {previous}; waiting for its sends to be received")
     transport.finish()
     place.finish_step(stages, trace, clock_zero)  # data parallel: gradients averaged over replicas; all-reduces
     trace.finish_s = time.perf_counter() - clock_zero
-    _align_to_earliest_rank(trace, clock_zero)
+    align_to_earliest_rank(trace, clock_zero)
     report(f"finished all {len(actions)} actions")
     return trace, losses
-
-
-def _align_to_earliest_rank(trace: RankTrace, clock_zero: float) -> None:
-    """Put every rank's times on one axis: zero is the moment the first rank left the step's barrier.
-
-    Ranks leave a barrier up to about a millisecond apart; measured from its own exit, each rank's timeline would be
-    shifted by that much. On one machine ``perf_counter`` is a single clock for all processes, so the ranks agree on
-    the earliest exit and count from it. Across machines (torchrun on several hosts) clocks differ: keep each rank's own.
-    """
-    for message in trace.messages:  # stamped with raw perf_counter: count from this rank's zero, like its events
-        message.sent_s, message.needed_s, message.received_s = (t - clock_zero for t in message.times_s)
-    if under_torchrun() and int(os.environ.get("LOCAL_WORLD_SIZE", "0")) != dist.get_world_size():
-        return
-    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    earliest = torch.tensor([clock_zero], dtype=torch.float64, device=device)
-    dist.all_reduce(earliest, op=dist.ReduceOp.MIN)
-    offset = clock_zero - float(earliest)
-    for event in trace.events:
-        event.start_s += offset
-        event.end_s += offset
-    for message in trace.messages:
-        message.sent_s, message.needed_s, message.received_s = (t + offset for t in message.times_s)
-    trace.collectives = [(kind, start + offset, end + offset, size) for kind, start, end, size in trace.collectives]
-    trace.finish_s += offset

@@ -7,7 +7,8 @@
 * ``classic``: ``naive``, ``gpipe``, ``one_f_one_b``, ``interleaved``; ``zero_bubble``: ``zb_h1``, ``zb_h2``,
   ``zb_v`` (the authors' order, ``v_schedule``), ``zb_v_greedy``; ``dualpipe``: ``dualpipe_v`` (DeepSeek-V3);
 * ``lowering``: which stage receives each action's output; ``lower`` adds the explicit sends and receives;
-* ``validation``: ``validate`` (with the deadlock finder), ``check_in_order``, ``check_runnable``.
+* ``validation``: ``validate`` (with the deadlock finder), ``check_runnable``; ``in_order``: ``check_in_order`` and
+  the checks of lowered lists (first in, first out; one order per pair; receive buffers).
 """
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from .actions import (BACKWARD, FORWARD, GRADIENT_KINDS, INPUT, KINDS, NOTATIONS
                       ScheduleError, check_counts, is_old_notation, parse, parse_action, shape, stage_owners, to_text,
                       uses_split_backward)
 from .classic import gpipe, interleaved, naive, one_f_one_b
-from .lowering import (RECV, SEND, Comm, backward_kinds, consumer, dependencies, input_source, lower, output_target,
+from .in_order import check_blocking_in_order, check_lowered, check_pair_order, receive_buffers_peak
+from .lowering import (RECV, SEND, Comm, backward_kinds, consumer, dependencies, input_source, lower, message_order,
+                       output_target,
                        producer)
 from .validation import RUNNABLE_KINDS, check_in_order, check_runnable, validate
 from .dualpipe import dualpipe_v, dualpipe_v_pairs
@@ -23,11 +26,11 @@ from .zero_bubble import ZERO_BUBBLE, v_owner, zb_h1, zb_h2, zb_v, zb_v_greedy
 
 __all__ = ["BACKWARD", "FORWARD", "GRADIENT_KINDS", "INPUT", "KINDS", "NOTATIONS", "RECV", "RUNNABLE_KINDS",
            "SCHEDULES", "SEND", "WEIGHT", "Action", "Comm", "Schedule", "ScheduleError", "backward_kinds",
-           "check_counts", "check_in_order", "check_runnable", "consumer", "dependencies", "dualpipe_v",
-           "dualpipe_v_pairs", "gpipe", "input_source",
-           "interleaved", "is_old_notation", "lower", "make", "naive", "one_f_one_b", "output_target", "parse",
-           "parse_action", "producer", "shape", "stage_owners", "to_text", "uses_split_backward", "v_owner",
-           "validate", "zb_h1", "zb_h2", "zb_v", "zb_v_greedy"]
+           "check_blocking_in_order", "check_counts", "check_in_order", "check_lowered", "check_pair_order",
+           "check_runnable", "consumer", "dependencies", "dualpipe_v", "dualpipe_v_pairs", "gpipe", "input_source",
+           "interleaved", "is_old_notation", "lower", "make", "message_order", "naive", "one_f_one_b",
+           "output_target", "parse", "parse_action", "producer", "receive_buffers_peak", "shape", "stage_owners",
+           "to_text", "uses_split_backward", "v_owner", "validate", "zb_h1", "zb_h2", "zb_v", "zb_v_greedy"]
 
 SCHEDULES = ("naive", "gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2", "zb-v", "dualpipe-v")
 _FIXED_V = {**ZERO_BUBBLE, "dualpipe-v": 2}  # name -> the model chunks per rank it always holds

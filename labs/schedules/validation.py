@@ -10,8 +10,9 @@ why. Its rules, for the four kinds of ``labs.schedules.actions``:
 4. on its own rank an action comes after what it needs there (F before its I or B, I before its W);
 5. run with every rank waiting for its inputs, every rank finishes (else: the deadlock, rank by rank).
 
-``check_in_order`` checks what an in-order transport (NCCL, whose point-to-point messages between two ranks match
-first in, first out) needs on top: every receiver consumes a peer's messages in the order the peer sends them.
+``check_in_order`` (from ``in_order``) checks what an in-order transport (NCCL, whose point-to-point messages between
+two ranks match first in, first out) needs on top; every schedule ``validate`` accepts passes it, because the runtime
+runs the lowered lists (``labs.schedules.lowering.lower``), whose receives follow each peer's send order.
 ``check_runnable`` checks that the runtime executes every kind of action the schedule holds (``RUNNABLE_KINDS``).
 All of them raise ScheduleError with what to change; all read the data flow from ``labs.schedules.lowering``.
 """
@@ -19,7 +20,8 @@ from __future__ import annotations
 
 from .actions import BACKWARD, FORWARD, INPUT, KINDS, WEIGHT, Action, Schedule, ScheduleError, parse, shape
 from .actions import stage_owners
-from .lowering import SEND, Comm, backward_kinds, dependencies, lower
+from .in_order import check_in_order
+from .lowering import backward_kinds, dependencies
 
 __all__ = ["RUNNABLE_KINDS", "check_in_order", "check_runnable", "validate"]
 
@@ -35,6 +37,14 @@ def validate(schedule, M: int | None = None, num_stages: int | None = None, P: i
     to fix: a rank count other than P, an action out of range or repeated, a missing F or backward (B, or I and W),
     B together with I or W on one micro-batch, an action listed before one it needs on the same rank, or a deadlock
     (each stuck rank, the action it waits on, and why).
+
+    What an accepted schedule is guaranteed: every stage runs F and a backward (B, or I then W) for every micro-batch
+    exactly once, on the one rank that holds the stage; each rank's list keeps its own dependencies; with
+    non-blocking sends every rank finishes (rules 1-5 above); and the runtime runs it with exact gradients on tagged
+    and on in-order (NCCL, first in, first out) matching alike, because it walks ``lower(schedule)``, whose receives
+    follow each peer's send order and one order per pair of ranks (``check_in_order`` cannot fail for it; tested on
+    every generator and PyTorch's orders). Not guaranteed: blocking sends in action order (a deadlock there is real:
+    ``check_blocking_in_order`` checks their in-order needs), speed, or fitting in memory.
     """
     schedule = parse(schedule, notation)
     ranks, stages, microbatches = shape(schedule)
@@ -126,33 +136,6 @@ def _check_finishes(schedule: Schedule, stages: int, owners: dict[int, int], kin
         lines.append(f"rank {r} waits forever on {waiting}: it needs {blockers}")
     raise ScheduleError("the schedule deadlocks:\n  " + "\n  ".join(lines)
                         + "\nreorder the lists so that every action's inputs are produced before it is needed")
-
-
-def check_in_order(schedule) -> None:
-    """Raise ScheduleError if, with in-order (untagged) messages, a receive would get another action's message.
-
-    For every pair of ranks (sender, receiver), the sender's sends in ``lower(schedule)`` and the receiver's receives
-    from it must name the same messages in the same order. Accepts what ``parse`` accepts.
-    """
-    sent: dict = {}  # (sender, receiver) -> [(message, producing action)]
-    consumed: dict = {}  # (sender, receiver) -> [(message, consuming action)]
-    for rank, ops in enumerate(lower(schedule)):
-        for op in ops:
-            if isinstance(op, Comm):
-                if op.op == SEND:
-                    sent.setdefault((rank, op.peer), []).append((op.message, op.action))
-                else:
-                    consumed.setdefault((op.peer, rank), []).append((op.message, op.action))
-    for (sender, receiver), messages in sorted(sent.items()):
-        for (key, producer), (want, consumer) in zip(messages, consumed.get((sender, receiver), [])):
-            if key != want:
-                needed = next(p for k, p in messages if k == want)
-                raise ScheduleError(
-                    f"on an in-order transport (NCCL: messages between two ranks match first in, first out) "
-                    f"{consumer} on rank {receiver} would receive {producer}'s message: rank {sender} sends for "
-                    f"{producer} before {needed}, but rank {receiver} runs {consumer} (which needs {needed}'s "
-                    f"message) first. Let both ranks handle these messages in the same order (swap {producer} and "
-                    f"{needed} on rank {sender}, or the actions that consume them on rank {receiver})")
 
 
 def check_runnable(schedule) -> None:

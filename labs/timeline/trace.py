@@ -3,10 +3,13 @@
 Each rank keeps one ``Event`` per action (start and end of its compute, in seconds from the step's start, and for a
 forward the bytes of activations it saved for the backward) and counts the bytes and messages it sent and received.
 A ``Trace`` merges the ranks and answers the questions the course asks: the step time, each rank's idle fraction,
-the activations each rank held at its peak, and how much moved over the links. No torch here.
+the activations each rank held at its peak, how much moved over the links, and (when the run measured it) the most
+memory each rank held at once, from the allocator's view (``RankTrace.memory``, see ``labs.runtime.ledger``). No
+torch here.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ..schedules import BACKWARD, FORWARD, WEIGHT, Action
@@ -69,6 +72,16 @@ class RankTrace:
     messages: list[Message] = field(default_factory=list)  # received messages, when the transport records them
     # all-reduces, (kind, start_s, end_s, bytes): "tp" inside a stage (tensor parallel), "dp" across replicas
     collectives: list = field(default_factory=list)
+    # when this rank sent each message: (receiving rank, kind, stage, micro-batch of the consumer) -> seconds
+    send_times_s: dict = field(default_factory=dict)
+    # live tensor bytes over a step, measured (labs.runtime.ledger.MemoryLedger.summary()); None: not measured
+    memory: dict | None = None
+
+    @property
+    def peak_memory_bytes(self) -> int | None:
+        """The most live tensor bytes this rank held at once over a step (parameters, gradients, activations,
+        communication buffers, data and temporaries together), from the allocator's view; None if not measured."""
+        return None if self.memory is None else self.memory["peak_bytes"]
 
     def collective_bytes(self, kind: str) -> int:
         return sum(size for k, _, _, size in self.collectives if k == kind)
@@ -112,6 +125,15 @@ class Trace:
 
     ranks: list[RankTrace]
 
+    def __post_init__(self):
+        """Give each received message the time its sender sent it (the sender's record), where it did not travel
+        with the message."""
+        senders = {r.rank: r for r in self.ranks}
+        for r in self.ranks:
+            for m in r.messages:
+                if math.isnan(m.sent_s) and m.src in senders:
+                    m.sent_s = senders[m.src].send_times_s.get((m.dst, m.kind, m.stage, m.microbatch), m.sent_s)
+
     @property
     def world_size(self) -> int:
         return len(self.ranks)
@@ -145,6 +167,17 @@ class Trace:
         return [r.peak_activation_bytes for r in self.ranks]
 
     @property
+    def peak_memory_bytes(self) -> list:
+        """Per rank, the measured peak of live tensor bytes over a step (None where not measured)."""
+        return [r.peak_memory_bytes for r in self.ranks]
+
+    @property
+    def memory(self) -> list:
+        """Per rank, the measured memory (``RankTrace.memory``): the peak, the split at the peak and each part's own
+        peak, in bytes (None where not measured)."""
+        return [r.memory for r in self.ranks]
+
+    @property
     def bytes_moved(self) -> int:
         return sum(r.bytes_sent for r in self.ranks)
 
@@ -167,5 +200,5 @@ class Trace:
     def summary(self) -> dict:
         return {"step_time_s": self.step_time_s, "idle_fraction": self.idle_fraction,
                 "idle_fraction_per_rank": self.idle_fractions, "peak_activations": self.peak_activations,
-                "peak_activation_bytes": self.peak_activation_bytes, "bytes_moved": self.bytes_moved,
-                "messages": self.messages}
+                "peak_activation_bytes": self.peak_activation_bytes, "peak_memory_bytes": self.peak_memory_bytes,
+                "memory": self.memory, "bytes_moved": self.bytes_moved, "messages": self.messages}
