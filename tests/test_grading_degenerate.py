@@ -97,7 +97,7 @@ def _graded_without_ranks():
     for info in pkgutil.iter_modules(labs.exercises.__path__):
         if info.name.startswith("nb"):
             module = importlib.import_module(f"labs.exercises.{info.name}")
-            for graded in module.GRADED:
+            for graded in getattr(module, "GRADED", ()):  # nbNN.py grades; nbNN_topic.py helps it
                 if graded.run is None:
                     yield pytest.param(graded, id=f"{info.name}-{graded.name}")
 
