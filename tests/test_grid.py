@@ -113,3 +113,38 @@ def test_a_grid_runs_under_torchrun():
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("gradient check") == 1 and "OK" in result.stdout
     assert "replica 0, pipeline rank 1: ranks 2 3" in result.stdout
+
+
+def _mesh_creations(rank, repeats, switch):
+    """Build the grid's process groups (``Place``: init_device_mesh's pp and tp sub-groups) ``repeats`` times; rank 0
+    arrives 0.2 s late each time. Returns each creation's (entered, left) times on the machine's monotonic clock."""
+    import os
+    import time
+
+    from labs.parallel.grid import Place
+    if switch is not None:
+        os.environ["TORCH_DIST_INIT_BARRIER"] = switch  # torch reads it at every group creation
+    times = []
+    for _ in range(repeats):
+        if rank == 0:
+            time.sleep(0.2)
+        entered = time.monotonic()
+        Place(rank, 2, Grid(P=2, T=2))
+        times.append((entered, time.monotonic()))
+    return times
+
+
+def test_no_rank_leaves_the_grids_group_creation_before_every_rank_has_entered_it():
+    """The start-up race of sub-groups ("Gloo connectFullMesh failed ... Connection closed by peer" on a busy machine:
+    a rank left the groups' creation, finished and exited while a slower member was still connecting to it) cannot
+    happen for any group a run makes: each creation ends with a barrier over all ranks (the launcher's
+    TORCH_DIST_INIT_BARRIER=1). Eight creations of the grid's groups in one launch, rank 0 late each time: every rank
+    leaves each one after the last rank entered it. Negative control: with torch's barrier switched off, rank 3 (in
+    no group with rank 0: tp {2, 3}, pp {1, 3}) leaves before rank 0 has entered."""
+    from labs.runtime import launch
+    for switch, guarded in ((None, True), ("0", False)):
+        per_rank = launch(_mesh_creations, world_size=4, args=(8, switch), timeout_s=60)
+        for k in range(8):
+            last_in = max(times[k][0] for times in per_rank)
+            first_out = min(times[k][1] for times in per_rank)
+            assert (first_out >= last_in) == guarded, (switch, k, first_out - last_in)
