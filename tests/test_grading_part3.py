@@ -13,6 +13,8 @@ from labs.grading.grader import grade_notebook
 from labs.theory import traffic
 from labs.timeline import analysis
 
+from .exercise_copy import exercise_copy
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOT_IMPLEMENTED = {"not_implemented": True}
 
@@ -63,8 +65,13 @@ def test_diagnose_score_on_hidden_traces_with_partial_credit():
     assert fraction == 0.25 and "the trace's cause is 'slow link'" in message
 
 
-def test_part_three_notebook_09_solved_full_marks_and_student_zero():
-    solved = grade_notebook(os.path.join(ROOT, "solutions", "09_bubble_detective.ipynb"))
-    student = grade_notebook(os.path.join(ROOT, "notebooks", "09_bubble_detective.ipynb"))
+def test_part_three_notebook_09_solved_full_marks_and_student_zero(tmp_path):
+    """Graded on exercise-only copies (tests/exercise_copy.py); nbval runs the whole notebooks (-45 s)."""
+    (tmp_path / "solved").mkdir()
+    (tmp_path / "student").mkdir()
+    solved = grade_notebook(exercise_copy(os.path.join(ROOT, "solutions", "09_bubble_detective.ipynb"),
+                                          tmp_path / "solved"))
+    student = grade_notebook(exercise_copy(os.path.join(ROOT, "notebooks", "09_bubble_detective.ipynb"),
+                                           tmp_path / "student"))
     assert solved["score"] == solved["max_score"] == 3, solved
     assert student["score"] == 0, student
