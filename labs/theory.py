@@ -25,12 +25,14 @@ transformer layer's (Korthikanti et al., "Reducing Activation Recomputation in L
 """
 from __future__ import annotations
 
+import math
+
 from .errors import InputError
 
 __all__ = ["GPT3_175B", "bubble_overhead", "data_parallel_bytes", "dualpipe_v_span_bubble", "idle_fraction",
-           "ring_wire_bytes", "tensor_parallel_break_even", "tensor_parallel_bytes", "toy_stage_bytes", "traffic",
-           "transformer_activation_bytes", "transformer_layer_bytes", "zb_h1_bubble", "zb_h1_idle_fraction",
-           "zb_h1_paper_bubble", "zb_h2_span_bubble", "zb_h2_step", "zb_v_step"]
+           "ring_wire_bytes", "slow_link_extra_s", "tensor_parallel_break_even", "tensor_parallel_bytes",
+           "toy_stage_bytes", "traffic", "transformer_activation_bytes", "transformer_layer_bytes", "zb_h1_bubble",
+           "zb_h1_idle_fraction", "zb_h1_paper_bubble", "zb_h2_span_bubble", "zb_h2_step", "zb_v_step"]
 
 
 def bubble_overhead(P: int, M: int, v: int = 1) -> float:
@@ -215,3 +217,26 @@ def transformer_activation_bytes(P: int = 8, M: int = 32, schedule: str = "gpipe
                                                              bytes_per_value)
     held = M if schedule == "gpipe" else min(P, M)
     return held * per_microbatch
+
+
+def slow_link_extra_s(schedule: str, P: int, M: int, k: int, latency_s: float) -> float:
+    """Seconds one slow link adds to a step: the link between ranks k and k+1 delays every message, both ways, by
+    ``latency_s``; every other link is free (notebook 07 derives it; checked against the simulator).
+
+    * GPipe (arXiv 1811.06965): 2L, once per step, whatever k and M: while one micro-batch is on the wire the next
+      one's forward runs, so only the first forward and the last backward wait.
+    * 1F1B (PipeDream-Flush, arXiv 2104.04473): 2L * max(1, ceil((M - P + k + 2) / 2)), about L per micro-batch: in
+      the steady state a round trip across the link (rank k's forward out, rank k+1's backward back) sits in a
+      loop that holds two micro-batches.
+
+    Holds for one stage per rank, equal stages (the same F and B on every stage), a latency without a bandwidth
+    queue (each message's transfer shorter than a forward). ``schedule``: "gpipe" or "1f1b"; P ranks, M
+    micro-batches, 0 <= k < P-1. Raises InputError otherwise.
+    """
+    if schedule not in ("gpipe", "1f1b"):
+        raise InputError(f"slow_link_extra_s knows 'gpipe' and '1f1b', got {schedule!r}")
+    if not (isinstance(k, int) and 0 <= k < P - 1):
+        raise InputError(f"the slow link joins ranks k and k+1 with 0 <= k < P-1 = {P - 1}, got k={k!r}")
+    if schedule == "gpipe":
+        return 2 * latency_s
+    return 2 * latency_s * max(1, math.ceil((M - P + k + 2) / 2))

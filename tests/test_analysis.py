@@ -127,3 +127,51 @@ def test_a_link_carries_one_message_at_a_time():
     assert [e.start_s for e in trace.ranks[1].events if e.action.kind == "F"] == [3, 5, 7, 9]
     latency_only = simulate(labs.gpipe(2, 4), Costs(1.0, 2.0, network=Network(Link(latency_ms=2000))))
     assert [e.start_s for e in latency_only.ranks[1].events if e.action.kind == "F"] == [3, 4, 5, 6]  # overlaps
+
+
+# ------------------------------------------------------------------ a slow device against a slow stage; noise
+def test_diagnose_tells_a_slow_rank_from_a_slow_stage_when_ranks_hold_two_stages():
+    schedule = labs.interleaved(4, 8, 2)
+    one_stage = Costs([1, 1, 1, 1, 1, 2, 1, 1], [2, 2, 2, 2, 2, 4, 2, 2])        # stage 5 (on rank 1) is slow
+    one_rank = Costs([1, 2, 1, 1, 1, 2, 1, 1], [2, 4, 2, 2, 2, 4, 2, 2])         # stages 1 and 5: rank 1 is slow
+    assert analysis.diagnose(simulate(schedule, one_stage)) == {"cause": "slow stage", "where": 5}
+    assert analysis.diagnose(simulate(schedule, one_rank)) == {"cause": "slow rank", "where": 1}
+    # one stage per rank: a slow device is a slow stage (nothing in the trace tells them apart)
+    assert analysis.diagnose(simulate(labs.one_f_one_b(4, 8), Costs([1, 2, 1, 1], [2, 4, 2, 2])))["cause"] == \
+        "slow stage"
+
+
+def test_diagnose_sees_a_mildly_slow_stage_through_jitter_and_no_stage_in_jitter_alone():
+    from labs.timeline.noise import JitterCosts
+    schedule = labs.one_f_one_b(4, 16)
+    for seed in range(10):
+        slow = JitterCosts([1, 1, 1.35, 1], [2, 2, 2.7, 2], spread=0.2, seed=seed)
+        assert analysis.diagnose(simulate(schedule, slow)) == {"cause": "slow stage", "where": 2}
+        assert analysis.diagnose(simulate(schedule, JitterCosts(1.0, 2.0, spread=0.2, seed=seed)))["cause"] == "healthy"
+
+
+def test_jitter_costs_are_seeded_and_within_their_spread():
+    from labs.timeline.noise import JitterCosts
+    schedule = labs.gpipe(3, 6)
+    a = simulate(schedule, JitterCosts(1.0, 2.0, spread=0.1, seed=4))
+    assert a.step_time_s == simulate(schedule, JitterCosts(1.0, 2.0, spread=0.1, seed=4)).step_time_s
+    assert a.step_time_s != simulate(schedule, JitterCosts(1.0, 2.0, spread=0.1, seed=5)).step_time_s
+    durations = [e.duration_s / (1.0 if e.action.kind == "F" else 2.0) for events in a.events for e in events]
+    assert 0.9 <= min(durations) < max(durations) <= 1.1
+    with pytest.raises(labs.InputError):
+        JitterCosts(1.0, 2.0, spread=1.5)
+
+
+def test_a_busy_network_delays_some_messages_on_every_link_a_slow_link_all_on_one():
+    from labs.timeline.noise import BusyNetwork
+    schedule = labs.one_f_one_b(4, 16)
+    busy = simulate(schedule, Costs(1.0, 2.0, network=BusyNetwork(Link(0), 0.3, (0.8, 1.2), seed=1)))
+    late = [m.received_s - m.sent_s > 0.5 for r in busy.ranks for m in r.messages]
+    assert 0.15 < sum(late) / len(late) < 0.45
+    links = analysis.link_times(busy)
+    assert all(v["min_in_flight_s"] in (None, 0.0) or v["min_in_flight_s"] < 0.5 for v in links.values())
+    assert analysis.diagnose(busy)["cause"] != "slow link"
+    slow = simulate(schedule, Costs(1.0, 2.0, network=Network(Link(0), {(1, 2): Link(latency_ms=1000)})))
+    assert analysis.diagnose(slow) == {"cause": "slow link", "where": [1, 2]}
+    with pytest.raises(labs.InputError):
+        BusyNetwork(Link(0), 1.5, (0, 1))

@@ -56,6 +56,8 @@ def test_nodes_pick_the_link_by_node_and_a_ring_runs_at_its_slowest_hop():
     assert Network(Link(1)).group_link([5]) == Link()
     with pytest.raises(InputError):
         Nodes(gpus_per_node=0)
+    with pytest.raises(InputError, match="keyword arguments"):
+        Nodes(4)
 
 
 def _step_ms(P, T, network, M=8, rank_of=None):

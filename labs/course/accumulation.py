@@ -21,7 +21,7 @@ from ..models.cut import check_microbatches, split_batch
 from ..models.toy import ToyModel, loss_fn
 from ..runtime.launcher import launch
 
-__all__ = ["accumulate_gradients", "data_parallel_gradients"]
+__all__ = ["accumulate_gradients", "data_parallel_gradients", "microbatch_times"]
 
 
 def accumulate_gradients(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, M: int) -> dict:
@@ -54,3 +54,41 @@ def data_parallel_gradients(model: ToyModel, batch_size: int, M: int, D: int, ti
         raise InputError(f"a batch of {batch_size} does not split over D={D} replicas")
     check_microbatches(batch_size // D, M)
     return launch(_replica, world_size=D, args=(model, batch_size, M), timeout_s=timeout_s)[0]
+
+
+def microbatch_times(M_values=(1, 2, 4, 8, 16, 32, 64), batch_size: int = 256, width: int = 512, layers: int = 2,
+                     repeats: int = 7) -> dict:
+    """{M: seconds} to run forward + backward of a batch of ``batch_size`` samples through ``layers`` toy layers of
+    ``width``, cut into M micro-batches one after the other: one process, one thread, unpaced (the real compute).
+
+    The median of ``repeats`` timings per M. A device that computed every sample at the same cost would give the
+    same time for every M; a real one does not (fixed costs per call, small matrices using the hardware badly):
+    Narayanan et al. 2021 (arXiv 2104.04473, section 3.4). InputError when an M does not divide the batch.
+    """
+    import statistics
+    import time
+
+    from ..models.memory import toy_stage
+    for M in M_values:
+        check_microbatches(batch_size, M)
+    stage = toy_stage(layers, width)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        times = {}
+        for M in M_values:
+            x = torch.randn(batch_size // M, width, requires_grad=True)
+
+            def once():
+                for _ in range(M):
+                    stage(x).sum().backward()
+            once()  # warm-up: allocations of this size
+            samples = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                once()
+                samples.append(time.perf_counter() - start)
+            times[M] = statistics.median(samples)
+        return times
+    finally:
+        torch.set_num_threads(threads)

@@ -1,132 +1,226 @@
-"""Notebook 08 (accumulation vs micro-batching): checks and graded score of ``accumulate_gradients``.
+"""Notebook 08 (accumulation vs micro-batching): the seed notes' pipeline stage, fixed (``pipeline_stage``), and the
+verdicts the notebook prints, each registered with the planted inputs that make it False.
 
-``accumulate_gradients(model, inputs, targets, M)`` -> {parameter name: gradient} of the batch's mean loss
-(``labs.models.loss_fn``), computed over M equal micro-batches one after the other, as a pipeline does. The kernel side
-(``run_accumulate``) builds a fresh toy model and batch from plain numbers, counts the batch sizes the model is called
-with, and returns the gradients as plain lists. The grader computes the expected gradients in its own process: the
-whole batch in one go, and for some cases the gradients of a real pipeline run.
+``pipeline_stage(rank, world_size, stage, inputs, targets, M, microbatch_shape)`` runs on every rank under
+``labs.launch``: GPipe over M micro-batches on this rank's ``stage`` (an ``nn.Sequential`` of its layers), all forwards
+then all backwards; ``inputs`` on rank 0 and ``targets`` on the last rank (None elsewhere); every boundary tensor has
+``microbatch_shape``. It returns {name: gradient} for ``stage.named_parameters()``, equal to the whole batch's
+mean-loss gradient in one process. The notes' version (section 9 of the seed notes) fails; the learner finds why.
+
+Kernel side, ``run_pipeline_stage`` runs the learner's function on real ranks and counts the messages each rank
+posts (a rank that returns right gradients without receiving and sending is refused); the grader compares with one
+process in its own process. A case is (ranks, layers, width, batch, M, seed).
 """
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
+from labs.course.verdicts import case, verdict
 from labs.exercises._common import check, exercise, gradient_tensors, score_cases
+from labs.exercises._messages import Counted, silent_ranks
 from labs.grading import Graded
-from labs.models import ToyModel, loss_fn
+from labs.models import ToyModel, loss_fn, parameter_name, split_layers
+from labs.runtime.launcher import LaunchTimeout, launch
 
-__all__ = ["CHECK_CASES", "GRADED", "PIPELINE_CASES", "REFERENCES", "TOLERANCE", "check_accumulate_gradients",
-           "problem", "run_accumulate", "score", "whole_batch_gradients"]
+__all__ = ["CHECK_CASES", "GRADED", "REFERENCE", "STEP_TIMEOUT", "TOLERANCE", "best_m_inside", "bit_for_bit",
+           "check_pipeline_stage", "expected", "mean_of_means_is_batch_mean", "problem", "reference_pipeline_stage",
+           "run_pipeline_stage", "same_counts", "small_microbatches_cost_more", "speedup_matches"]
 
-REFERENCES = ("labs.course.accumulation.accumulate_gradients", "labs.models.reference.reference_gradients")
+REFERENCE = "labs.exercises.nb08.reference_pipeline_stage"
+FORBIDDEN = (REFERENCE, "labs.exercises.nb01.reference_stage_step", "labs.course.accumulation.accumulate_gradients",
+             "labs.models.reference.reference_gradients", "labs.pipeline.run_pipeline", "labs.runtime.step.run_rank")
+STEP_TIMEOUT = 20.0
 TOLERANCE = 1e-5
 
 
-def _setup(layers: int, width: int, batch_size: int, seed: int):
-    toy = ToyModel(num_layers=layers, width=width, seed=seed)
-    inputs, targets = toy.batch(batch_size, seed=seed + 1)
-    return toy, nn.Sequential(*toy.layers()), inputs, targets
+def reference_pipeline_stage(rank, world_size, stage, inputs, targets, M, microbatch_shape) -> dict:
+    """GPipe on real ranks, done right: received inputs require grad, input gradients go back, the loss / M."""
+    first, last = rank == 0, rank == world_size - 1
+    micro_inputs = inputs.chunk(M) if first else [None] * M
+    micro_targets = targets.chunk(M) if last else [None] * M
+    received, outputs = [], []
+    for m in range(M):
+        x = micro_inputs[m]
+        if not first:
+            x = torch.empty(microbatch_shape)
+            dist.recv(x, src=rank - 1)
+            x.requires_grad_()
+        out = stage(x)
+        if not last:
+            dist.send(out.detach(), dst=rank + 1)
+        received.append(x)
+        outputs.append(out)
+    for m in range(M):
+        if last:
+            (loss_fn(outputs[m], micro_targets[m]) / M).backward()
+        else:
+            grad = torch.empty(microbatch_shape)
+            dist.recv(grad, src=rank + 1)
+            outputs[m].backward(grad)
+        if not first:
+            dist.send(received[m].grad, dst=rank - 1)
+    return {name: p.grad for name, p in stage.named_parameters()}
 
 
-def run_accumulate(fn, layers: int, width: int, batch_size: int, M: int, seed: int):
-    """Kernel side: the learner's gradients on a fresh model, and the batch sizes its forward saw."""
-    _, model, inputs, targets = _setup(layers, width, batch_size, seed)
-    seen: list[int] = []
-    model.register_forward_pre_hook(lambda module, args: seen.append(int(args[0].shape[0])))
-    grads = fn(model, inputs, targets, M)
-    if isinstance(grads, dict):
-        grads = {k: (v.detach().tolist() if isinstance(v, torch.Tensor) else v) for k, v in grads.items()}
-    return {"grads": grads, "forward_batch_sizes": seen}
-
-
-def whole_batch_gradients(layers: int, width: int, batch_size: int, seed: int) -> dict:
-    """The batch's mean loss, differentiated in one go (no micro-batches)."""
-    _, model, inputs, targets = _setup(layers, width, batch_size, seed)
-    loss_fn(model(inputs), targets).backward()
-    return {name: p.grad for name, p in model.named_parameters()}
-
-
-def _pipeline_gradients(layers: int, width: int, batch_size: int, M: int) -> dict:
-    """A real GPipe run on min(layers, 4) ranks of the same model (seed 0) and batch (seed 1)."""
-    from labs.pipeline import run_pipeline
-    run = run_pipeline("gpipe", P=min(layers, 4), M=M, layers=layers, width=width,
-                       batch_size=batch_size, pace_ms=None, warmup_steps=0, timeout_s=60)
-    return run.grads
-
-
-def _compare(where: str, got: dict, want: dict, M: int, against: str) -> str | None:
+def _rank(rank, world_size, fn, layers, width, batch, M, seed):
+    model = ToyModel(num_layers=layers, width=width, seed=seed)
+    blocks = split_layers(layers, world_size)
+    every = model.layers()
+    stage = nn.Sequential(*[every[i] for i in blocks[rank]])
+    inputs, targets = model.batch(batch, seed=seed + 1)
+    got = fn(rank, world_size, stage, inputs if rank == 0 else None, targets if rank == world_size - 1 else None, M,
+             (batch // M, width))
     if not isinstance(got, dict):
-        return f"{where} returned {str(got)[:80]}, expected a dict {{parameter name: gradient}}"
-    missing = sorted(set(want) - set(got))
+        raise TypeError(f"rank {rank} returned {type(got).__name__}, expected a dict {{name: gradient}}")
+    named = {}
+    for name, _ in stage.named_parameters():  # "0.0.weight" in the stage -> the layer's name in the whole model
+        position, _, rest = name.partition(".")
+        value = got.get(name)
+        named[parameter_name(blocks[rank][int(position)], rest)] = (
+            value.detach().tolist() if isinstance(value, torch.Tensor) else value)
+    return named
+
+
+def run_pipeline_stage(fn, world_size: int, layers: int, width: int, batch: int, M: int, seed: int) -> dict:
+    """Kernel side: ``fn`` on ``world_size`` real ranks; every rank's gradients (whole-model names, plain lists) and
+    how many messages each rank sent and received. TimeoutError when the ranks hang."""
+    try:
+        reports = launch(Counted(_rank), world_size=world_size, args=(world_size, fn, layers, width, batch, M, seed),
+                         timeout_s=STEP_TIMEOUT)
+    except LaunchTimeout as error:
+        raise TimeoutError(f"the ranks did not finish within {STEP_TIMEOUT:g} s: a rank waits for a message that is "
+                           f"never sent\n{error}") from None
+    grads = {}
+    for report in reports:
+        grads.update(report["result"])
+    return {"grads": grads, "messages": [{"sent": r["sent"], "received": r["received"]} for r in reports]}
+
+
+def expected(layers: int, width: int, batch: int, seed: int) -> dict:
+    """One process, the whole batch, the mean loss: {whole-model parameter name: gradient}."""
+    model = ToyModel(num_layers=layers, width=width, seed=seed)
+    net = nn.Sequential(*model.layers())
+    inputs, targets = model.batch(batch, seed=seed + 1)
+    loss_fn(net(inputs), targets).backward()
+    return {parameter_name(i, name): p.grad for i, layer in enumerate(net) for name, p in layer.named_parameters()}
+
+
+def _unscaled(world_size, layers, width, batch, M, seed) -> dict:
+    """What a right pipeline without the loss's 1/M returns (M x the gradients): the plausible mistake the M = 1 case
+    cannot show, so that case is trivial (``labs.exercises._credit``)."""
+    grads = {k: (M * v).tolist() for k, v in expected(layers, width, batch, seed).items()}
+    return {"grads": grads, "messages": [{"sent": M, "received": M}] * world_size}
+
+
+@exercise("pipeline_stage", wrong={"no 1/M on the loss": _unscaled})
+def problem(case_, output) -> str | None:
+    world_size, layers, width, batch, M, seed = case_
+    where = f"pipeline_stage on {world_size} ranks, {layers} layers, M={M}"
+    grads = output.get("grads") if isinstance(output, dict) else None
+    if not isinstance(grads, dict):
+        return f"{where}: {str(output)[:300]}"
+    want = expected(layers, width, batch, seed)
+    owner = {parameter_name(i, n): r for r, block in enumerate(split_layers(layers, world_size)) for i in block
+             for n in ("0.weight", "0.bias")}
+    missing = sorted((owner[k], k) for k in want if grads.get(k) is None)
     if missing:
-        return f"{where}: no gradient for {missing[:3]} (name them as model.named_parameters() does)"
-    tensors, problem = gradient_tensors(where, got, want)
-    if problem:
-        return problem
-    worst, ratio = 0.0, None
+        return f"{where}: rank {missing[0][0]} returned no gradient for {missing[0][1]}"
+    tensors, wrong = gradient_tensors(where, grads, want)
+    if wrong:
+        return wrong
+    worst: dict = {}
     for name, reference in want.items():
-        mine = tensors[name]
-        error = float((mine - reference).abs().max())
-        if error > worst:
-            worst, ratio = error, float(mine.norm() / reference.norm()) if float(reference.norm()) else None
-    if worst <= TOLERANCE:
-        return None
-    hint = ""
-    if ratio is not None and M > 1 and abs(ratio - M) < 1e-3 * M:
-        hint = f" - they are {M}x too large: divide each micro-batch's loss by M"
-    return f"{where}: gradients differ from {against} by up to {worst:.2e}{hint}"
+        error = float((tensors[name] - reference).abs().max())
+        if error > TOLERANCE and error > worst.get(owner[name], (0.0, ""))[0]:
+            worst[owner[name]] = (error, name)
+    if worst:
+        rank = min(worst)
+        error, name = worst[rank]
+        mine, reference = tensors[name], want[name]
+        ratio = float(mine.norm() / reference.norm()) if float(reference.norm()) else 0.0
+        symptom = ""
+        if float(mine.abs().max()) == 0.0:
+            symptom = " (they are all zero)"
+        elif round(ratio) >= 2 and abs(ratio - round(ratio)) < 1e-3:
+            symptom = f" (they are {round(ratio)}x one process's)"
+        ranks = f"ranks {', '.join(map(str, sorted(worst)))}" if len(worst) > 1 else f"rank {rank}"
+        return f"{where}: the gradients of {ranks} differ from one process by up to {error:.1e}{symptom}"
+    quiet = silent_ranks(output.get("messages", []))
+    return f"{where}: {quiet}" if quiet else None
 
 
-@exercise("accumulate_gradients")
-def problem(case, output) -> str | None:
-    layers, width, batch_size, M, seed = case
-    where = f"accumulate_gradients on {layers} layers of width {width}, batch {batch_size}, M={M}"
-    if not isinstance(output, dict) or "grads" not in output:
-        return f"{where}: returned {str(output)[:80]}"
-    sizes = output.get("forward_batch_sizes")
-    if sizes != [batch_size // M] * M:
-        return (f"{where}: the model was called on batches of {sizes}, expected M={M} calls on micro-batches of "
-                f"{batch_size // M} (accumulate: one micro-batch after the other)")
-    return _compare(where, output["grads"], whole_batch_gradients(layers, width, batch_size, seed), M,
-                    "the whole batch's")
+CHECK_CASES = [(4, 8, 16, 48, 4, 0), (2, 4, 16, 8, 1, 3)]
 
 
-CHECK_CASES = [(4, 16, 32, 4, 0), (3, 8, 12, 3, 5), (2, 8, 8, 1, 2)]
-
-
-def check_accumulate_gradients(fn) -> bool:
-    return check(fn, CHECK_CASES, problem, "accumulate_gradients", REFERENCES[0], forbidden=REFERENCES,
-                 call=run_accumulate,
-                 passed=f"accumulate_gradients: {len(CHECK_CASES)} models, M micro-batches one after the other, "
-                        f"the same gradients as the whole batch (within {TOLERANCE:g}) -> correct")
-
-
-PIPELINE_CASES = [(4, 16, 32, 4, 0), (8, 32, 48, 6, 0)]  # seed 0: the model and batch run_pipeline uses
+def check_pipeline_stage(fn) -> bool:
+    return check(fn, CHECK_CASES, problem, "pipeline_stage", "labs' reference stage", forbidden=FORBIDDEN,
+                 call=run_pipeline_stage,
+                 passed=f"pipeline_stage: {len(CHECK_CASES)} pipelines on real ranks, every rank's gradients equal one "
+                        f"process's (within {TOLERANCE:g}) -> correct")
 
 
 def _cases(rng) -> list[tuple]:
-    cases = list(PIPELINE_CASES)
-    while len(cases) < 10:
-        M = rng.choice([1, 2, 3, 4, 8])
-        cases.append((rng.randint(1, 5), rng.choice([4, 8, 16]), M * rng.randint(1, 6), M, rng.randint(0, 999)))
+    cases = []
+    for P, M in ((2, 3), (3, 2), (4, 4), (3, 4), (rng.choice([2, 3]), 1)):  # M = 1: the 1/M slip does not show
+        width = rng.choice([8, 24])
+        cases.append((P, 2 * P, width, M * rng.randint(2, 4), M, rng.randrange(1, 1000)))
     return cases
 
 
-def score(cases, outputs) -> tuple[float, str]:
-    """Every case against the whole batch; the pipeline cases (if right so far) against a real pipeline's gradients."""
-    fraction, message = score_cases(cases, outputs, problem)
-    extra = []
-    for case, output in zip(cases, outputs):
-        if case in PIPELINE_CASES and problem(case, output) is None:
-            layers, width, batch_size, M, _ = case
-            wrong = _compare(f"accumulate_gradients, {layers} layers, M={M}", output["grads"],
-                             _pipeline_gradients(layers, width, batch_size, M), M, "a real GPipe run's")
-            if wrong:
-                extra.append(wrong)
-    if extra:
-        return fraction * 0.5, message + "\n" + "\n".join(extra)
-    return fraction, message
+GRADED = [Graded(name="pipeline_stage", points=3, cases=_cases, forbidden=FORBIDDEN,
+                 score=lambda cases, outputs: score_cases(cases, outputs, problem),
+                 run="labs.exercises.nb08:run_pipeline_stage")]
 
 
-GRADED = [Graded(name="accumulate_gradients", points=2, cases=_cases, score=score,
-                 run="labs.exercises.nb08:run_accumulate", forbidden=REFERENCES)]
+# ---------------------------------------------------------------- the notebook's verdicts
+@verdict(holds=[case([0.9, 1.1, 1.3, 0.7], 1.0)],
+         fails=[case([1.0, 3.0], 2.5, why="micro-batches of 3 and 1 samples: the mean of means is not the batch mean"),
+                case([0.9, 1.1, 1.3, 0.7], 4.0, why="the batch loss taken as the sum of the micro-batch losses")])
+def mean_of_means_is_batch_mean(micro_losses: list, batch_loss: float, tolerance: float = 1e-6) -> bool:
+    """The mean of the M micro-batch losses equals the batch's loss within ``tolerance``."""
+    return abs(sum(micro_losses) / len(micro_losses) - batch_loss) <= tolerance
+
+
+@verdict(holds=[case(0.0)], fails=[case(3.7e-9, why="the same sums added in another order (backwards reversed)"),
+                                   case(float("nan"), why="a NaN gradient")])
+def bit_for_bit(difference: float) -> bool:
+    """The largest absolute difference between two sets of gradients is exactly 0."""
+    return difference == 0.0
+
+
+@verdict(holds=[case(2.83, 4, 8), case(2.75, 4, 8)],
+         fails=[case(4.0, 4, 8, why="a speed-up of P: a pipeline without a bubble"),
+                case(1.0, 4, 8, why="no speed-up: the stages ran one after the other")])
+def speedup_matches(speedup: float, P: int, M: int, rel: float = 0.10) -> bool:
+    """A measured speed-up of P ranks over one process within ``rel`` of P*M/(M+P-1) (equal stages, free link)."""
+    theory = P * M / (M + P - 1)
+    return abs(speedup - theory) <= rel * theory
+
+
+@verdict(holds=[case([4, 3, 2, 1], [4, 3, 2, 1]), case([16384], [16384])],
+         fails=[case([8, 8, 8, 8], [4, 3, 2, 1], why="GPipe's counts against 1F1B's P - r"),
+                case([16384], [8192], why="rank 0's bytes predicted without the stage's input tensor")])
+def same_counts(measured: list, expected: list) -> bool:
+    """Counts (or bytes) per rank equal the expected ones, rank by rank."""
+    return list(measured) == list(expected)
+
+
+_EFFICIENT = {M: 0.0107 for M in (1, 2, 4, 8, 16, 32, 64)}  # a planted device: t(b) proportional to b
+_MEASURED = {1: 0.0107, 2: 0.0117, 4: 0.0165, 8: 0.0160, 16: 0.0158, 32: 0.0237, 64: 0.0376}  # r16 E1, shared machine
+
+
+@verdict(holds=[case(_MEASURED)], fails=[case(_EFFICIENT, why="a perfectly efficient device: t(b) proportional to b")])
+def small_microbatches_cost_more(batch_times: dict, factor: float = 1.5) -> bool:
+    """The whole batch computed as the most micro-batches ({M: seconds}) costs more than ``factor`` x in one piece."""
+    return batch_times[max(batch_times)] > factor * batch_times[min(batch_times)]
+
+
+@verdict(holds=[case(_MEASURED, 4)], fails=[case(_EFFICIENT, 4, why="a perfectly efficient device: more is better")])
+def best_m_inside(batch_times: dict, P: int) -> bool:
+    """The predicted step (M+P-1) * t(B/M), with t(B/M) = batch_times[M] / M, is shortest at neither end of the
+    sweep of M (Narayanan et al. 2021, arXiv 2104.04473, section 3.4)."""
+    step = {M: (M + P - 1) * t / M for M, t in batch_times.items()}
+    best = min(step, key=step.get)
+    return min(step) < best < max(step)

@@ -1,12 +1,14 @@
-"""Notebook 10 (hybrid TP x PP): checks and graded tests of Megatron's two conjugate operators.
+"""Notebook 10 (hybrid TP x PP): checks and graded tests of the two operators of a tensor-parallel MLP block, and
+of ``plan_parallelism`` (``labs.exercises.nb10_plan``).
 
-The learner writes ``copy_to_tp(x, group)`` (Megatron's f: identity forward, all-reduce backward) and
-``reduce_from_tp(x, group)`` (g: all-reduce forward, identity backward). Each is judged by what it does on T real
-ranks (``run_copy_to_tp`` / ``run_reduce_from_tp``, on the kernel side): alone (outputs and input gradients for
-per-rank inputs and upstream gradients), and inside a tensor-parallel MLP block whose other operator is labs' own
-(the block's output, input gradient and gathered weight gradients). The kernel returns those as plain data; the
-grader draws the shapes and seeds at grading time, rebuilds the same inputs and computes every expected value in its
-own process (the one-process MLP block), and scores. Calling labs' own operator is refused.
+The learner writes ``before_up(x, group)`` (the operator before the column-split ``up``; Megatron's f) and
+``after_down(x, group)`` (after the row-split ``down``; Megatron's g), under these neutral names: working out which
+one communicates in which direction is the exercise. Each is judged by what it does on T real ranks
+(``run_before_up`` / ``run_after_down``, on the kernel side): alone (outputs and input gradients for per-rank inputs
+and upstream gradients), and inside a tensor-parallel MLP block whose other operator is labs' own (the block's
+output, input gradient and gathered weight gradients). The kernel returns those as plain data; the grader draws the
+shapes and seeds at grading time, rebuilds the same inputs and computes every expected value in its own process (the
+one-process MLP block), and scores. Calling labs' own operator is refused.
 """
 from __future__ import annotations
 
@@ -14,17 +16,19 @@ import random
 
 import torch
 
+from labs.exercises import nb10_plan as plan
 from labs.grading import Graded
 from labs.grading.kernel import describe, forbidden_calls, forbidden_in, plain
 from labs.runtime.launcher import RankFailed, launch
 from labs.parallel.tensor import MLPModel, gather_shards, tensor_parallel_block
 
-__all__ = ["F_NAMES", "GRADED", "G_NAMES", "TOLERANCE", "check_conjugate_operators", "run_copy_to_tp",
-           "run_reduce_from_tp"]
+__all__ = ["F_NAMES", "GRADED", "G_NAMES", "NAMES", "TOLERANCE", "check_plan_parallelism", "check_tp_operators",
+           "reveal_operators", "run_after_down", "run_before_up"]
 
 TOLERANCE = 1e-5
 F_NAMES = ("labs.parallel.tensor.copy_to_tensor_parallel", "labs.parallel.tensor.CopyToTensorParallel")
 G_NAMES = ("labs.parallel.tensor.reduce_from_tensor_parallel", "labs.parallel.tensor.ReduceFromTensorParallel")
+NAMES = {"f": "before_up", "g": "after_down"}
 
 
 # ---------------------------------------------------------------- the same inputs on both sides, from a seed
@@ -76,11 +80,11 @@ def _run(fn, role: str, T: int, b: int, h: int, seed: int) -> dict:
             "grads": {k: v.tolist() for k, v in gather_shards([r[2] for r in per_rank]).items()}}
 
 
-def run_copy_to_tp(fn, T, b, h, seed):
+def run_before_up(fn, T, b, h, seed):
     return _run(fn, "f", T, b, h, seed)
 
 
-def run_reduce_from_tp(fn, T, b, h, seed):
+def run_after_down(fn, T, b, h, seed):
     return _run(fn, "g", T, b, h, seed)
 
 
@@ -120,7 +124,7 @@ def _close(got, want) -> bool:
 def _problem(role: str, case: tuple, output) -> str | None:
     """None when the output is right; else what is wrong, in the learner's terms."""
     T, b, h, seed = case
-    name = "copy_to_tp" if role == "f" else "reduce_from_tp"
+    name = NAMES[role]
     where = f"{name} on T={T} ranks, x of shape ({b}, {h})"
     if isinstance(output, dict) and not {"alone", "block", "grads"} <= set(output):
         return f"{where}: {output}"
@@ -131,16 +135,17 @@ def _problem(role: str, case: tuple, output) -> str | None:
             continue
         own = all(_close(g, w) for g, w in zip(got, want["own"][key]))
         summed = all(_close(g, want["sums"][key]) for g in got)
+        did = (": it summed over the ranks" if summed else ": it returned each rank's own tensor" if own
+               else "")
         if role == "f" and key == "out":
-            hint = "must return x unchanged (identity)" + (": it summed x over the ranks" if summed else "")
+            hint = "differs from what up needs (every rank already holds the whole input)"
         elif role == "f":
-            hint = ("must all-reduce the gradient (sum over the T ranks)" +
-                    (": it returned each rank's own gradient" if own else ""))
+            hint = "differs from the block's input gradient (each rank's slice of up sees only part of it)"
         elif key == "out":
-            hint = "must all-reduce x (sum over the T ranks)" + (": it returned x unchanged" if own else "")
+            hint = "differs from the block's output (each rank holds only a partial sum of down)"
         else:
-            hint = "must be the identity" + (": it summed the gradient over the ranks" if summed else "")
-        return f"{where}: the {direction} {hint}"
+            hint = "differs from the gradient each rank's partial sum needs (the output's gradient, as it is)"
+        return f"{where}: the {direction} {hint}{did}"
     for key, what in (("out", "output"), ("x_grad", "input gradient")):
         if not all(_close(g, w) for g, w in zip(output["block"][key], want["block"][key])):
             return f"{where}: inside the tensor-parallel MLP block, the {what} differs from one process"
@@ -188,13 +193,13 @@ def _call(run, fn, case, forbidden):
     return {"forbidden": calls[0]} if calls else output
 
 
-def check_conjugate_operators(copy_to_tp, reduce_from_tp) -> bool:
+def check_tp_operators(before_up, after_down) -> bool:
     """Both operators on 2 and 4 ranks, alone and inside the MLP block, against one process."""
     cases = [(2, 3, 4, 11), (4, 2, 5, 12)]
     ok = True
-    for role, fn, run, forbidden in (("f", copy_to_tp, run_copy_to_tp, F_NAMES),
-                                     ("g", reduce_from_tp, run_reduce_from_tp, G_NAMES)):
-        name = "copy_to_tp" if role == "f" else "reduce_from_tp"
+    for role, fn, run, forbidden in (("f", before_up, run_before_up, F_NAMES),
+                                     ("g", after_down, run_after_down, G_NAMES)):
+        name = NAMES[role]
         outputs = [_call(run, fn, case, forbidden) for case in cases]
         if any(isinstance(o, dict) and o.get("not_implemented") for o in outputs):
             print(f"not implemented yet: {name} (the notebook carries on with labs.parallel.tensor's own)")
@@ -214,5 +219,43 @@ def _graded(name, points, role, run, forbidden):
                   run=f"labs.exercises.nb10:{run.__name__}", forbidden=forbidden)
 
 
-GRADED = [_graded("copy_to_tp", 2, "f", run_copy_to_tp, F_NAMES),
-          _graded("reduce_from_tp", 2, "g", run_reduce_from_tp, G_NAMES)]
+def check_plan_parallelism(fn) -> bool:
+    """The learner's plans for the notebook's three cases (GPT-3 175B on 64 GPUs, and two smaller), judged by the
+    grader's model of the facts. Never raises; True when every plan earns full credit."""
+    from labs.exercises._common import report
+    problems = []
+    for case in plan.VISIBLE:
+        output = _call(lambda f, *c: f(*c), fn, case, PLAN_NAMES)
+        if isinstance(output, dict) and output.get("not_implemented"):
+            print("not implemented yet: plan_parallelism (nothing to carry on with: the plan below appears once "
+                  "yours passes)")
+            return False
+        if isinstance(output, dict) and output.get("forbidden"):
+            print(f"plan_parallelism calls {output['forbidden']}, the grader's own model: write your own")
+            return False
+        message = plan.problem(case, output)
+        if message:
+            problems.append(message)
+    return report(problems, f"plan_parallelism: the fastest plan that fits in all {len(plan.VISIBLE)} cases "
+                            f"-> correct")
+
+
+def reveal_operators(ok: bool) -> None:
+    """After the check: which operator is Megatron's f and which g, and what each does, once both passed."""
+    if not ok:
+        print("The operators' names and directions appear here once before_up and after_down pass their check.")
+        return
+    print("before_up is Megatron's f: the identity forward (every rank already holds the whole input), an all-reduce\n"
+          "  backward (each rank's slice of up gives only part of the input's gradient: the sum over ranks is it).\n"
+          "after_down is g: an all-reduce forward (the partial sums of down), the identity backward (the output's\n"
+          "  gradient is each partial sum's gradient as it is). Each is the other with forward and backward swapped:\n"
+          "  conjugate (Shoeybi et al. 2019, arXiv:1909.08053, section 3). Per block and micro-batch: one all-reduce\n"
+          "  of a (b, h) tensor forward (g) and one backward (f), but the model's first block needs no f (its input\n"
+          "  is the data); a transformer layer has two such blocks (attention split by heads): Megatron's two\n"
+          "  all-reduces per layer in each direction.")
+
+
+PLAN_NAMES = ("labs.exercises.nb10_plan.best", "labs.exercises.nb10_plan.evaluate", "labs.exercises.nb10_plan.options")
+GRADED = [_graded("before_up", 1, "f", run_before_up, F_NAMES),
+          _graded("after_down", 1, "g", run_after_down, G_NAMES),
+          Graded(name="plan_parallelism", points=3, cases=plan.cases, score=plan.score, forbidden=PLAN_NAMES)]

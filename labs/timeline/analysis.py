@@ -27,7 +27,8 @@ __all__ = ["CAUSES", "PathStep", "critical_path", "diagnose", "link_times", "pat
            "stage_means"]
 
 EPS = 1e-9
-CAUSES = ("healthy", "few micro-batches", "slow stage", "slow link")
+CAUSES = ("healthy", "few micro-batches", "slow stage", "slow rank", "slow link")
+_STAGE_FACTOR = 1.2  # the reference's line between a busy machine's spread and a slow stage
 
 
 def _index(trace: Trace):
@@ -183,12 +184,12 @@ def path_summary(path: list[PathStep]) -> dict:
 
 
 def diagnose(trace: Trace) -> dict:
-    """The reference detective: {"cause": one of CAUSES, "where": a stage, a [rank, rank] link, or None}.
+    """The reference detective: {"cause": one of CAUSES, "where": a stage, a rank, a [rank, rank] link, or None}.
 
-    In this order: a cable whose every message (both ways, among those a receiver waited for) took over a quarter of
-    a mean forward is a slow link (one late message on a busy machine is not);
-    a stage whose forward + backward takes over 1.4x the median stage's is slow; otherwise, when the idle fraction
-    is near (P-1)/(vM+P-1) and that is over 0.3, there are too few micro-batches; otherwise the pipeline is healthy.
+    In this order (the one to fix first): a slow link (every message on one cable, both ways, slow against the
+    pipeline's own forward time, where a busy machine delays only some); a slow rank (every stage it holds slower
+    than the median stage) or a slow stage; too few micro-batches (idle near (P-1)/(vM+P-1), and that is large);
+    otherwise healthy. Times are compared with the trace's own, never with fixed milliseconds.
     """
     means = stage_means(trace)
     forward = statistics.mean(m[FORWARD] for m in means.values())
@@ -203,9 +204,14 @@ def diagnose(trace: Trace) -> dict:
             return {"cause": "slow link", "where": list(cable)}
     totals = {stage: sum(m.values()) for stage, m in means.items()}
     median = statistics.median(totals.values())
-    stage = max(totals, key=totals.get)
-    if totals[stage] > 1.4 * median:
-        return {"cause": "slow stage", "where": stage}
+    slow = {stage for stage, total in totals.items() if total > _STAGE_FACTOR * median}
+    if slow:
+        owner = {e.action.stage: r.rank for r in trace.ranks for e in r.events}
+        for rank in sorted({owner[s] for s in slow}):
+            held = {s for s in totals if owner[s] == rank}
+            if len(held) > 1 and held <= slow:
+                return {"cause": "slow rank", "where": rank}
+        return {"cause": "slow stage", "where": max(slow, key=totals.get)}
     P = trace.world_size
     v = len(means) // P
     M = max(e.action.microbatch for r in trace.ranks for e in r.events) + 1

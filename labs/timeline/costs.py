@@ -196,16 +196,20 @@ class Network:
         return max(hops, key=slowness) if hops else Link()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Nodes(Network):
     """A cluster of nodes of ``gpus_per_node`` ranks each (ranks r and s share a node when r // gpus_per_node ==
-    s // gpus_per_node): ``inside`` joins the GPUs of a node (NVLink), ``across`` the nodes (InfiniBand)."""
+    s // gpus_per_node): ``inside`` joins the GPUs of a node (NVLink), ``across`` the nodes (InfiniBand). Keyword
+    arguments only: ``Nodes(gpus_per_node=4, inside=Link(...), across=Link(...))``."""
 
     gpus_per_node: int = 1
     inside: Link = field(default_factory=Link)
     across: Link = field(default_factory=Link)
 
     def __post_init__(self):
+        if not isinstance(self.default, Link) or not isinstance(self.slow, dict):
+            raise InputError("Nodes takes keyword arguments: Nodes(gpus_per_node=4, inside=Link(...), "
+                             "across=Link(...))")
         super().__post_init__()
         if isinstance(self.gpus_per_node, bool) or not isinstance(self.gpus_per_node, int) or self.gpus_per_node < 1:
             raise InputError(f"Nodes(gpus_per_node=...) is a whole number >= 1, got {self.gpus_per_node!r}")
