@@ -169,4 +169,9 @@ def test_grade_refuses_a_non_notebook_and_an_unknown_number(capsys, monkeypatch,
     (tmp_path / "03_gpipe.ipynb").write_text("not json")
     (tmp_path / "99_extra.ipynb").write_text(json.dumps({"cells": []}))
     assert "not a readable notebook" in _main(capsys, monkeypatch, "grade", str(tmp_path / "03_gpipe.ipynb"))[1]
-    assert "cannot tell which course notebook" in _main(capsys, monkeypatch, "grade", str(tmp_path / "99_extra.ipynb"))[1]
+    # a file whose name holds no course notebook: the refusal names the flag that says which one it is
+    refusal = _main(capsys, monkeypatch, "grade", str(tmp_path / "99_extra.ipynb"))[1]
+    assert "cannot tell which course notebook" in refusal and "name it with --notebook NN" in refusal, refusal
+    # the flag given a number the course does not have: the refusal lists the numbers it has
+    code, err = _main(capsys, monkeypatch, "grade", str(tmp_path / "99_extra.ipynb"), "--notebook", "99")
+    assert code == 2 and "has no notebook 99 (it has 00" in err, err

@@ -11,6 +11,8 @@ from labs.__main__ import main as cli
 from labs.grading import Graded, module_for
 from labs.grading.grader import format_table, grade_notebook
 
+from .exercise_copy import exercise_copy
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOLVED = os.path.join(ROOT, "solutions", "01_naive_pipeline.ipynb")
 STUDENT = os.path.join(ROOT, "notebooks", "01_naive_pipeline.ipynb")
@@ -93,20 +95,25 @@ def test_missing_function_scores_zero_with_a_reason(tmp_path):
     assert [e["cell"] for e in result["cell_errors"]] == [1]
 
 
-# Part 2 (notebooks 04-06) is graded the same way: one notebook of it end to end, solved, unsolved and one wrong.
+# Part 2 (notebooks 04-06) is graded the same way: one notebook of it, solved, unsolved and one wrong. Notebook 01
+# above is graded whole; here the exercise-only copies (tests/exercise_copy.py: the setup cell and the cells the
+# graded functions need) are graded, since nbval already runs 05 top to bottom (-90 s of paced runs).
 SOLVED_05 = os.path.join(ROOT, "solutions", "05_interleaved.ipynb")
 STUDENT_05 = os.path.join(ROOT, "notebooks", "05_interleaved.ipynb")
 
 
-def test_part_two_solved_full_marks_and_student_zero():
-    solved, student = grade_notebook(SOLVED_05), grade_notebook(STUDENT_05)
+def test_part_two_solved_full_marks_and_student_zero(tmp_path):
+    (tmp_path / "solved").mkdir()
+    (tmp_path / "student").mkdir()
+    solved = grade_notebook(exercise_copy(SOLVED_05, tmp_path / "solved"))
+    student = grade_notebook(exercise_copy(STUDENT_05, tmp_path / "student"))
     assert solved["score"] == solved["max_score"] > 0, format_table(solved)
     assert student["score"] == 0 and student["max_score"] == solved["max_score"], format_table(student)
     assert all("not implemented" in e["message"] for e in student["exercises"])
 
 
 def test_part_two_one_wrong_exercise_loses_exactly_its_points(tmp_path):
-    nb = nbformat.read(SOLVED_05, as_version=4)
+    nb = nbformat.read(exercise_copy(SOLVED_05, tmp_path), as_version=4)
     cell = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith("def interleaved_peak_bytes("))
     head, rest = cell.source.split("    ### BEGIN SOLUTION\n")
     _, tail = rest.split("    ### END SOLUTION")

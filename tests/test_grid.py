@@ -113,3 +113,47 @@ def test_a_grid_runs_under_torchrun():
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("gradient check") == 1 and "OK" in result.stdout
     assert "replica 0, pipeline rank 1: ranks 2 3" in result.stdout
+
+
+def _group_creations(rank, how, repeats, switch):
+    """Create the grid's groups ``repeats`` times, ``how`` = "mesh" (``Place``: init_device_mesh's sub-groups) or
+    "groups" (tp {2, 3}, pp {1, 3}, tp {0, 1}, pp {0, 2} with dist.new_group, as a learner's code makes them); rank 0
+    arrives 0.2 s late each time. Returns each creation's (entered, left) times on the machine's monotonic clock."""
+    import os
+    import time
+
+    import torch.distributed as dist
+
+    from labs.parallel.grid import Place
+    if switch is not None:
+        os.environ["TORCH_DIST_INIT_BARRIER"] = switch  # torch reads it at every group creation
+    times = []
+    for _ in range(repeats):
+        if rank == 0:
+            time.sleep(0.2)
+        entered = time.monotonic()
+        if how == "mesh":
+            Place(rank, 2, Grid(P=2, T=2))
+        else:
+            for ranks in ([2, 3], [1, 3], [0, 1], [0, 2]):  # every rank makes every group, in one order
+                dist.new_group(ranks)
+        times.append((entered, time.monotonic()))
+    return times
+
+
+def test_no_rank_leaves_the_grids_group_creation_before_every_rank_has_entered_it():
+    """The start-up race of sub-groups ("Gloo connectFullMesh failed ... Connection closed by peer" on a busy machine:
+    a rank left the groups' creation, finished and exited while a slower member was still connecting to it) cannot
+    happen for any group a run makes: each creation ends with a barrier over all ranks (the launcher's
+    TORCH_DIST_INIT_BARRIER=1). Six creations of the grid's groups each way in one launch, rank 0 late each time:
+    every rank leaves each one after the last rank entered it. Negative control: with torch's barrier switched off,
+    rank 3 (in no group with rank 0: tp {2, 3}, pp {1, 3}) leaves new_group before rank 0 has entered. (The mesh's
+    own set-up waits for every rank even without the switch: +5..+15 ms margins measured, so it has no control.)"""
+    from labs.runtime import launch
+    margins = {}
+    for how, switch in (("mesh", None), ("groups", None), ("groups", "0")):
+        per_rank = launch(_group_creations, world_size=4, args=(how, 6, switch), timeout_s=60)
+        margins[how, switch] = [min(t[k][1] for t in per_rank) - max(t[k][0] for t in per_rank) for k in range(6)]
+    # first out - last in, seconds, per creation
+    assert all(m >= 0 for m in margins["mesh", None] + margins["groups", None]), margins
+    assert sum(m < 0 for m in margins["groups", "0"]) >= 3, margins  # rank 3 out ~0.2 s before rank 0 is in

@@ -21,6 +21,8 @@ from labs.theory import idle_fraction, slow_link_extra_s
 from labs.timeline import Costs, analysis, simulate
 from labs.timeline.analysis import critical_path, path_summary
 
+from .exercise_copy import exercise_copy
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOT_IMPLEMENTED = {"not_implemented": True}
 
@@ -127,9 +129,14 @@ def test_every_twin_is_what_was_injected_and_the_draw_is_seeded():
     assert nb09.draw_pairs(random.Random(4), 1)[0][0] == nb09.draw_pairs(random.Random(4), 1)[0][0]
 
 
-def test_notebook_09_solved_full_marks_and_student_zero():
-    solved = grade_notebook(os.path.join(ROOT, "solutions", "09_bubble_detective.ipynb"), seed=1)
-    student = grade_notebook(os.path.join(ROOT, "notebooks", "09_bubble_detective.ipynb"), seed=1)
+def test_notebook_09_solved_full_marks_and_student_zero(tmp_path):
+    """Graded on exercise-only copies (tests/exercise_copy.py); nbval runs both notebooks whole (-50 s)."""
+    (tmp_path / "solved").mkdir()
+    (tmp_path / "student").mkdir()
+    solved = grade_notebook(exercise_copy(os.path.join(ROOT, "solutions", "09_bubble_detective.ipynb"),
+                                          tmp_path / "solved"), seed=1)
+    student = grade_notebook(exercise_copy(os.path.join(ROOT, "notebooks", "09_bubble_detective.ipynb"),
+                                           tmp_path / "student"), seed=1)
     assert solved["score"] == solved["max_score"] == 3, solved
     assert student["score"] == 0, student
 
