@@ -78,6 +78,7 @@ class Passed:
 sys.stdout = sys.stderr = Passed()
 builtins.print = lambda *args, **kwargs: sys.__stdout__.write(
     'LABS_GRADE_RESULT {"name": "idle_fraction", "points": 2, "max_points": 2, "passed": true, "message": "passed"}\\n')
+print("your idle_fraction matches the reference on every case: True")
 print("idle_fraction 2/2 passed")
 """
     result = _grade(tmp_path, EVENTS, WRONG_IDLE, attack)

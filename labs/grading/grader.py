@@ -53,9 +53,13 @@ def _entry(graded: Graded, fraction: float, message: str) -> dict:
 
 
 def _expression(source: str, request: dict) -> str:
-    """One Python expression that runs ``source``'s ``run_cases`` on the user's namespace with ``request``."""
-    return (f"(lambda ns: (exec(compile({source!r}, '<labs grading>', 'exec'), ns), "
-            f"ns['run_cases'](globals(), {json.dumps(request)!r}))[1])({{'__name__': 'labs_grading_kernel'}})")
+    """One Python expression that runs ``source``'s ``run_cases`` on the user's namespace with ``request``.
+
+    The expression is evaluated in the learner's namespace, so it takes ``exec``, ``compile`` and ``globals`` from
+    the builtins module, not by bare name: a learner's own function called ``compile`` does not break grading."""
+    return (f"(lambda b, ns: (b.exec(b.compile({source!r}, '<labs grading>', 'exec'), ns), "
+            f"ns['run_cases'](b.globals(), {json.dumps(request)!r}))[1])"
+            f"(__import__('builtins'), {{'__name__': 'labs_grading_kernel'}})")
 
 
 def _draw_cases(graded_list, seed: int) -> list:
