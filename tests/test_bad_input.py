@@ -168,4 +168,4 @@ def test_grade_refuses_a_non_notebook_and_an_unknown_number(capsys, monkeypatch,
     (tmp_path / "03_gpipe.ipynb").write_text("not json")
     (tmp_path / "99_extra.ipynb").write_text(json.dumps({"cells": []}))
     assert "not a readable notebook" in _main(capsys, monkeypatch, "grade", str(tmp_path / "03_gpipe.ipynb"))[1]
-    assert "no notebook number 99" in _main(capsys, monkeypatch, "grade", str(tmp_path / "99_extra.ipynb"))[1]
+    assert "cannot tell which course notebook" in _main(capsys, monkeypatch, "grade", str(tmp_path / "99_extra.ipynb"))[1]
