@@ -64,10 +64,6 @@ def _number(stem: str, notebook: str | None, notebooks: dict, path: str) -> str:
     if len(found) == 1:
         return found[0]
     prefixes = sorted({m for m in re.findall(r"(?<![0-9])([0-9]{2}[a-z]?)_", stem) if m in notebooks})
-    unknown = re.findall(r"(?<![0-9])([0-9]{2})_", stem)
-    if not found and not prefixes and unknown:
-        raise InputError(f"the course has no notebook number {unknown[0]} ({path!r}; it has "
-                         f"{', '.join(notebooks)}): name the notebook with --notebook NN, e.g. --notebook 02")
     if len(found) > 1 or len(prefixes) != 1:
         held = found or prefixes
         raise InputError(f"cannot tell which course notebook {path!r} is (its name holds "
