@@ -50,7 +50,7 @@ def test_student_notebook_scores_zero_through_the_cli(tmp_path, capsys):
     if not os.path.exists(STUDENT):
         pytest.skip("notebooks/01 not generated yet")
     out = tmp_path / "scores.json"
-    assert cli(["grade", STUDENT, "--json", str(out)]) == 0
+    assert cli(["grade", STUDENT, "--json", str(out)]) == 1  # exit code 1: graded, points missing (0 needs full marks)
     table = capsys.readouterr().out
     result = json.loads(out.read_text())
     assert result["score"] == 0 and result["max_score"] > 0

@@ -78,6 +78,7 @@ class Passed:
 sys.stdout = sys.stderr = Passed()
 builtins.print = lambda *args, **kwargs: sys.__stdout__.write(
     'LABS_GRADE_RESULT {"name": "idle_fraction", "points": 2, "max_points": 2, "passed": true, "message": "passed"}\\n')
+print("your idle_fraction matches the reference on every case: True")
 print("idle_fraction 2/2 passed")
 """
     result = _grade(tmp_path, EVENTS, WRONG_IDLE, attack)
@@ -187,6 +188,37 @@ json.dumps = dumps
     _zero(result["idle_fraction"], "forged")
     _zero(result["idle_from_events"], "forged")
     assert result["_total"]["score"] == 0 and result["_total"]["max_score"] == 4
+
+
+def test_answers_computed_by_the_reference_while_the_outputs_are_written_score_zero(tmp_path):
+    late = """
+import builtins, json, sys
+import labs.theory as theory
+_open = builtins.open
+class Rewrite:  # what the grader's writer writes goes through here: swap in the reference's answers
+    def __init__(self, handle):
+        self.handle = handle
+    def write(self, text):
+        frame = sys._getframe(1)
+        while frame and "request" not in frame.f_locals:
+            frame = frame.f_back
+        if frame.f_locals["request"]["name"] != "idle_fraction":
+            return self.handle.write(text)
+        data = json.loads(text)
+        data["outputs"] = [theory.idle_fraction(*case) for case in frame.f_locals["request"]["cases"]]
+        return self.handle.write(json.dumps(data))
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        return self.handle.__exit__(*exc)
+def opened(path, mode="r", *args, **kwargs):
+    handle = _open(path, mode, *args, **kwargs)
+    return Rewrite(handle) if "labs-grade" in str(path) and "w" in mode else handle
+builtins.open = opened
+"""
+    result = _grade(tmp_path, WRONG_IDLE, EVENTS, late)
+    _zero(result["idle_fraction"])  # the references are still guarded while the outputs are written
+    assert result["idle_from_events"]["passed"]
 
 
 def test_a_hanging_exercise_scores_zero_and_the_others_are_still_graded(tmp_path):

@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOLVED = os.path.join(ROOT, "solutions", "02_microbatching.ipynb")
 STUDENT = os.path.join(ROOT, "notebooks", "02_microbatching.ipynb")
 SEED = 20261129
-STEP_TIMEOUT_S = 10  # the hanging submission's cell and its grading request each stop here
+STEP_TIMEOUT_S = 20  # the looping cell stops here (its request at 15 s); with 10 s two checks failed once, busy
 GRADED = nb02.GRADED
 FIRST = GRADED[0]
 MAX = sum(g.points for g in GRADED)
@@ -157,7 +157,11 @@ def test_the_hanging_submission_stopped_at_its_limit_and_feedback_says_why(grade
     grace = (folder / "feedback" / "grace" / "02_microbatching.txt").read_text()
     assert REFERENCE in grace, grace
     frank = (folder / "feedback" / "frank" / "02_microbatching.txt").read_text()
-    assert "replies became unreadable" in frank and "not implemented" in frank, frank
+    # json.dumps replaced: the kernel's replies break (the notebook is re-run without that cell), or, when they still
+    # get through, the forged file is rejected; both seen, both 0 points
+    assert ("replies became unreadable" in frank and "not implemented" in frank) or \
+        frank.count("forged outputs") == len(GRADED), frank
+    assert re.search(rf"^total +0/{MAX:g}$", frank, re.M), frank
     ivan = (folder / "feedback" / "ivan" / "02_microbatching.txt").read_text()
     assert "the kernel died while running this cell" in ivan, ivan
     assert len(list((folder / "feedback").glob("*/*.txt"))) == len(CLASS)

@@ -170,6 +170,9 @@ def grade_class(paths, gradebook: str, notebook=None, seed=None, jobs=None, feed
     for (student, number), result in sorted(fresh.items()):
         if result["status"] != "graded":
             print(f"  {student} {number}: {result['score']:g}/{result['max_score']:g}, {result['status']}")
+    for (student, number), result in sorted(fresh.items()):
+        if result.get("review"):
+            print(f"  {student} {number}: read by hand, " + "; ".join(result["review"]))
     for f, why in left_out:
         print(f"  left out {f}: {why}")
     print(f"gradebook: {gradebook} (every result in {os.path.splitext(gradebook)[0]}.json); feedback: "

@@ -2,7 +2,7 @@
 
 * ``grades.csv``: UTF-8 with a byte-order mark (spreadsheets then read accented names), a row per student, a column
   per exercise (``02 idle_fraction (/2)``), ``total``, ``max``, ``status`` (per notebook: graded, graded (time
-  limit), not graded: why, missing) and ``seed``. A cell that a spreadsheet would read as a formula (a name starting
+  limit), not graded: why, missing), ``seed`` and ``review`` (cells to read by hand: ``review.py``). A cell that a spreadsheet would read as a formula (a name starting
   with ``=``, ``+``, ``-`` or ``@``) is written with a leading apostrophe.
 * ``grades.json`` beside it: every result (messages, cell errors, seconds, seed) and the files left out; grading more
   submissions into the same gradebook keeps the other rows and reuses the seed.
@@ -51,9 +51,9 @@ def write_gradebook(gradebook: str, results: dict, seed: int, left_out: list) ->
     with open(gradebook, "w", newline="", encoding="utf-8-sig") as handle:
         writer = csv.writer(handle)
         writer.writerow(["student"] + [f"{n} {name} (/{points:g})" for (n, name), points in columns.items()]
-                        + ["total", "max", "status", "seed"])
+                        + ["total", "max", "status", "seed", "review"])
         for student in sorted({s for s, _ in results}, key=str.lower):
-            row, total, status = [_cell(student)], 0.0, []
+            row, total, status, review = [_cell(student)], 0.0, [], []
             for number, name in columns:
                 result = results.get((student, number)) or {}
                 entry = next((e for e in result.get("exercises", []) if e["name"] == name), None)
@@ -62,8 +62,10 @@ def write_gradebook(gradebook: str, results: dict, seed: int, left_out: list) ->
             for number in numbers:
                 result = results.get((student, number))
                 status.append(f"{number}: {'missing' if result is None else result['status']}")
+                review += [f"{number}: {note}" for note in (result or {}).get("review", [])]
             maximum = sum(p for (n, _), p in columns.items())
-            writer.writerow(row + [f"{round(total, 4):g}", f"{maximum:g}", _cell("; ".join(status)), seed])
+            writer.writerow(row + [f"{round(total, 4):g}", f"{maximum:g}", _cell("; ".join(status)), seed,
+                                    _cell("; ".join(review))])
     with open(os.path.splitext(gradebook)[0] + ".json", "w", encoding="utf-8") as handle:
         json.dump({"seed": seed, "results": [{"student": s, "number": n, **r} for (s, n), r in sorted(results.items())],
                    "left_out": [{"file": f, "why": why} for f, why in left_out]}, handle, indent=1)

@@ -38,6 +38,7 @@ from ..errors import InputError
 from .limits import cell_limits
 from .names import reference_notebook
 from .protocol import Graded, module_for, score_outputs
+from .review import review_notes
 from .session import run_session
 
 __all__ = ["format_table", "grade_notebook", "status_of"]
@@ -53,9 +54,13 @@ def _entry(graded: Graded, fraction: float, message: str) -> dict:
 
 
 def _expression(source: str, request: dict) -> str:
-    """One Python expression that runs ``source``'s ``run_cases`` on the user's namespace with ``request``."""
-    return (f"(lambda ns: (exec(compile({source!r}, '<labs grading>', 'exec'), ns), "
-            f"ns['run_cases'](globals(), {json.dumps(request)!r}))[1])({{'__name__': 'labs_grading_kernel'}})")
+    """One Python expression that runs ``source``'s ``run_cases`` on the user's namespace with ``request``.
+
+    The expression is evaluated in the learner's namespace, so it takes ``exec``, ``compile`` and ``globals`` from
+    the builtins module, not by bare name: a learner's own function called ``compile`` does not break grading."""
+    return (f"(lambda b, ns: (b.exec(b.compile({source!r}, '<labs grading>', 'exec'), ns), "
+            f"ns['run_cases'](b.globals(), {json.dumps(request)!r}))[1])"
+            f"(__import__('builtins'), {{'__name__': 'labs_grading_kernel'}})")
 
 
 def _draw_cases(graded_list, seed: int) -> list:
@@ -99,7 +104,8 @@ def grade_notebook(path: str, timeout_s: float = 600.0, module: str | None = Non
     ``module``: the exercise module (default: from the file name's ``NN_``). ``seed`` fixes the drawn cases
     (default: a fresh random seed, reported in the result). The notebook always runs in a temporary copy beside a
     copy of ``labs``. Returns a dict: ``exercises`` (name, points, max_points, passed, fraction, message each),
-    ``score``, ``max_score``, ``cell_errors``, ``seed``, ``seconds``, ``status`` (``status_of``).
+    ``score``, ``max_score``, ``cell_errors``, ``review`` (``review.review_notes``: cells to read by hand), ``seed``,
+    ``seconds``, ``status`` (``status_of``).
     Raises InputError for a file that is not a course notebook or has no graded exercises.
     """
     module = module or module_for(path)
@@ -137,7 +143,7 @@ def grade_notebook(path: str, timeout_s: float = 600.0, module: str | None = Non
     result = {"notebook": os.path.abspath(path), "module": module, "seed": seed, "exercises": exercises,
               "score": round(sum(e["points"] for e in exercises), 4),
               "max_score": sum(e["max_points"] for e in exercises), "cell_errors": cell_errors,
-              "seconds": round(time.monotonic() - started, 1)}
+              "review": review_notes(cells), "seconds": round(time.monotonic() - started, 1)}
     result["status"] = status_of(result)
     return result
 
@@ -170,5 +176,8 @@ def format_table(result: dict) -> str:
     if result.get("cell_errors"):
         lines.append("cells that raised while executing: " +
                      ", ".join(f"cell {e['cell']} ({e['error'].splitlines()[0][:80]})" for e in result["cell_errors"]))
+    if result.get("review"):
+        lines.append("cells for the lecturer to read (they touch the grading machinery; points unchanged): " +
+                     "; ".join(result["review"]))
     lines.append(f"cases drawn with seed {result.get('seed')}")
     return "\n".join(lines)

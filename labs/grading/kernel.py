@@ -230,8 +230,13 @@ def run_cases(namespace: dict, request) -> str:
                         output = {"forbidden": calls[0]}
                     texts.append(json.dumps(output))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".part", "w") as handle:
-        handle.write(f'{{"exercise": {json.dumps(name)}, "token": {json.dumps(request["token"])}, '
-                     f'"outputs": [{", ".join(texts)}]}}')
-    os.replace(path + ".part", path)
+    # written with the references still guarded: code the notebook hooked into writing (open, json) cannot call
+    # them to replace the outputs; a call seen here fails the whole request, and the grader then reads nothing
+    with forbidden_calls(request.get("forbidden", ()), watch_copies=True) as calls:
+        with open(path + ".part", "w") as handle:
+            handle.write(f'{{"exercise": {json.dumps(name)}, "token": {json.dumps(request["token"])}, '
+                         f'"outputs": [{", ".join(texts)}]}}')
+        os.replace(path + ".part", path)
+    if calls:
+        raise PermissionError(f"{FORBIDDEN_MARK} {calls[0]} was called while the outputs were written")
     return f"{name}: {len(texts)} outputs written"

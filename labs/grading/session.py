@@ -195,8 +195,10 @@ def run_session(cells, drawn, expression_for, workdir: str, root: str, results: 
                 if note and graded.name in hung:
                     note += f" ({graded.name} had already run past the time limit of cell {hung[graded.name]})"
                 expression = content.get("user_expressions", {}).get("grade", {})
-                if status == "ok" and expression.get("status") == "error":
-                    note = f"the grading request failed in the kernel: {_error_text(expression)}"
+                if status == "ok" and expression.get("status") == "error":  # whatever it wrote is not trusted
+                    answers[graded.name] = (None, f"0 points: the grading request failed in the kernel: "
+                                                  f"{_error_text(expression)}")
+                    continue
                 try:
                     answers[graded.name] = (read_outputs(path, graded.name, token, len(cases)), note)
                 except GradingError as error:
