@@ -198,9 +198,9 @@ def run_pipeline(schedule="gpipe", P: int = 4, M: int = 8, v: int = 1, layers: i
     check_model(model)
     blocks = split_layers(model.num_layers, num_stages, require_equal=num_stages > P, P=P)  # here, not on ranks
     check_microbatches(batch_size, M)
-    check_boundaries(model, blocks, batch_size // D, M)  # what each stage sends is what the model declares
     grid = Grid(P, T, D)
     grid.check(model, batch_size, M, world_size=_torchrun_world_size() if hybrid else None)
+    check_boundaries(model, blocks, batch_size // D, M)  # what each stage sends is what the model declares
     pace_s = stage_paces(pace_s, stage_owners(actions), slow_stages, straggler)
     network = as_network(network)
     if network is not None:

@@ -115,7 +115,7 @@ def _progress(total: int):
 
             def update(self, n):
                 self.done += n
-                print(f"graded {self.done}/{total}", file=sys.stderr, flush=True)
+                print(f"grading: {self.done}/{total} notebooks done", file=sys.stderr, flush=True)
 
             def close(self):
                 pass
