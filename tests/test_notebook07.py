@@ -3,7 +3,6 @@ marks to a right answer and nothing to each plausible wrong one or a stub, on ca
 its verdicts print False on the planted inputs a real mistake produces (the old prose's "twice per micro-batch", a
 link bypassed on real ranks, shuffled or one-parameter message times); the slow link's closed form equals the
 simulator. Only the test marked real ranks starts processes."""
-import json
 import random
 
 import pytest
@@ -12,27 +11,10 @@ import labs
 from labs.course import timing
 from labs.course.p2p import fit
 from labs.exercises import nb07
-from labs.grading import plain, score_outputs
+from labs.grading import score_outputs
 from labs.theory import slow_link_extra_s
 from labs.timeline import Costs, Link, Network, simulate
-
-NOT_IMPLEMENTED = {"not_implemented": True}
-
-
-def _outputs(graded, fn, cases):
-    """What the kernel would send back: the run adapter (or fn itself) on each case, as plain data."""
-    if graded.run:
-        module, name = graded.run.split(":")
-        run = getattr(__import__(module, fromlist=[name]), name)
-        outputs = []
-        for case in cases:
-            try:
-                outputs.append(plain(run(fn, *case)))
-            except Exception as error:  # noqa: BLE001 - what the kernel sends for a raising answer
-                outputs.append({"error": f"{type(error).__name__}: {error}"})
-        return outputs
-    return [json.loads(json.dumps(plain(fn(*case)))) for case in cases]
-
+from tests.kernel_outputs import NOT_IMPLEMENTED, outputs
 
 # ------------------------------------------------------------------ 07 traffic (any placement)
 def _traffic(owners, M, nbytes):
@@ -43,12 +25,12 @@ def _traffic(owners, M, nbytes):
 def test_traffic_score_right_wrong_and_stubs():
     graded = nb07.GRADED[0]
     cases = graded.cases(random.Random(1))
-    assert graded.score(cases, _outputs(graded, _traffic, cases))[0] == 1.0
+    assert graded.score(cases, outputs(graded, _traffic, cases))[0] == 1.0
     for name, wrong in nb07.TRAFFIC_WRONG.items():  # right only where every boundary crosses, or on one rank
-        assert graded.score(cases, _outputs(graded, wrong, cases))[0] <= 0.2, name
+        assert graded.score(cases, outputs(graded, wrong, cases))[0] <= 0.2, name
     for stub in ([0, 0], None, []):
         assert score_outputs(graded, cases, [stub] * len(cases))[0] == 0.0
-    one_way = _outputs(graded, lambda o, M, n: [x // 2 for x in _traffic(o, M, n)], cases)
+    one_way = outputs(graded, lambda o, M, n: [x // 2 for x in _traffic(o, M, n)], cases)
     fraction, message = graded.score(cases, one_way)
     assert fraction == 0.0 and "carries something back" in message
 
@@ -87,9 +69,9 @@ def test_gpipe_step_on_link_score_right_wrong_and_stubs():
     graded = nb07.GRADED[1]
     cases = graded.cases(random.Random(2))
     assert not set(cases) & set(nb07.SHOWN["gpipe_step_on_link"])
-    assert graded.score(cases, _outputs(graded, _step, cases))[0] == 1.0
+    assert graded.score(cases, outputs(graded, _step, cases))[0] == 1.0
     for name, wrong in nb07.STEP_WRONG.items():  # right on the two trivial cases only, which earn nothing
-        assert graded.score(cases, _outputs(graded, wrong, cases))[0] == 0.0, name
+        assert graded.score(cases, outputs(graded, wrong, cases))[0] == 0.0, name
     assert graded.score(cases, [0.0] * len(cases))[0] == 0.0
     assert graded.score(cases, [NOT_IMPLEMENTED] * len(cases))[0] == 0.0
 

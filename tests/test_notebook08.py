@@ -12,21 +12,7 @@ import labs
 from labs.course.accumulation import microbatch_times
 from labs.exercises import nb08
 from labs.grading import plain
-
-
-def _outputs(graded, fn, cases):
-    """What the kernel would send back: the run adapter (or fn itself) on each case, as plain data."""
-    if graded.run:
-        module, name = graded.run.split(":")
-        run = getattr(__import__(module, fromlist=[name]), name)
-        outputs = []
-        for case in cases:
-            try:
-                outputs.append(plain(run(fn, *case)))
-            except Exception as error:  # noqa: BLE001 - what the kernel sends for a raising answer
-                outputs.append({"error": f"{type(error).__name__}: {error}"})
-        return outputs
-    return [plain(fn(*case)) for case in cases]
+from tests.kernel_outputs import outputs
 
 
 # ------------------------------------------------------------------ 08 pipeline_stage (real ranks)
@@ -92,14 +78,14 @@ def test_pipeline_stage_score_reference_and_half_fixes(nb08_cases):
     cases = nb08_cases
     assert all(case[1] == 2 * case[0] for case in cases)
     assert not set(cases) & set(nb08.CHECK_CASES)
-    assert graded.score(cases, _outputs(graded, nb08.reference_pipeline_stage, cases))[0] == 1.0
+    assert graded.score(cases, outputs(graded, nb08.reference_pipeline_stage, cases, through_json=False))[0] == 1.0
     reversed_order = _variant(order="reversed")
-    assert graded.score(cases, _outputs(graded, reversed_order, cases))[0] == 1.0  # any order both neighbours share
-    fraction, message = graded.score(cases, _outputs(graded, _variant(scale=False), cases))
+    assert graded.score(cases, outputs(graded, reversed_order, cases, through_json=False))[0] == 1.0  # any order both neighbours share
+    fraction, message = graded.score(cases, outputs(graded, _variant(scale=False), cases, through_json=False))
     assert fraction == 0.0 and "x one process's" in message  # right only at M = 1, a trivial case for this slip
     for wrong in (_variant(input_grad=False), _variant(order="mixed"), _variant(send_back=False), _seed_stage):
-        assert graded.score(cases, _outputs(graded, wrong, cases))[0] == 0.0
-    assert graded.score(cases, _outputs(graded, lambda *a: {}, cases))[0] == 0.0
+        assert graded.score(cases, outputs(graded, wrong, cases, through_json=False))[0] == 0.0
+    assert graded.score(cases, outputs(graded, lambda *a: {}, cases, through_json=False))[0] == 0.0
 
 
 def test_the_seeds_own_stage_fails_on_real_ranks_with_the_scalar_error():

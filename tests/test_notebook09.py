@@ -3,7 +3,6 @@ from each nearly right one (and give constants nothing); a wrong diagnosis does 
 healthy pipeline's (the verdict the notebook prints, fed planted runs, and one real run); the detective's simulated
 mysteries and path verdicts; the notebook graded end to end (solved: 3 of 3, student: 0)."""
 import copy
-import json
 import math
 import os
 import random
@@ -15,33 +14,15 @@ import pytest
 import labs
 from labs.course import detective, timing
 from labs.exercises import nb09
-from labs.grading import plain
 from labs.grading.grader import grade_notebook
 from labs.theory import idle_fraction, slow_link_extra_s
 from labs.timeline import Costs, analysis, simulate
 from labs.timeline.analysis import critical_path, path_summary
 
 from .exercise_copy import exercise_copy
+from tests.kernel_outputs import NOT_IMPLEMENTED, outputs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NOT_IMPLEMENTED = {"not_implemented": True}
-
-
-def _outputs(graded, fn, cases):
-    """What the kernel would send back: the run adapter (or fn itself) on each case, as plain data."""
-    if graded.run:
-        module, name = graded.run.split(":")
-        run = getattr(__import__(module, fromlist=[name]), name)
-        outputs = []
-        for case in cases:
-            try:
-                outputs.append(plain(run(fn, *case)))
-            except Exception as error:  # noqa: BLE001 - what the kernel sends for a raising answer
-                outputs.append({"error": f"{type(error).__name__}: {error}"})
-        return outputs
-    return [json.loads(json.dumps(plain(fn(*case)))) for case in cases]
-
-
 # ------------------------------------------------------------------ 09 diagnose on twin traces
 def _reference():
     return types.FunctionType(analysis.diagnose.__code__, analysis.diagnose.__globals__)
@@ -105,10 +86,10 @@ def nb09_cases():
 def test_diagnose_is_graded_on_pairs_that_tell_right_from_nearly_right(nb09_cases):
     graded, cases = nb09.GRADED[0], nb09_cases
     assert len(cases) == 16 and len({pair for _, pair in cases}) == 8
-    assert graded.score(cases, _outputs(graded, _reference(), cases))[0] == 1.0
+    assert graded.score(cases, outputs(graded, _reference(), cases))[0] == 1.0
     for name, wrong in (("1.4x stage threshold", _with_factor(1.4)), ("mean not min", _mean_not_min),
                         ("thresholds in ms", _milliseconds), ("slow rank whenever v > 1", _rank_whenever_interleaved)):
-        assert graded.score(cases, _outputs(graded, wrong, cases))[0] <= 0.75, name
+        assert graded.score(cases, outputs(graded, wrong, cases))[0] <= 0.75, name
     for cause in analysis.CAUSES:
         assert graded.score(cases, [{"cause": cause, "where": None}] * len(cases))[0] == 0.0
     assert graded.score(cases, [NOT_IMPLEMENTED] * len(cases))[0] == 0.0
@@ -116,9 +97,9 @@ def test_diagnose_is_graded_on_pairs_that_tell_right_from_nearly_right(nb09_case
 
 def test_a_pair_earns_the_smaller_credit_of_its_twins(nb09_cases):
     graded, cases = nb09.GRADED[0], nb09_cases
-    outputs = _outputs(graded, _reference(), cases)
+    answers = outputs(graded, _reference(), cases)
     first = cases[0][1]
-    half = [{**o, "where": "?"} if pair == first and o["where"] is not None else o for (_, pair), o in zip(cases, outputs)]
+    half = [{**o, "where": "?"} if pair == first and o["where"] is not None else o for (_, pair), o in zip(cases, answers)]
     assert graded.score(cases, half)[0] == pytest.approx(1 - 0.5 / 8)
 
 
