@@ -103,7 +103,16 @@ def _interrupt_once_ranks_run(sent: list, world_size: int) -> None:
     signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
 
-def test_keyboard_interrupt_leaves_no_process_behind():
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt, as in a notebook's kernel, whatever handler an earlier test left installed
+    (in the whole suite one did: the interrupt was then ignored and the run went on to its timeout)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_keyboard_interrupt_leaves_no_process_behind(ctrl_c_raises):
     sent: list = []
     thread = threading.Thread(target=_interrupt_once_ranks_run, args=(sent, 2), daemon=True)
     thread.start()
@@ -114,7 +123,7 @@ def test_keyboard_interrupt_leaves_no_process_behind():
     assert _children() == []
 
 
-def test_keyboard_interrupt_while_ranks_start_leaves_no_process_behind():
+def test_keyboard_interrupt_while_ranks_start_leaves_no_process_behind(ctrl_c_raises):
     timer = threading.Timer(0.01, lambda: signal.pthread_kill(threading.main_thread().ident, signal.SIGINT))
     with pytest.raises(KeyboardInterrupt):
         timer.start()
