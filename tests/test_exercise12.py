@@ -1,29 +1,21 @@
 """Notebook 12's graded exercises. my_schedule: lists under a memory cap below P (a property no labs or PyTorch
 schedule has) judged by the validator, the simulator's peaks and the grader's capped schedule, one case trained on real
 ranks; choose_design: the learner's own memory model, each plausible wrong one losing credit."""
-import json
 import os
 import random
-import tempfile
 
 import nbformat
 import pytest
 
 from labs.exercises import nb12, nb12_design
-from labs.grading.kernel import plain, run_cases
+from labs.grading.kernel import plain
 from labs.schedules import make
+from tests.kernel_outputs import run_in_kernel_side
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _outputs(fn, cases, forbidden=(), run=None):
-    """What the grader gets back: the kernel side (labs.grading.kernel.run_cases) on the cases sent as JSON."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "outputs.json")
-        run_cases({"learner": fn}, json.dumps({"name": "learner", "cases": cases, "run": run,
-                                               "forbidden": list(forbidden), "token": "t", "path": path}))
-        with open(path) as handle:
-            return json.load(handle)["outputs"]
+_outputs = run_in_kernel_side
 
 
 def _solution(name):

@@ -1,24 +1,14 @@
 """Grading of notebooks 11 and 12: the grader-side scores give full marks to right answers, partial or none to wrong."""
-import json
-import os
 import random
-import tempfile
 
 import pytest
 
 from labs.exercises import nb11, nb12
-from labs.grading.kernel import plain, run_cases
 from labs.schedules import Action, make, one_f_one_b, zb_h1
+from tests.kernel_outputs import run_in_kernel_side
 
 
-def _outputs(fn, cases, forbidden=(), run=None):
-    """What the grader gets back: the kernel side (labs.grading.kernel.run_cases) on the cases sent as JSON."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "outputs.json")
-        run_cases({"learner": fn}, json.dumps({"name": "learner", "cases": cases, "run": run,
-                                               "forbidden": list(forbidden), "token": "t", "path": path}))
-        with open(path) as handle:
-            return json.load(handle)["outputs"]
+_outputs = run_in_kernel_side
 
 
 def call(fn, case, forbidden=(), run=None):
