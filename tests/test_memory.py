@@ -83,19 +83,19 @@ def test_receives_posted_up_front_grow_with_M(monkeypatch):
 
 
 def _gpipe_before_a_slow_stage():
-    """GPipe, M=16, rank 2 five times slower than rank 3: the last rank's gradients go out far faster than rank 2
+    """GPipe, M=16, rank 2 ten times slower than rank 3: the last rank's gradients go out far faster than rank 2
     takes them, the case where a sender runs ahead of its receiver by design."""
     return run_pipeline("gpipe", P=4, M=16, layers=8, batch_size=MICROBATCH_ROWS * 16, pace_ms=(1, 1), steps=1,
-                        warmup_steps=0, memory=True, slow_stages={2: 5})
+                        warmup_steps=0, memory="paced", slow_stages={2: 10})
 
 
 def test_a_sender_ahead_of_a_slow_receiver_holds_at_most_its_window(monkeypatch):
     """With the window (2), the last rank holds at most two payloads and one receive buffer; negative control: with no
     cap (``send_window`` returning None) the same run holds the payloads of the gradients it sent ahead, growing with
-    M (more than 8 of the 16 messages' worth measured here)."""
+    M (14 of the 16 messages' worth measured idle, 13-14 with one core busy; asserted: more than 4)."""
     run = _gpipe_before_a_slow_stage()
     message = _message_bytes(run)
     assert run.trace.memory[3]["category_peak_bytes"]["communication"] <= 3 * message
     monkeypatch.setattr(labs.runtime.step, "send_window", lambda schedule: None)
     uncapped = _gpipe_before_a_slow_stage().trace.memory[3]["category_peak_bytes"]["communication"]
-    assert uncapped >= 8 * message, (uncapped, message)
+    assert uncapped > 4 * message, (uncapped, message)
