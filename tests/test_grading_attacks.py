@@ -148,6 +148,25 @@ def test_calling_the_reference_directly_through_an_alias_or_a_wrapper_scores_zer
     assert wrapped["smallest_m"]["passed"]
 
 
+def test_smallest_m_by_the_graders_search_or_by_the_labs_simulator_scores_zero(tmp_path):
+    """Notebook 02's second exercise: asking the grader's own search, or searching with ``labs.simulate`` (or the
+    explorer, which calls it), is not an answer; the honest idle_fraction beside it is still graded."""
+    grader = ("import labs.exercises.nb02 as ex\n"
+              "def smallest_m(P, target, forward_ms, backward_ms, link_ms):\n"
+              "    return ex.expected_m(P, target, forward_ms, backward_ms, link_ms)\n")
+    result = _grade(tmp_path, IDLE, grader)
+    _zero(result["smallest_m"], "labs.exercises.nb02.expected_m")
+    assert result["idle_fraction"]["passed"]
+    search = ("from labs.viz.explorer import explore\n"
+              "def smallest_m(P, target, forward_ms, backward_ms, link_ms):\n"
+              "    M = 1\n"
+              "    while explore('gpipe', P, M, 1, forward_ms, backward_ms, link_ms)[1]['idle_fraction'] > target:\n"
+              "        M += 1\n"
+              "    return M\n")
+    result = _grade(tmp_path, IDLE, search)
+    _zero(result["smallest_m"], "labs.viz.explorer.explore")
+
+
 def test_a_copy_of_the_reference_code_or_a_reloaded_module_scores_zero(tmp_path):
     copies = """
 import sys, types
