@@ -7,18 +7,23 @@ of small micro-batches, Narayanan et al. 2021, arXiv:2104.04473, section 3.4). N
 
 **The sweep on a busy machine.** GPipe with equal stages runs its ranks in lockstep: every slot boundary wakes all
 four ranks at once. With one core kept busy by another program, a woken rank often waits a few milliseconds for a
-core, before posting its receive or starting its next action: measured on the course's 2-core machine, 20/40 ms
-actions, the fastest of three steps idled +0.03..+0.05 above (P-1)/(M+P-1) at M = 8..32 (idle machine:
-+0.015..+0.023), while ``labs.course.timing.overhead_effect`` (each action's measured duration, the median message)
-explained only +0.014..+0.019 of it. Load only delays, and these delays are measured in the same step: ``step_costs``
-reads the **mean** pause between a rank's actions (its input already produced) and the **mean** wait for a message
-(its producer already done), and ``explained_idle`` replays the schedule with them (the simulator's rule) and every
-action's measured duration. Means, not per-action values: a replay of every measured delay would rebuild the step
-exactly and then test nothing; with one pause and one message cost for the whole step, a wait the schedule does not
-contain (a dependency the runtime added, a message held back) stays unexplained. What is left, measured minus
-explained, was within -0.003..+0.007 of the formula on the busy machine (and -0.005..+0.005 idle), so the verdict
-keeps the tight -0.01/+0.015 band of ``labs.course.timing`` and the seed's (P-1)/M, 0.03 above the truth at M = 16,
-still fails it.
+core, before posting its receive or starting its next action: measured on the course's 2-core machine (20/40 ms
+actions, 7 sweeps, the fastest of three steps), the idle share rose +0.03..+0.05 above (P-1)/(M+P-1) at M = 8..32
+(idle machine: +0.015..+0.023) and the step to 1.08-1.13 times the simulated one, while
+``labs.course.timing.overhead_effect`` (each action's measured duration, the median message) explained only
++0.014..+0.019 of the idle share: ``timing_holds`` said no at M >= 8. Load only delays, and the delays are measured in
+the same step: ``step_costs`` reads the **mean** pause between a rank's actions (its input already produced) and the
+**mean** wait for a message (its producer already done), and ``explained_idle`` replays the schedule with them (the
+simulator's rule) and every action's measured duration. Means, not per-action values: a replay of every measured
+delay would rebuild the step exactly and then test nothing; with one pause and one message cost for the whole step,
+a wait the schedule does not contain (a dependency the runtime added, a message held back) stays unexplained.
+
+What is left, measured minus explained, was within -0.011..+0.015 of the formula on the busy machine (-0.002..+0.005
+idle): a few lockstep delays that the mean spreads thinner than the longest path meets them, growing with M. So
+``idle_matches`` allows -0.015/+0.02 (the upper side wider: what is left only delays) and asks the replay to explain
+the step to 3 % (busy: within 0.98-1.02); the seed's (P-1)/M, 0.03 above the truth at M = 16, still fails it (what is
+left sat at most +0.011 above the truth there, busy). The step's length against the simulated one (the machine's
+load, 1.03-1.05 idle, up to 1.13 busy) is printed, not judged.
 """
 from __future__ import annotations
 
@@ -167,20 +172,21 @@ def explained_idle(run, trace=None) -> float:
     return replayed_idle - simulate(run.schedule, run.costs).idle_fraction
 
 
-def _planted(M: int, late: dict | None = None, slower: float = 1.0):
+def _planted(M: int, late: dict | None = None, finish: dict | None = None):
     """A GPipe P=4 step built without processes, standing in for a paced run (20/40 ms actions): every action 0.6 ms
-    over its pace (times ``slower``), pauses of 0.3 ms with 4 ms on one action in five, messages of 0.6 ms with 3 ms
-    on one in seven (a busy core's pattern), and ``late`` {action: s} waits the schedule does not contain."""
+    over its pace, pauses of 0.3 ms with 4 ms on one action in five, messages of 0.6 ms with 3 ms on one in seven (a
+    busy core's pattern), ``late`` {action: s} waits the schedule does not contain, and ``finish`` {rank: s} the
+    time a rank still waited after its last action."""
     schedule, costs = gpipe(4, M), Costs(0.02, 0.04)
     actions = [a for actions in schedule for a in actions]
-    durations = {a: costs.of(a.kind, a.stage) * slower + 0.0006 for a in actions}
+    durations = {a: costs.of(a.kind, a.stage) + 0.0006 for a in actions}
     extra = {a: (0.004 if i % 5 == 2 else 0.0) + (0.003 if i % 7 == 3 else 0.0) for i, a in enumerate(actions)}
     for action, seconds in (late or {}).items():
         extra[action] = extra.get(action, 0.0) + seconds
     times = _walk(schedule, durations, 0.0003, 0.0006, extra)
     ranks = [RankTrace(rank=r, events=[Event(a, *times[a]) for a in acts]) for r, acts in enumerate(schedule)]
     for r in ranks:
-        r.finish_s = r.events[-1].end_s
+        r.finish_s = r.events[-1].end_s + (finish or {}).get(r.rank, 0.0)
     return types.SimpleNamespace(schedule=schedule, costs=costs, step_traces=[Trace(ranks)],
                                  simulated=simulate(schedule, costs))
 
@@ -190,11 +196,15 @@ def _planted(M: int, late: dict | None = None, slower: float = 1.0):
                         case(_planted(8), 3 / 8, why="the seed's (P-1)/M at M=8"),
                         case(_planted(8, late={gpipe(4, 8)[2][4]: 0.06}), idle_fraction(4, 8),
                              why="rank 2 waited 60 ms before its F4 for something the schedule does not contain"),
-                        case(_planted(8, slower=1.12), idle_fraction(4, 8), why="every action 12% over its pace")])
-def idle_matches(run, theory: float, below: float = 0.01, above: float = 0.015, max_stretch: float = 1.10) -> bool:
+                        case(_planted(8, finish={0: 0.05}), idle_fraction(4, 8),
+                             why="the step ends 50 ms after the last action (rank 0 waited that long for its sends)")])
+def idle_matches(run, theory: float, below: float = 0.015, above: float = 0.02, unexplained: float = 1.03) -> bool:
     """On the fastest step of ``run`` (paced, several timed steps): its idle share less ``explained_idle`` within
-    -``below``/+``above`` of ``theory``, and its step at most ``max_stretch`` times the simulated one."""
+    -``below``/+``above`` of ``theory``, and its step at most ``unexplained`` times the step that the replay of its
+    own measured costs gives (``replay_paused``)."""
     step = fastest(run)
+    durations = {e.action: e.duration_s for events in step.events for e in events}
+    costs = step_costs(run, step)
+    replayed_s = replay_paused(run.schedule, durations, costs["pause_s"], costs["message_s"])
     corrected = step.idle_fraction - explained_idle(run, step)
-    return (theory - below <= corrected <= theory + above
-            and step.step_time_s / run.simulated.step_time_s <= max_stretch)
+    return theory - below <= corrected <= theory + above and step.step_time_s <= unexplained * replayed_s
