@@ -24,8 +24,8 @@ from labs.grading import Graded
 from labs.models import loss_fn, saved_bytes
 
 __all__ = ["CHECK_CASES", "FORBIDDEN", "GRADED", "WRONG", "build_stage", "call_with_keyword", "check_stage_saved_bytes",
-           "closest_is", "grows_with_m", "flat_from", "measured_stage_bytes", "predict", "bytes_problem", "slower_by",
-           "same_bytes"]
+           "closest_is", "grows_with_m", "flat_from", "held_cost", "measured_stage_bytes", "peaks_are", "predict",
+           "bytes_problem", "slower_by", "same_bytes"]
 
 FORBIDDEN = ("labs.models.memory.saved_bytes", "labs.models.memory.SavedBytes.counting",
              "labs.exercises.nb06.measured_stage_bytes", "labs.exercises.nb06.predict")
@@ -216,3 +216,38 @@ def _miss(pair, target) -> float:
 def closest_is(options: dict, target: tuple, expected) -> bool:
     """``expected`` is the option whose values are nearest ``target`` (worst factor over the values)."""
     return min(options, key=lambda key: _miss(options[key], target)) == expected
+
+
+# recompute measured on real ranks (toy: P=4 stages of k=4 layers, micro-batches of 8 x 64 float32, T = 2048 bytes)
+_T, _K = 2048, 4
+_PLAIN = [(_K + 1) * _T] * 3 + [(_K + 2) * _T]  # what a held micro-batch keeps without recompute
+_INPUT = [_T] * 3 + [3 * _T]  # with recompute: the stage's input (the last stage: the loss's output and target too)
+_REBUILT = [_K * _T] * 3 + [(_K - 2) * _T]  # what a backward adds while it reruns the stage's forward
+_GPIPE_RECOMPUTE = {m: [m * c + t for c, t in zip(_INPUT, _REBUILT)] for m in (4, 8)}
+_GPIPE_PLAIN = {m: [m * c for c in _PLAIN] for m in (4, 8)}
+
+
+@verdict(holds=[case(_GPIPE_RECOMPUTE, _INPUT), case(_GPIPE_PLAIN, _PLAIN)],
+         fails=[case(_GPIPE_PLAIN, _INPUT, why="no recompute: every held micro-batch keeps its k+1 tensors"),
+                case(_GPIPE_RECOMPUTE, [_T] * 4, why="the last stage's loss output and target forgotten"),
+                case({4: _GPIPE_RECOMPUTE[4], 8: _GPIPE_RECOMPUTE[4]}, _INPUT, why="bytes flat in M (1F1B's shape)")])
+def held_cost(bytes_by_m: dict, per_microbatch: list) -> bool:
+    """Every rank's peak grows by exactly ``per_microbatch[r]`` bytes per micro-batch held: ``bytes_by_m`` {M: [bytes
+    per rank]} at two or more M, with M micro-batches held (GPipe)."""
+    ms = sorted(bytes_by_m)
+    return len(ms) >= 2 and all(
+        later[r] - earlier[r] == (m2 - m1) * per_microbatch[r] for m1, m2 in zip(ms, ms[1:])
+        for earlier, later in [(bytes_by_m[m1], bytes_by_m[m2])] for r in range(len(per_microbatch)))
+
+
+@verdict(holds=[case(_GPIPE_RECOMPUTE[8], [8] * 4, _INPUT, _REBUILT),
+                case([4 * _T + _K * _T, 3 * _T + _K * _T, 2 * _T + _K * _T, 3 * _T + (_K - 2) * _T], [4, 3, 2, 1],
+                     _INPUT, _REBUILT)],
+         fails=[case([8 * c for c in _INPUT], [8] * 4, _INPUT, _REBUILT, why="no transient: nothing rebuilt in a backward"),
+                case([8 * c + t + _T for c, t in zip(_INPUT, _REBUILT)], [8] * 4, _INPUT, _REBUILT,
+                     why="the rebuilt set counted with a second copy of the input"),
+                case(_GPIPE_PLAIN[8], [8] * 4, _INPUT, _REBUILT, why="the run without recompute")])
+def peaks_are(peaks: list, held: list, per_microbatch: list, transient: list) -> bool:
+    """Every rank's peak bytes equal ``held[r]`` micro-batches times ``per_microbatch[r]`` plus ``transient[r]``
+    (what a backward holds on top while it runs), exactly."""
+    return len(peaks) == len(held) and all(p == h * c + t for p, h, c, t in zip(peaks, held, per_microbatch, transient))

@@ -2,27 +2,31 @@
 
     out, nbytes = saved_bytes(stage, x)                      # bytes autograd saved during stage(x)
     out, nbytes = saved_bytes(checkpointed(stage), x)        # the same stage under activation checkpointing
+    labs.run_pipeline("gpipe", P=4, model=RecomputedStages(ToyModel(16), stages=4))   # every stage recomputed
     plain_s, ckpt_s = backward_seconds_pair(stage, checkpointed(stage), x)   # median backward times, alternated
     f_s, b_s, ckpt_b_s = recompute_seconds(stage, checkpointed(stage), x)  # forward, backward, checkpointed backward
 
 ``saved_bytes`` counts the way the runtime does (``labs.runtime.step``): every tensor autograd packs for the backward,
 each storage once (a Linear's input and the previous Tanh's output are the same tensor), parameters excluded. The
 closed forms these measurements are checked against (``toy_stage_bytes``, the GPT-3 175B calculator of notebook 06)
-are in ``labs.theory``.
+are in ``labs.theory``. ``RecomputedStages`` is the toy model with every pipeline stage checkpointed, for runs whose
+memory the runtime's ledger measures (notebook 06).
 """
 from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .cut import split_layers
 from .toy import ToyModel
 
-__all__ = ["Checkpointed", "SavedBytes", "backward_seconds_pair", "checkpointed", "recompute_seconds", "saved_bytes",
-           "toy_stage"]
+__all__ = ["Checkpointed", "RecomputedStages", "SavedBytes", "backward_seconds_pair", "checkpointed",
+           "recompute_seconds", "saved_bytes", "toy_stage"]
 
 
 class SavedBytes:
@@ -64,21 +68,74 @@ def saved_bytes(fn, *inputs, exclude=None) -> tuple:
 
 
 class Checkpointed(nn.Module):
-    """``module`` under activation checkpointing: the forward keeps only its input; the backward recomputes the rest."""
+    """``module`` under activation checkpointing: the forward keeps only its input; the backward recomputes the rest.
 
-    def __init__(self, module: nn.Module):
+    ``reentrant=False`` (default): PyTorch's recommended form (``use_reentrant=False``), which keeps what the
+    recompute rebuilds in its own frame. ``reentrant=True``: the form Megatron-LM's ``tensor_parallel.checkpoint``
+    uses (``use_reentrant=True``): the forward runs without autograd and saves the input; the backward reruns the
+    forward as an ordinary one, whose saved tensors autograd holds through the saved-tensor hooks like any forward's,
+    and backpropagates through it. That form needs an input that requires grad, so a first stage's data gets a
+    detached alias that does (the same storage; no gradient leaves the stage anyway).
+    """
+
+    def __init__(self, module: nn.Module, reentrant: bool = False):
         super().__init__()
-        self.module = module
+        self.module, self.reentrant = module, reentrant
 
     def forward(self, x):
-        # use_reentrant=False: the variant PyTorch recommends; it works with saved-tensor hooks and inputs that
-        # do not require grad, and it is what the counting above sees (only the input is kept).
+        # use_reentrant=False: works with saved-tensor hooks and inputs that do not require grad, and it is what the
+        # counting above sees (only the input is kept).
+        if self.reentrant:
+            return checkpoint(self.module, x if x.requires_grad else x.detach().requires_grad_(), use_reentrant=True)
         return checkpoint(self.module, x, use_reentrant=False)
 
 
-def checkpointed(module: nn.Module) -> nn.Module:
+def checkpointed(module: nn.Module, reentrant: bool = False) -> nn.Module:
     """``module`` under activation checkpointing (``Checkpointed``)."""
-    return Checkpointed(module)
+    return Checkpointed(module, reentrant)
+
+
+@dataclass(frozen=True)
+class RecomputedStages:
+    """``model`` (a ``ToyModel``) cut into ``stages`` blocks of consecutive layers, each block checkpointed: a
+    ``labs.models.PipelineModel`` whose stages keep only their input per micro-batch held and rebuild the rest in
+    their backward (full activation recomputation, Chen et al. 2016, arXiv:1604.06174; per stage as in GPipe,
+    arXiv:1811.06965). Run it with P·v = ``stages``, so that every pipeline stage is one checkpointed block.
+
+    Its ``layers()`` are the blocks (``num_layers`` = ``stages``), built from the toy model's seeded layers, so its
+    gradients are the toy model's; its batch, boundary and loss are the toy model's. ``reentrant`` (default True,
+    Megatron-LM's form, see ``Checkpointed``) makes what a backward rebuilds autograd's saved tensors, which the
+    runtime's memory ledger counts as activations; with False they are the checkpoint's own and count as
+    temporaries. Raises ModelError (from ``split_layers``) when ``stages`` does not fit the model's layers.
+    """
+
+    model: ToyModel = field(default_factory=ToyModel)
+    stages: int = 4
+    reentrant: bool = True
+    batch = ToyModel.batch  # the toy's own batch, so the runtime draws it one micro-batch at a time, same numbers
+
+    def __post_init__(self):
+        split_layers(self.model.num_layers, self.stages)
+
+    @property
+    def num_layers(self) -> int:
+        return self.stages
+
+    @property
+    def width(self) -> int:
+        return self.model.width
+
+    def layers(self) -> list[nn.Module]:
+        """One checkpointed ``nn.Sequential`` per block of the toy model's layers."""
+        layers = self.model.layers()
+        return [Checkpointed(nn.Sequential(*[layers[i] for i in block]), self.reentrant)
+                for block in split_layers(self.model.num_layers, self.stages)]
+
+    def boundary_shape(self, microbatch_size: int) -> tuple[int, ...]:
+        return self.model.boundary_shape(microbatch_size)
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.model.loss(output, target)
 
 
 def toy_stage(layers: int, width: int, seed: int = 0) -> nn.Module:
