@@ -134,14 +134,15 @@ def test_the_link_closed_form_is_printed_only_after_the_check_passed(capsys):
 def test_the_sweeps_replay_with_pauses_is_the_simulators_rule_and_reads_its_costs_back():
     """``verdicts02``: with no pause the replay equals the simulator with a link; a step planted with a fixed pause
     and message cost gives them back exactly (``step_costs``) and its idle share comes back to the formula."""
+    from labs.course.timing import replay, walk
     from labs.schedules import gpipe
     from labs.timeline import Costs, simulate
     schedule = gpipe(4, 8)
     trace = simulate(schedule, Costs(0.02, 0.04, link_s=0.001))
     durations = {e.action: e.duration_s for events in trace.events for e in events}
-    assert verdicts02.replay_paused(schedule, durations, 0.0, 0.001) == pytest.approx(trace.step_time_s)
+    assert replay(schedule, durations, link_s=0.001, pause_s=0.0) == pytest.approx(trace.step_time_s)
     run = verdicts02._planted(8)
-    planted = verdicts02._walk(schedule, {a: d + 0.0006 for a, d in durations.items()}, 0.002, 0.001)
+    planted = walk(schedule, {a: d + 0.0006 for a, d in durations.items()}, link_s=0.001, pause_s=0.002)
     step = run.step_traces[0]
     for rank, events in enumerate(step.events):
         for e, a in zip(events, schedule[rank]):

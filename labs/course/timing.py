@@ -35,7 +35,8 @@ from ..timeline.simulator import simulate
 from ..timeline.trace import Trace
 from .verdicts import case, verdict
 
-__all__ = ["TimingCheck", "check_timing", "fastest", "overhead_effect", "overheads", "replay", "timing_holds"]
+__all__ = ["TimingCheck", "check_timing", "fastest", "overhead_effect", "overheads", "replay", "timing_holds",
+           "walk"]
 
 
 def fastest(run) -> Trace:
@@ -59,15 +60,16 @@ def overheads(run, trace: Trace | None = None) -> dict:
     return result
 
 
-def replay(schedule, durations: dict, link_s: float = 0.0) -> float:
-    """Step time in seconds of ``schedule`` (per-rank lists of ``Action``) when action ``a`` takes ``durations[a]``
-    seconds and every message between ranks ``link_s``: each action starts when its rank is free and its inputs have
-    arrived, the rule of ``labs.simulate`` (which charges one cost per stage and kind; this one per action). Raises
-    KeyError for an action without a duration, ValueError for a schedule that cannot finish."""
+def walk(schedule, durations: dict, link_s: float = 0.0, pause_s: float = 0.0, late: dict | None = None) -> dict:
+    """{action: (start_s, end_s)} of ``schedule`` (per-rank lists of ``Action``) when action ``a`` takes
+    ``durations[a]`` seconds: each action starts once its rank has paused ``pause_s`` after its previous action and
+    every input from another rank has arrived ``link_s`` after its producer ended (plus ``late[action]`` seconds, for
+    planted runs); the rule of ``labs.simulate``, which charges one cost per stage and kind (this one per action).
+    Raises KeyError for an action without a duration, ValueError for a schedule that cannot finish."""
     _, num_stages, _ = shape(schedule)
-    owners = stage_owners(schedule)
-    finished: dict = {}
-    free_s, cursor = [0.0] * len(schedule), [0] * len(schedule)
+    owners, late = stage_owners(schedule), late or {}
+    times: dict = {}
+    free_s, cursor = [None] * len(schedule), [0] * len(schedule)
     left = sum(len(actions) for actions in schedule)
     while left:
         progressed = False
@@ -75,17 +77,25 @@ def replay(schedule, durations: dict, link_s: float = 0.0) -> float:
             while cursor[rank] < len(actions):
                 action = actions[cursor[rank]]
                 deps = dependencies(action, num_stages)
-                if any(d not in finished for d in deps):
+                if any(d not in times for d in deps):
                     break
-                ready = max([free_s[rank]] + [finished[d] + (link_s if owners[d.stage] != rank else 0.0)
-                                              for d in deps])
-                finished[action] = free_s[rank] = ready + durations[action]
+                ready = max([0.0 if free_s[rank] is None else free_s[rank] + pause_s] +
+                            [times[d][1] + (link_s if owners[d.stage] != rank else 0.0) for d in deps])
+                start = ready + late.get(action, 0.0)
+                times[action] = (start, start + durations[action])
+                free_s[rank] = start + durations[action]
                 cursor[rank] += 1
                 left -= 1
                 progressed = True
         if not progressed:
             raise ValueError("the schedule cannot finish (labs.validate says why)")
-    return max(free_s)
+    return times
+
+
+def replay(schedule, durations: dict, link_s: float = 0.0, pause_s: float = 0.0) -> float:
+    """Step time in seconds of ``schedule`` under ``walk``'s rule: action ``a`` takes ``durations[a]`` seconds, every
+    message between ranks ``link_s``, a rank pauses ``pause_s`` between two actions."""
+    return max(end for _, end in walk(schedule, durations, link_s, pause_s).values())
 
 
 def overhead_effect(run, trace: Trace | None = None) -> float:

@@ -30,14 +30,14 @@ from __future__ import annotations
 import statistics
 import types
 
-from labs.course.timing import fastest
+from labs.course.timing import fastest, replay, walk
 from labs.course.verdicts import case, verdict
 from labs.schedules import dependencies, gpipe, shape, stage_owners
 from labs.theory import idle_fraction
 from labs.timeline import Costs, Event, RankTrace, Trace, simulate
 
 __all__ = ["all_equal", "below", "best_in_between", "closer_to", "explained_idle", "falls", "idle_matches",
-           "replay_paused", "same_step", "small_microbatches_cost", "step_costs"]
+           "same_step", "small_microbatches_cost", "step_costs"]
 
 # Measured, committed in notebook 02 (the unpaced cell): the whole batch of 256, width 512, as M micro-batches (ms).
 _MS = [1, 2, 4, 8, 16, 32, 64]
@@ -102,42 +102,6 @@ def same_step(step_a_ms, step_b_ms) -> bool:
 
 
 # ---------------------------------------------------------------- the sweep's idle share on a busy machine
-def _walk(schedule, durations: dict, pause_s: float, message_s: float, late: dict | None = None) -> dict:
-    """{action: (start_s, end_s)}: each action starts once its rank has paused ``pause_s`` after its previous action
-    and every input from another rank has arrived ``message_s`` after its producer ended (plus ``late[action]``
-    seconds, for planted runs), and lasts ``durations[action]``."""
-    _, num_stages, _ = shape(schedule)
-    owners, late = stage_owners(schedule), late or {}
-    times: dict = {}
-    free, cursor = [None] * len(schedule), [0] * len(schedule)
-    left = sum(len(actions) for actions in schedule)
-    while left:
-        progressed = False
-        for rank, actions in enumerate(schedule):
-            while cursor[rank] < len(actions):
-                action = actions[cursor[rank]]
-                deps = dependencies(action, num_stages)
-                if any(d not in times for d in deps):
-                    break
-                ready = max([0.0 if free[rank] is None else free[rank] + pause_s] +
-                            [times[d][1] + (message_s if owners[d.stage] != rank else 0.0) for d in deps])
-                start = ready + late.get(action, 0.0)
-                times[action] = (start, start + durations[action])
-                free[rank] = start + durations[action]
-                cursor[rank] += 1
-                left -= 1
-                progressed = True
-        if not progressed:
-            raise ValueError("the schedule cannot finish (labs.validate says why)")
-    return times
-
-
-def replay_paused(schedule, durations: dict, pause_s: float = 0.0, message_s: float = 0.0) -> float:
-    """Step time (s) of ``schedule`` when action ``a`` takes ``durations[a]`` s, a rank pauses ``pause_s`` between
-    two actions and every message between ranks takes ``message_s`` (``labs.course.timing.replay`` with a pause)."""
-    return max(end for _, end in _walk(schedule, durations, pause_s, message_s).values())
-
-
 def step_costs(run, trace=None) -> dict:
     """Measured in one step (default: the fastest), seconds: ``pause_s``, the mean time from a rank's action to its
     next one when that one's input was already produced; ``message_s``, the mean time from the end of an action on
@@ -167,7 +131,7 @@ def explained_idle(run, trace=None) -> float:
     trace = trace or fastest(run)
     durations = {e.action: e.duration_s for events in trace.events for e in events}
     costs = step_costs(run, trace)
-    step_s = replay_paused(run.schedule, durations, costs["pause_s"], costs["message_s"])
+    step_s = replay(run.schedule, durations, costs["message_s"], costs["pause_s"])
     replayed_idle = 1.0 - sum(durations.values()) / (len(run.schedule) * step_s)
     return replayed_idle - simulate(run.schedule, run.costs).idle_fraction
 
@@ -183,7 +147,7 @@ def _planted(M: int, late: dict | None = None, finish: dict | None = None):
     extra = {a: (0.004 if i % 5 == 2 else 0.0) + (0.003 if i % 7 == 3 else 0.0) for i, a in enumerate(actions)}
     for action, seconds in (late or {}).items():
         extra[action] = extra.get(action, 0.0) + seconds
-    times = _walk(schedule, durations, 0.0003, 0.0006, extra)
+    times = walk(schedule, durations, 0.0006, 0.0003, extra)
     ranks = [RankTrace(rank=r, events=[Event(a, *times[a]) for a in acts]) for r, acts in enumerate(schedule)]
     for r in ranks:
         r.finish_s = r.events[-1].end_s + (finish or {}).get(r.rank, 0.0)
@@ -201,10 +165,10 @@ def _planted(M: int, late: dict | None = None, finish: dict | None = None):
 def idle_matches(run, theory: float, below: float = 0.015, above: float = 0.02, unexplained: float = 1.03) -> bool:
     """On the fastest step of ``run`` (paced, several timed steps): its idle share less ``explained_idle`` within
     -``below``/+``above`` of ``theory``, and its step at most ``unexplained`` times the step that the replay of its
-    own measured costs gives (``replay_paused``)."""
+    own measured costs gives (``labs.course.timing.replay`` with a pause)."""
     step = fastest(run)
     durations = {e.action: e.duration_s for events in step.events for e in events}
     costs = step_costs(run, step)
-    replayed_s = replay_paused(run.schedule, durations, costs["pause_s"], costs["message_s"])
+    replayed_s = replay(run.schedule, durations, costs["message_s"], costs["pause_s"])
     corrected = step.idle_fraction - explained_idle(run, step)
     return theory - below <= corrected <= theory + above and step.step_time_s <= unexplained * replayed_s
