@@ -179,6 +179,16 @@ def test_path_verdicts_on_the_simulated_mysteries():
     assert nb09.messages_under(healthy["message_s"], 0.660) and not nb09.messages_under(c["message_s"], 0.980)
 
 
+def test_the_message_share_is_read_on_the_least_disturbed_step():
+    """A run whose steps include one with a slow link on its path (as load makes a late receiver look): the quiet
+    step is read, and its share passes; a run of only disturbed steps still fails (negative control)."""
+    quiet, loud = detective.simulate("A", M=8), detective.simulate("C")
+    summary, step_s = nb09.quietest_path(types.SimpleNamespace(step_traces=[loud, quiet, loud]))
+    assert step_s == quiet.step_time_s and nb09.messages_under(summary["message_s"], step_s)
+    summary, step_s = nb09.quietest_path(types.SimpleNamespace(step_traces=[loud, loud]))
+    assert not nb09.messages_under(summary["message_s"], step_s)
+
+
 def test_a_wrong_diagnosis_on_a_real_mystery_prints_false_real_ranks():
     healthy = idle_fraction(4, detective.HEALTHY_M)
     assert not timing.timing_holds(detective.rerun("A", steps=2), healthy)  # "healthy": M stays 2

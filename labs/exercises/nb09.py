@@ -32,7 +32,7 @@ from labs.timeline.noise import BusyNetwork, JitterCosts
 from labs.viz.perfetto import from_chrome_trace, to_chrome_trace
 
 __all__ = ["GRADED", "REFERENCE", "TWINS", "check_diagnose", "draw_pairs", "largest_share", "messages_under", "mostly_on",
-           "run_diagnose", "same_timing", "score", "visible_problem"]
+           "quietest_path", "run_diagnose", "same_timing", "score", "visible_problem"]
 
 REFERENCE = "labs.timeline.analysis.diagnose"
 FORBIDDEN = (REFERENCE, "labs.exercises.nb09.draw_pairs")
@@ -227,6 +227,17 @@ GRADED = [Graded(name="diagnose", points=3, cases=_cases, score=score, run="labs
 def messages_under(message_s: float, step_s: float, share: float = 0.05) -> bool:
     """The critical path's message seconds below ``share`` of the step: the step is set by compute."""
     return message_s < share * step_s
+
+
+def quietest_path(run) -> tuple[dict, float]:
+    """(``analysis.path_summary`` of its critical path, step time in s) of the timed step (``run.step_traces``)
+    whose critical path spends the smallest share of the step on messages. Load on the machine only ever makes a
+    message's receiver late to take it (its receive thread or the rank itself waits for a core), never early, so a
+    busy step's path can show tens of milliseconds of "message" that the pipeline does not have; the smallest share
+    over the steps is the least disturbed reading."""
+    traces = getattr(run, "step_traces", None) or [run.trace]
+    summaries = [(analysis.path_summary(analysis.critical_path(t)), t.step_time_s) for t in traces]
+    return min(summaries, key=lambda pair: pair[0]["message_s"] / pair[1])
 
 
 @verdict(holds=[case({0: 0.122, 1: 0.958, 2: 0.061, 3: 0.061}, 1)],
