@@ -34,7 +34,7 @@ def test_paced_pipeline_matches_theory_and_one_process_gradients(name, M, v):
     assert run.idle_fraction_theory == pytest.approx(idle_fraction(4, M, v))
     assert len(run.step_traces) == STEPS
     # the timing verdict (labs.course.timing), on the fastest step: idle within 0.03 of theory, within
-    # -0.01/+0.015 once the step's own measured overheads are accounted for, step within 10% of the simulated one
+    # -0.01/+0.02 once the step's own measured overheads are accounted for, step within 10% of the simulated one
     check = check_timing(run, run.idle_fraction_theory)
     assert check.holds, (check, run.summary())
     # negative control: the same verdict fed the bubble overhead (P-1)/(vM) for the idle share says no (at vM = 16

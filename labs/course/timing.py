@@ -8,19 +8,22 @@ Two facts make this work. (1) Load only ever delays: a paced action cannot finis
 arrive before it is sent, so a busy core scatters step times upwards only. The least disturbed step is the
 **fastest** of the timed steps (``fastest``), and it is a real step, so its idle share, timeline and activations
 belong together. (2) Part of the measured idle is the runtime's own fixed cost, the same on an idle machine: a paced
-action takes its pace plus about 0.5 ms (posting its send, autograd's entry) and a message a receiver waits for
-takes about 0.6-0.9 ms over loopback gloo. Replayed through the schedule that adds +0.011..+0.017 to the idle share
-of a 4-rank pipeline at M=16, half of a 0.03 tolerance, and a wrong formula 0.03 away (the bubble overhead
+action takes its pace plus about 0.5 ms (posting its send, autograd's entry), and a message a receiver waits for
+arrives a little after its producer's recorded end. Replayed through the schedule that adds about +0.01 to the idle
+share of a 4-rank pipeline at M=16, a third of a 0.03 tolerance, and a wrong formula 0.03 away (the bubble overhead
 (P-1)/(vM) in place of the idle share (P-1)/(vM+P-1)) then passes. So ``overhead_effect`` measures those overheads
 in the same step and replays the schedule with them (the simulator's rule: an action starts when its rank is free
-and its inputs have arrived), and the verdict checks what is left against the formula to -0.01/+0.015 (wider
-above: what is left, a rank woken late, only delays).
+and its inputs have arrived), and the verdict checks what is left against the formula to -0.01/+0.02. Wider above,
+because what is left (a rank woken late, a receive thread waiting for a core) only delays; no wider, because a
+formula 0.0306 above the truth (3/16 against 3/19) must still fail: with the truth's residual r <= +0.02, the wrong
+formula's is r - 0.0306 <= -0.0106, below -0.01.
 
 The verdict (``check_timing``), all on the fastest step: |idle - theory| <= 0.03 (the claim as printed),
--0.01 <= idle - effect - theory <= 0.015, and step / simulated step <= 1.10. Measured on the shared 2-core machine
-(one core kept busy by another process, 20 runs per case): runs failing 5/20 -> 1/20 for interleaved P=4 M=8 v=2;
-the planted (P-1)/(vM) caught 20/20 instead of 0-5/20. For paced runs without a ``network`` (the replay's messages
-all take the step's median in-flight time). Schedules as in PipeDream-Flush/interleaved 1F1B (arXiv 2104.04473).
+-0.01 <= idle - effect - theory <= 0.02, and step / simulated step <= 1.10. Measured on the shared 2-core machine
+(one core kept busy by another process, 20 runs per case, then with +0.015 above): runs failing 5/20 -> 1/20 for
+interleaved P=4 M=8 v=2; the planted (P-1)/(vM) caught 20/20 instead of 0-5/20. For paced runs without a ``network``
+(the replay's messages all take the step's median delay). Schedules as in PipeDream-Flush/interleaved 1F1B
+(arXiv 2104.04473).
 """
 from __future__ import annotations
 
@@ -46,8 +49,11 @@ def fastest(run) -> Trace:
 
 def overheads(run, trace: Trace | None = None) -> dict:
     """Overheads measured in one step (default: the fastest), in seconds: per action kind ("F", "B", "W"), the
-    median of (measured duration - the duration ``run.costs`` charges); and ``"link_s"``, the median in-flight time
-    (received - sent) of the messages whose receiver was already waiting for them (0.0 when none was)."""
+    median of (measured duration - the duration ``run.costs`` charges); and ``"link_s"``, the median time from the
+    producer's recorded end to the message's arrival, over the messages whose receiver was already waiting for them
+    (0.0 when none was, never negative). From the end, not from the send: a real action's recorded duration includes
+    posting its send, so its message is on its way before the action ends (measured on the toy: sent 0.4 ms before the
+    end, received at the end), and ``walk`` charges a message from its producer's end."""
     trace = trace or fastest(run)
     over: dict = {}
     for events in trace.events:
@@ -55,8 +61,13 @@ def overheads(run, trace: Trace | None = None) -> dict:
             paced = run.costs.of(e.action.kind, e.action.stage)
             over.setdefault(e.action.kind, []).append(e.duration_s - paced)
     result = {kind: statistics.median(values) for kind, values in over.items()}
-    flights = [m.received_s - m.sent_s for r in trace.ranks for m in r.messages if m.needed_s <= m.sent_s]
-    result["link_s"] = statistics.median(flights) if flights else 0.0
+    ends = {r.rank: sorted((e.start_s, e.end_s) for e in r.events) for r in trace.ranks}
+
+    def produced_s(m) -> float:  # the end of the sender's action that was running when it sent m
+        return next((end for start, end in ends[m.src] if start <= m.sent_s <= end + 1e-9), m.sent_s)
+
+    flights = [m.received_s - produced_s(m) for r in trace.ranks for m in r.messages if m.needed_s <= m.sent_s]
+    result["link_s"] = max(statistics.median(flights), 0.0) if flights else 0.0
     return result
 
 
@@ -121,7 +132,7 @@ class TimingCheck:
     stretch: float
     band: float = 0.03
     below: float = 0.01
-    above: float = 0.015
+    above: float = 0.02
     max_stretch: float = 1.10
 
     @property
@@ -137,7 +148,7 @@ class TimingCheck:
                 and self.stretch <= self.max_stretch)
 
 
-def check_timing(run, theory: float, band: float = 0.03, below: float = 0.01, above: float = 0.015,
+def check_timing(run, theory: float, band: float = 0.03, below: float = 0.01, above: float = 0.02,
                  max_stretch: float = 1.10) -> TimingCheck:
     """The timing verdict's numbers for ``run`` (a paced ``PipelineRun``; best with ``steps=5``) against ``theory``
     (the idle share a formula predicts, e.g. ``labs.theory.idle_fraction(P, M, v)``); see the module's docstring."""
@@ -169,6 +180,6 @@ def _planted_runs() -> dict:
                         case(_planted_runs()["gpipe-8"], 3 / 8, why="the seed's (P-1)/M at M=8"),
                         case(_planted_runs()["slow"], idle_fraction(4, 8), why="every action 12% over its pace")])
 def timing_holds(run, theory: float) -> bool:
-    """``check_timing(run, theory).holds``: the fastest step's idle within 0.03 of ``theory``, within -0.01/+0.015
+    """``check_timing(run, theory).holds``: the fastest step's idle within 0.03 of ``theory``, within -0.01/+0.02
     once its own measured overheads are accounted for, and its step within 10% of the simulated one."""
     return check_timing(run, theory).holds
