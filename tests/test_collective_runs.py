@@ -5,6 +5,7 @@ import pytest
 
 import labs.parallel.tensor as tensor
 from labs import run_pipeline
+from labs.course.timing import fastest
 from labs.parallel.tensor import MLPModel
 from labs.theory import data_parallel_bytes, tensor_parallel_bytes
 from labs.timeline.collectives import wire_bytes
@@ -19,22 +20,25 @@ MACHINES = Nodes(gpus_per_node=1, inside=NVLINK, across=INFINIBAND)  # four one-
 
 def _run(P, T, network, D=1, M=8):
     return run_pipeline("1f1b", P=P, M=M, batch_size=64, pace_ms=(20, 40), T=T, D=D, model=MLP, network=network,
-                        steps=1, warmup_steps=1)
+                        steps=3, warmup_steps=1)
 
 
 def _within(run, rel=0.08):
-    return abs(run.step_time_s - run.simulated_step_time_s) <= rel * run.simulated_step_time_s
+    """The fastest of the timed steps within ``rel`` of the simulated step (load only ever delays a step)."""
+    step_s = fastest(run).step_time_s
+    return abs(step_s - run.simulated_step_time_s) <= rel * run.simulated_step_time_s
 
 
 def test_paced_runs_last_their_simulated_step_and_the_comparison_flips():
     runs = {(name, P): _run(P, 4 // P, net) for name, net in (("node", NODE), ("machines", MACHINES)) for P in (4, 2)}
     for run in runs.values():
         assert run.max_grad_error <= 1e-5
-        assert _within(run), (run.step_time_s, run.simulated_step_time_s)
-    assert runs[("node", 2)].step_time_s < 0.95 * runs[("node", 4)].step_time_s  # NVLink: the smaller bubble wins
-    assert runs[("machines", 4)].step_time_s < 0.97 * runs[("machines", 2)].step_time_s  # InfiniBand: the all-reduces
+        assert _within(run), (run.step_times_s, run.simulated_step_time_s)
+    step_s = {key: fastest(run).step_time_s for key, run in runs.items()}
+    assert step_s[("node", 2)] < 0.95 * step_s[("node", 4)]  # NVLink: the smaller bubble wins
+    assert step_s[("machines", 4)] < 0.97 * step_s[("machines", 2)]  # InfiniBand: the all-reduces
     # idle is not speed: over InfiniBand PP=2 x TP=2 idles less than PP=4 and still takes longer
-    assert runs[("machines", 2)].idle_fraction < runs[("machines", 4)].idle_fraction
+    assert fastest(runs[("machines", 2)]).idle_fraction < fastest(runs[("machines", 4)]).idle_fraction
 
 
 def test_without_the_modelled_cost_the_run_misses_its_simulation(monkeypatch):
@@ -43,7 +47,7 @@ def test_without_the_modelled_cost_the_run_misses_its_simulation(monkeypatch):
     monkeypatch.setattr(tensor, "MODELLED", False)  # forked ranks inherit it
     run = _run(2, 2, MACHINES)
     assert not _within(run)
-    assert run.step_time_s < 0.8 * run.simulated_step_time_s
+    assert fastest(run).step_time_s < 0.8 * run.simulated_step_time_s
 
 
 def test_a_data_parallel_all_reduce_lasts_its_modelled_time_after_the_last_action():

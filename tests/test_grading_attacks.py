@@ -1,6 +1,6 @@
 """Dishonest and destructive submissions: each attack scores 0 on the exercise it tampers with (real kernels, ~2 min).
 
-Every test grades a tiny notebook 02 (``idle_fraction``, 2 points; ``idle_from_events``, 2 points) instead of the
+Every test grades a tiny notebook 02 (``idle_fraction``, 1 point; ``smallest_m``, 2 points) instead of the
 whole course notebook: ``import labs`` finds the grader's temporary copy, then the cells under attack. An honest
 exercise beside the tampered one shows that the rest of the notebook is still graded.
 """
@@ -17,9 +17,10 @@ from labs.grading import Graded, GradingError, read_outputs, score_outputs
 from labs.grading.grader import grade_notebook
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EVENTS = ("def idle_from_events(events, step_time):\n"
-          "    busy = sum(end - start for pairs in events for start, end in pairs)\n"
-          "    return 1 - busy / (len(events) * step_time)\n")
+SMALLEST = ("import math\n"
+            "def smallest_m(P, target, forward_ms, backward_ms, link_ms):\n"
+            "    work = forward_ms + backward_ms\n"
+            "    return max(1, math.ceil((P - 1) * (work + 2 * link_ms) * (1 - target) / (target * work) - 1e-9))\n")
 IDLE = "def idle_fraction(P, M):\n    return (P - 1) / (M + P - 1)\n"
 WRONG_IDLE = "def idle_fraction(P, M):\n    return -1.0  # never right\n"
 
@@ -58,13 +59,13 @@ for module in (ex, common):  # every function of the exercise module and its hel
         if callable(value) and not isinstance(value, type) and not key.startswith("__"):
             setattr(module, key, always)
 ex.GRADED = [Graded("idle_fraction", 1000, cases=lambda rng: [], score=always)]
-ex.idle_cases = ex.events_cases = lambda rng: []
+ex.idle_cases = ex.smallest_m_cases = lambda rng: []
 ex.idle_problem = ex.idle_judge = lambda case, got: None
 ex.idle_score = ex.score_cases = common.score_cases = common.fraction_of_cases = always
 """
-    result = _grade(tmp_path, EVENTS, WRONG_IDLE, attack)
+    result = _grade(tmp_path, SMALLEST, WRONG_IDLE, attack)
     _zero(result["idle_fraction"], "expected")
-    assert result["idle_from_events"]["passed"] and result["_total"]["max_score"] == 4
+    assert result["smallest_m"]["passed"] and result["_total"]["max_score"] == 3
 
 
 def test_printing_passed_through_print_or_stdout_changes_nothing(tmp_path):
@@ -81,9 +82,9 @@ builtins.print = lambda *args, **kwargs: sys.__stdout__.write(
 print("your idle_fraction matches the reference on every case: True")
 print("idle_fraction 2/2 passed")
 """
-    result = _grade(tmp_path, EVENTS, WRONG_IDLE, attack)
+    result = _grade(tmp_path, SMALLEST, WRONG_IDLE, attack)
     _zero(result["idle_fraction"], "expected 0.")
-    assert result["idle_from_events"]["passed"]
+    assert result["smallest_m"]["passed"]
 
 
 def test_input_and_ast_transformers_never_see_the_grading_request(tmp_path):
@@ -99,9 +100,9 @@ class Everything(ast.NodeTransformer):
         return ast.parse('print("passed")\\nraise SystemExit("rewritten")')
 ip.ast_transformers.append(Everything())
 """
-    result = _grade(tmp_path, EVENTS, WRONG_IDLE, attack, "idle_fraction = lambda P, M: 1.0")
+    result = _grade(tmp_path, SMALLEST, WRONG_IDLE, attack, "idle_fraction = lambda P, M: 1.0")
     _zero(result["idle_fraction"], "expected")  # the rewritten last cell never ran: the wrong function is graded
-    assert result["idle_from_events"]["passed"]
+    assert result["smallest_m"]["passed"]
     assert result["_total"]["cell_errors"][-1]["error"].startswith("SystemExit")
 
 
@@ -115,36 +116,55 @@ class AlwaysEqual(float):
 def peek(fallback):
     frame = sys._getframe(2)
     while frame is not None:  # look for anything that could be the answer
-        for key in ("want", "expected", "expected_idle", "reference", "answer", "outputs", "closed"):
+        for key in ("want", "expected", "expected_m", "reference", "answer", "outputs", "closed"):
             if key in frame.f_locals:
                 return frame.f_locals[key]
         frame = frame.f_back
     return AlwaysEqual(fallback)
 def idle_fraction(P, M):
     return peek(0.123)
-def idle_from_events(events, step_time):
-    return peek(-1.0)
+def smallest_m(P, target, forward_ms, backward_ms, link_ms):
+    return peek(-1)
 """
     result = _grade(tmp_path, peek)
     _zero(result["idle_fraction"])
-    _zero(result["idle_from_events"])
+    _zero(result["smallest_m"])
 
 
 def test_calling_the_reference_directly_through_an_alias_or_a_wrapper_scores_zero(tmp_path):
     alias = "f = labs.idle_fraction\n"
-    result = _grade(tmp_path, alias, "def idle_fraction(P, M):\n    return f(P, M)\n", EVENTS)
+    result = _grade(tmp_path, alias, "def idle_fraction(P, M):\n    return f(P, M)\n", SMALLEST)
     _zero(result["idle_fraction"], "labs.theory.idle_fraction", "reference")
-    assert result["idle_from_events"]["passed"]
+    assert result["smallest_m"]["passed"]
     # bubble_overhead gives the idle share too (idle = overhead / (1 + overhead)): it is forbidden as well
     partial = ("import functools\nfrom labs.theory import bubble_overhead as g\n"
                "idle_fraction = functools.partial(lambda g, P, M: g(P, M) / (1 + g(P, M)), g)\n")
-    result = _grade(tmp_path, partial, EVENTS)
+    result = _grade(tmp_path, partial, SMALLEST)
     _zero(result["idle_fraction"], "labs.theory.bubble_overhead")
-    assert result["idle_from_events"]["passed"]
+    assert result["smallest_m"]["passed"]
     wrapped = _grade(tmp_path, "def idle_fraction(P, M):\n    try:\n        return labs.idle_fraction(P, M)\n"
-                               "    except Exception:\n        return (P - 1) / (M + P - 1)\n", EVENTS)
+                               "    except Exception:\n        return (P - 1) / (M + P - 1)\n", SMALLEST)
     _zero(wrapped["idle_fraction"], "labs.theory.idle_fraction")  # caught or not, the call itself fails the case
-    assert wrapped["idle_from_events"]["passed"]
+    assert wrapped["smallest_m"]["passed"]
+
+
+def test_smallest_m_by_the_graders_search_or_by_the_labs_simulator_scores_zero(tmp_path):
+    """Notebook 02's second exercise: asking the grader's own search, or searching with ``labs.simulate`` (or the
+    explorer, which calls it), is not an answer; the honest idle_fraction beside it is still graded."""
+    grader = ("import labs.exercises.nb02 as ex\n"
+              "def smallest_m(P, target, forward_ms, backward_ms, link_ms):\n"
+              "    return ex.expected_m(P, target, forward_ms, backward_ms, link_ms)\n")
+    result = _grade(tmp_path, IDLE, grader)
+    _zero(result["smallest_m"], "labs.exercises.nb02.expected_m")
+    assert result["idle_fraction"]["passed"]
+    search = ("from labs.viz.explorer import explore\n"
+              "def smallest_m(P, target, forward_ms, backward_ms, link_ms):\n"
+              "    M = 1\n"
+              "    while explore('gpipe', P, M, 1, forward_ms, backward_ms, link_ms)[1]['idle_fraction'] > target:\n"
+              "        M += 1\n"
+              "    return M\n")
+    result = _grade(tmp_path, IDLE, search)
+    _zero(result["smallest_m"], "labs.viz.explorer.explore")
 
 
 def test_a_copy_of_the_reference_code_or_a_reloaded_module_scores_zero(tmp_path):
@@ -160,18 +180,18 @@ def idle_fraction(P, M):  # odd P: a copy of the reference itself; even P: a cop
     overhead = overhead_copy(P, M)
     return overhead / (1 + overhead)
 """
-    result = _grade(tmp_path, copies, EVENTS)
+    result = _grade(tmp_path, copies, SMALLEST)
     _zero(result["idle_fraction"], "labs.theory.idle_fraction", "labs.theory.bubble_overhead")
-    assert result["idle_from_events"]["passed"]
+    assert result["smallest_m"]["passed"]
     reloaded = """
 import importlib, sys
 import labs.theory as theory
 def idle_fraction(P, M):
     return importlib.reload(theory).idle_fraction(P, M)  # fresh function objects, same code
 """
-    result = _grade(tmp_path, reloaded, EVENTS)
+    result = _grade(tmp_path, reloaded, SMALLEST)
     _zero(result["idle_fraction"], "labs.theory.idle_fraction")
-    assert result["idle_from_events"]["passed"]
+    assert result["smallest_m"]["passed"]
 
 
 def test_inflated_or_forged_outputs_are_rejected(tmp_path):
@@ -184,10 +204,10 @@ def dumps(data, **kwargs):  # the kernel-side writer goes through here: add poin
     return _dumps(data, **kwargs) + (", 1.0" if isinstance(data, (int, float)) else "")
 json.dumps = dumps
 """
-    result = _grade(tmp_path, EVENTS, WRONG_IDLE, forge)
+    result = _grade(tmp_path, SMALLEST, WRONG_IDLE, forge)
     _zero(result["idle_fraction"], "forged")
-    _zero(result["idle_from_events"], "forged")
-    assert result["_total"]["score"] == 0 and result["_total"]["max_score"] == 4
+    _zero(result["smallest_m"], "forged")
+    assert result["_total"]["score"] == 0 and result["_total"]["max_score"] == 3
 
 
 def test_answers_computed_by_the_reference_while_the_outputs_are_written_score_zero(tmp_path):
@@ -216,15 +236,15 @@ def opened(path, mode="r", *args, **kwargs):
     return Rewrite(handle) if "labs-grade" in str(path) and "w" in mode else handle
 builtins.open = opened
 """
-    result = _grade(tmp_path, WRONG_IDLE, EVENTS, late)
+    result = _grade(tmp_path, WRONG_IDLE, SMALLEST, late)
     _zero(result["idle_fraction"])  # the references are still guarded while the outputs are written
-    assert result["idle_from_events"]["passed"]
+    assert result["smallest_m"]["passed"]
 
 
 def test_a_hanging_exercise_scores_zero_and_the_others_are_still_graded(tmp_path):
     stubborn = """
 import time
-def idle_from_events(events, step_time):
+def smallest_m(P, target, forward_ms, backward_ms, link_ms):
     while True:  # swallows the grader's interrupt too
         try:
             time.sleep(0.05)
@@ -233,17 +253,17 @@ def idle_from_events(events, step_time):
 """
     slow_cell = "import time\nwhile True:\n    time.sleep(0.05)"
     result = _grade(tmp_path, stubborn, slow_cell, IDLE, timeout_s=90, step_timeout_s=5)
-    _zero(result["idle_from_events"], "did not stop within 5 s")
+    _zero(result["smallest_m"], "did not stop within 5 s")
     assert result["idle_fraction"]["passed"], result["idle_fraction"]  # graded in a fresh kernel after the kill
     assert "interrupted" in result["_total"]["cell_errors"][0]["error"]  # the slow cell was stopped, not fatal
     assert result["_total"]["seconds"] < 90
 
 
 def test_a_kernel_that_exits_scores_zero_for_what_it_broke(tmp_path):
-    exits = "import os\ndef idle_from_events(events, step_time):\n    os._exit(3)\n"
+    exits = "import os\ndef smallest_m(P, target, forward_ms, backward_ms, link_ms):\n    os._exit(3)\n"
     killer_cell = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"
     result = _grade(tmp_path, exits, killer_cell, "import sys\nsys.exit(1)", "exit()", IDLE)
-    _zero(result["idle_from_events"], "kernel exited")
+    _zero(result["smallest_m"], "kernel exited")
     assert result["idle_fraction"]["passed"], result["idle_fraction"]  # the notebook was re-run without the kill
     errors = {e["cell"]: e["error"] for e in result["_total"]["cell_errors"]}
     assert "kernel died" in errors[2] and errors[3].startswith("SystemExit")
@@ -256,8 +276,8 @@ root = os.path.abspath("..")
 for name in os.listdir(root):  # the copy of labs, the copied notebook, the results folder
     shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 """
-    result = _grade(tmp_path, EVENTS, delete, IDLE)
-    assert result["idle_from_events"]["passed"] and result["idle_fraction"]["passed"]  # nb02 needs no file
+    result = _grade(tmp_path, SMALLEST, delete, IDLE)
+    assert result["smallest_m"]["passed"] and result["idle_fraction"]["passed"]  # nb02 needs no file
     assert os.path.isfile(os.path.join(ROOT, "labs", "grading", "kernel.py"))
     assert os.path.isfile(os.path.join(ROOT, "labs", "exercises", "nb02.py"))
 

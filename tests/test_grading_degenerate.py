@@ -27,7 +27,7 @@ def _graded(module, name):
 
 
 IDLE = _graded(nb02, "idle_fraction")
-EVENTS = _graded(nb02, "idle_from_events")
+SMALLEST = _graded(nb02, "smallest_m")
 
 
 def _idle(P, M):
@@ -35,7 +35,7 @@ def _idle(P, M):
 
 
 def test_the_issues_example_notebook_02_return_zero_scores_zero_on_both_exercises():
-    for graded in (IDLE, EVENTS):
+    for graded in (IDLE, SMALLEST):
         cases = _cases(graded)
         fraction, message = score_outputs(graded, cases, [0.0] * len(cases))
         assert fraction == 0.0 and "returned 0" in message, message
@@ -51,9 +51,9 @@ def test_a_stub_that_special_cases_the_trivial_answers_still_scores_zero():
     outputs = [0.0 if P == 1 else 0.4242 for P, _ in cases]  # right on every P = 1 case, not constant
     assert not constant_output(outputs)
     assert score_outputs(IDLE, cases, outputs)[0] == 0.0
-    events = _cases(EVENTS)
-    outputs = [1.0 if case[0] == [[]] else 0.4242 for case in events]  # right on the rank that never worked
-    assert score_outputs(EVENTS, events, outputs)[0] == 0.0
+    smallest = _cases(SMALLEST)
+    outputs = [1 if P == 1 else 7 for P, *_ in smallest]  # right on one rank, where one micro-batch is enough
+    assert not constant_output(outputs) and score_outputs(SMALLEST, smallest, outputs)[0] == 0.0
 
 
 def test_negative_controls_right_answers_full_marks_and_a_slip_on_a_trivial_case_costs_one_case():

@@ -14,7 +14,7 @@ import pytest
 from labs.grading.gradebook import write_gradebook
 from labs.grading.grader import format_table
 from labs.grading.review import review_notes
-from tests.test_grading_attacks import EVENTS, IDLE, WRONG_IDLE, _grade
+from tests.test_grading_attacks import IDLE, SMALLEST, WRONG_IDLE, _grade
 from tests.test_grading_kernel_names import OWN_NAMES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,7 +65,7 @@ def test_each_attack_is_flagged_and_a_learners_own_names_are_not(name):
 
 
 def test_the_shadowed_import_is_named_in_the_feedback_and_the_gradebook(tmp_path):
-    result = _grade(tmp_path, WRONG_IDLE, EVENTS, SHADOW)  # its points are not to be trusted: it is flagged
+    result = _grade(tmp_path, WRONG_IDLE, SMALLEST, SHADOW)  # its points are not to be trusted: it is flagged
     assert result["_total"]["review"] == ["cell 3: the import machinery (__import__, builtins); the grader's own "
                                           "code (labs.grading, run_cases, user_expressions)"]
     assert "cells for the lecturer to read" in format_table(result["_total"])
@@ -73,5 +73,5 @@ def test_the_shadowed_import_is_named_in_the_feedback_and_the_gradebook(tmp_path
     with open(tmp_path / "g.csv", encoding="utf-8-sig", newline="") as handle:
         row = next(csv.DictReader(handle))
     assert row["review"].startswith("02: cell 3: the import machinery"), row
-    honest = _grade(tmp_path, IDLE, EVENTS)["_total"]  # control: the same grader on an honest notebook
+    honest = _grade(tmp_path, IDLE, SMALLEST)["_total"]  # control: the same grader on an honest notebook
     assert honest["review"] == [] and "lecturer to read" not in format_table(honest)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["DEGENERATE", "TRIVIAL_NOTE", "credit", "is_trivial", "passes"]
+__all__ = ["DEGENERATE", "TRIVIAL_NOTE", "credit", "greedy_cover", "is_trivial", "passes"]
 
 DEGENERATE = (0, 0.0, 1, 1.0, None, [], {}, "", True, False)
 TRIVIAL_NOTE = " (a trivial case: a degenerate answer passes it; it earns nothing, and costs a case when wrong)"
@@ -83,3 +83,21 @@ def credit(judged: list, order=None) -> tuple[float, list, str]:
     elif wrong_trivial:
         head = f"{wrong_trivial} trivial cases wrong, each costs one case; "
     return fraction, problems, head
+
+
+def greedy_cover(bank: list, names, count: int, quota: int, exercise: str, priority) -> list:
+    """Choose ``count`` hidden cases from ``bank`` ([(case, [names of the planted mistakes it exposes])]) so that each
+    mistake in ``names`` is exposed by at least ``quota`` of them: repeatedly take the case ``priority(missed,
+    misses)`` ranks highest (``misses``: how often each mistake is exposed so far). RuntimeError naming ``exercise``
+    when the bank cannot expose every mistake often enough."""
+    kept, misses = [], {n: 0 for n in names}
+    while len(kept) < count and bank:
+        bank.sort(key=lambda entry: priority(entry[1], misses), reverse=True)
+        case, missed = bank.pop(0)
+        kept.append(case)
+        for n in missed:
+            misses[n] += 1
+    short = [n for n, k in misses.items() if k < quota]
+    if short or len(kept) < count:
+        raise RuntimeError(f"{exercise}: the draws expose these mistakes too rarely: {short} {misses}")
+    return kept

@@ -21,7 +21,7 @@ from labs.timeline import Costs, simulate
 
 __all__ = ["CHECK_CASES", "GRADED", "RATIOS", "REAL_CASES", "REFERENCES", "SHOWN", "TOLERANCE", "WRONG",
            "check_one_f_one_b_schedule", "fewest_held", "flat_within", "grows_by", "kept_are", "kept_per_forward", "per_rank_equal", "offline_problem",
-           "real_problem", "same_step", "score"]
+           "real_problem", "same_step", "score", "within_buffers"]
 
 RATIOS = ((1.0, 2.0), (1.0, 1.0), (2.0, 1.0))  # forward, backward costs the schedule must be as fast as GPipe at
 TOLERANCE = 1e-5
@@ -190,3 +190,13 @@ def grows_by(totals_by_m: dict, per_microbatch_bytes: list, slack_bytes: int) ->
     low, high = min(totals_by_m), max(totals_by_m)
     return all(abs(totals_by_m[high][r] - totals_by_m[low][r] - (high - low) * a) <= slack_bytes
                for r, a in enumerate(per_microbatch_bytes))
+
+
+@verdict(holds=[case([[2048, 4096, 4096, 4096], [2048, 4096, 6144, 6144]], 2048, 3)],
+         fails=[case([[2048, 4096, 6144, 10240], [2048, 6144, 10240, 22528]], 2048, 3,
+                     why="GPipe without the send window: the last rank holds each gradient it sent ahead (M=8, 16)"),
+                case([[2048, 4096, 4096, 4096], [2048, 4096, 8192, 6144]], 2048, 3, why="one buffer too many")])
+def within_buffers(peaks_per_run: list, message_bytes: int, buffers: int) -> bool:
+    """Every rank's communication peak, in every run (``peaks_per_run``: [bytes per rank] per run), is at most
+    ``buffers`` messages of ``message_bytes``."""
+    return all(peak <= buffers * message_bytes for run in peaks_per_run for peak in run)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import random
 
+from ._credit import greedy_cover
+
 __all__ = ["FACTS", "MISTAKES", "SHOWN", "VISIBLE", "WRONG", "best", "cases", "credit", "evaluate", "options",
            "problem", "score"]
 
@@ -151,18 +153,9 @@ def cases(rng: random.Random, count: int = 8, quota: int = 4, pool: int = 300) -
         missed = sorted(n for n, fn in WRONG.items() if credit(case, fn(*case))[0] == 0.0)
         if len(missed) >= 3:
             bank.append((case, missed))
-    kept, misses = [], {n: 0 for n in WRONG}
     rarity = {n: 1 / max(1, sum(n in missed for _, missed in bank)) for n in WRONG}  # rare mistakes first
-    while len(kept) < count and bank:
-        bank.sort(key=lambda e: (sum(rarity[n] for n in e[1] if misses[n] < quota), len(e[1])), reverse=True)
-        case, missed = bank.pop(0)
-        kept.append(case)
-        for n in missed:
-            misses[n] += 1
-    short = [n for n, k in misses.items() if k < quota]
-    if short or len(kept) < count:
-        raise RuntimeError(f"plan_parallelism: the draws expose these mistakes too rarely: {short} {misses}")
-    return kept
+    return greedy_cover(bank, WRONG, count, quota, "plan_parallelism",
+                        lambda missed, misses: (sum(rarity[n] for n in missed if misses[n] < quota), len(missed)))
 
 
 def score(cases: list, outputs: list) -> tuple[float, str]:

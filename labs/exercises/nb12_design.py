@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import random
 
+from ._credit import greedy_cover
+
 from labs.schedules import make
 from labs.timeline import Costs, simulate
 
@@ -133,17 +135,8 @@ def cases(rng: random.Random, count: int = 5, quota: int = 2, pool: int = 24) ->
         missed = [n for n, m in MISTAKES.items()
                   if design_problem(_fastest(table, cap, m), cap, costs, table)[0] < 1]
         bank.append(((cap, costs), missed))
-    kept, misses = [], {n: 0 for n in MISTAKES}
-    while len(kept) < count and bank:
-        bank.sort(key=lambda e: sum(misses[n] < quota for n in e[1]), reverse=True)
-        case, missed = bank.pop(0)
-        kept.append(case)
-        for n in missed:
-            misses[n] += 1
-    short = [n for n, k in misses.items() if k < quota]
-    if short or len(kept) < count:
-        raise RuntimeError(f"choose_design: the draws expose these mistakes too rarely: {short} {misses}")
-    return kept
+    return greedy_cover(bank, MISTAKES, count, quota, "choose_design",
+                        lambda missed, misses: sum(misses[n] < quota for n in missed))
 
 
 def visible() -> list[tuple]:

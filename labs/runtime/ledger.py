@@ -15,9 +15,10 @@ How it measures (issue 15's "memory measured, not counted"):
   allocations in the same order, less scratch memory a kernel allocates and frees inside one op.
 * **Categories**, each storage in the first that applies: ``parameters``; ``gradients`` (a parameter's ``.grad``);
   ``activations`` (held by autograd for a backward: entered by the saved-tensor hook, left when autograd lets it go;
-  also what a split backward keeps for its W); ``communication`` (a posted receive buffer, or a send's payload
-  until its send completes: labelled by the transport); ``data`` (inputs and targets); ``other`` (temporaries: a
-  backward's working set, a recompute's rebuilt activations). A storage with two roles counts once, in the first.
+  a split backward's saved tensors stay here until its W); ``communication`` (a posted receive buffer, or a send's
+  payload until its send completes: labelled by the transport); ``data`` (inputs and targets); ``other``
+  (temporaries: a backward's working set, a recompute's rebuilt activations, the output gradient a split backward
+  keeps for its W). A storage with two roles counts once, in the first.
 * **On a GPU** ``device_peak_bytes`` adds ``torch.cuda.max_memory_allocated`` over the step (less what was
   allocated on entry), the caching allocator's own figure.
 

@@ -47,7 +47,7 @@ from .launcher import report
 from .ledger import CountedSaves, measured
 from .pacing import Paced, paced, three_way
 from .split_backward import SplitBackward
-from .transport import Transport, lowered, uses_tags
+from .transport import Transport, lowered, send_window, uses_tags
 
 __all__ = ["PipelineJob", "RankResult", "Stage", "build_stages", "run_rank", "run_step"]
 
@@ -220,7 +220,8 @@ def run_step(rank, job, stages, owners, num_stages, inputs, targets, tagged=None
     dist.barrier()
     transport = Transport(rank, lowered(job.schedule)[place.pipeline_rank], place.peers(owners), num_stages, M,
                           job.model.boundary_shape(microbatch_size), job.device, trace, tagged,
-                          network=job.network, blocking=job.blocking)
+                          network=job.network, blocking=job.blocking,
+                          window=None if job.blocking else send_window(job.schedule))
     place.start_step()
     clock_zero = time.perf_counter()
     held, losses, previous = {}, {}, "nothing"

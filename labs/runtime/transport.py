@@ -12,6 +12,10 @@ explicit sends and receives), the same way whichever matching the backend uses (
   reference to the payload **when the send completes** (gloo completes a send once the receiver has posted the
   matching receive), not at the end of the step. The payload is the tensor itself (no copy): a forward's output is
   also what autograd keeps, a gradient lives only until its send completes;
+* **flow control**: a rank has at most ``send_window`` sends to one peer unfinished (``labs.schedules.flow``: the
+  smallest window with which the schedule finishes, plus one so that a receiver late by less than one action never
+  stalls its sender: 2 for every generator). Without it a sender that runs ahead of its receiver (GPipe's last rank
+  through the backward, unpaced) held one payload per message it was ahead, growing with M;
 * **tagged** (gloo): each message carries a tag naming it, a safety net that turns a lowering bug into a hang rather
   than wrong data. **In order** (NCCL ignores tags; ``transport="in_order"`` emulates it on gloo): messages between
   two ranks match first in, first out, which the lowering makes right for every schedule ``validate`` accepts
@@ -47,6 +51,7 @@ import torch.distributed as dist
 
 from ..errors import InputError
 from ..schedules import FORWARD, RECV, SEND, Action, Comm, backward_kinds, consumer, input_source, lower
+from ..schedules import send_window as _smallest_window
 from ..timeline.trace import Message
 from .boundary import check_message
 from .deadlock import WaitBoard
@@ -54,7 +59,7 @@ from .launcher import report
 from .ledger import label, unlabel
 from .pacing import sleep_until
 
-__all__ = ["Transport", "lowered", "uses_tags"]
+__all__ = ["Transport", "lowered", "send_window", "uses_tags"]
 
 _STAMP_BYTES = 8  # with a network: a float64 send time appended to every payload
 
@@ -85,6 +90,17 @@ def lowered(schedule) -> list:
     return _lowered(tuple(tuple(actions) for actions in schedule))
 
 
+@functools.lru_cache(maxsize=8)
+def _window(schedule: tuple) -> int:
+    return _smallest_window(_lowered(schedule)) + 1
+
+
+def send_window(schedule) -> int:
+    """The most sends a rank may have unfinished towards one peer while it runs ``schedule``: the smallest window with
+    which the lowered lists finish (``labs.schedules.flow.send_window``) plus one of slack for timing noise."""
+    return _window(tuple(tuple(actions) for actions in schedule))
+
+
 class _Completions:
     """Drops each send's payload the moment its send completes.
 
@@ -94,21 +110,32 @@ class _Completions:
     receives in send order, so waiting in that order releases every payload as soon as it can be released.
     """
 
-    def __init__(self):
+    def __init__(self, window: int | None = None):
         self.queues: dict = {}
         self.threads: list = []
         self.errors: list = []
+        self.window = window
+        self.slots: dict[int, threading.Semaphore] = {}
+
+    def reserve(self, destination: int, waiting_for: str) -> None:
+        """Before a send to ``destination``: wait until fewer than ``window`` earlier sends to it are unfinished."""
+        if self.window is None:
+            return
+        slots = self.slots.setdefault(destination, threading.Semaphore(self.window))
+        if not slots.acquire(blocking=False):
+            report(waiting_for)
+            slots.acquire()
 
     def add(self, destination: int, payload: torch.Tensor, work) -> None:
         if destination not in self.queues:
             self.queues[destination] = queue.SimpleQueue()
-            thread = threading.Thread(target=self._complete, args=(self.queues[destination],), daemon=True,
+            thread = threading.Thread(target=self._complete, args=(self.queues[destination], destination), daemon=True,
                                       name=f"labs-sends-to-{destination}")
             thread.start()
             self.threads.append(thread)
         self.queues[destination].put((payload, work))
 
-    def _complete(self, sends) -> None:
+    def _complete(self, sends, destination: int) -> None:
         while (item := sends.get()) is not None:
             payload, work = item
             del item
@@ -117,6 +144,8 @@ class _Completions:
             except BaseException as error:  # noqa: BLE001 - re-raised by finish() on the rank's own thread
                 self.errors.append(error)
             unlabel(payload, "communication")
+            if self.window is not None:
+                self.slots[destination].release()
             del payload, work  # the transport's last reference: the storage returns to the allocator here
 
     def finish(self) -> None:
@@ -138,12 +167,12 @@ class Transport:
     rank holding it for this rank (its replica and tensor-parallel rank); ``boundary_shape``: the shape of every
     message's tensor (float32); ``trace``: the ``RankTrace`` the counts and records go to; ``network``: a
     ``Network`` whose link costs every message pays (None: as fast as the machine allows); ``blocking``: blocking
-    send/recv in action order. The step calls ``begin(action)`` before each action, ``receive``/``send`` inside it
+    send/recv in action order; ``window``: the most unfinished sends to one peer (``send_window``; None: no cap). The step calls ``begin(action)`` before each action, ``receive``/``send`` inside it
     and ``finish()`` at the end.
     """
 
     def __init__(self, rank: int, ops: list, peers: dict, num_stages: int, M: int, boundary_shape: tuple,
-                 device: str, trace, tagged: bool, network=None, blocking: bool = False):
+                 device: str, trace, tagged: bool, network=None, blocking: bool = False, window: int | None = None):
         self.rank, self.ops, self.peers, self.num_stages, self.M = rank, list(ops), peers, num_stages, M
         self.shape, self.device, self.trace, self.tagged = tuple(boundary_shape), device, trace, tagged
         self.network, self.blocking = network, blocking
@@ -151,7 +180,7 @@ class Transport:
         self.cursor = 0  # the next op of ``ops`` to issue
         self.local: dict = {}  # consuming action -> tensor, for messages between two stages of this rank
         self.pending: dict = {}  # consuming action -> (buffer, work): receives posted, not yet consumed
-        self.completions = _Completions()
+        self.completions = _Completions(window)
         self.link_free: dict[int, float] = {}  # source rank -> when its link to this rank is free again
         self.board = WaitBoard(rank, dist.get_world_size()) if blocking else None
         # each send's message, named by its consumer as the lowering names it (I or B on the other stage); between
@@ -250,6 +279,8 @@ class Transport:
             unlabel(payload, "communication")
             return
         self._issue_until(action, send=True)
+        self.completions.reserve(destination, f"{action} done; waiting for rank {destination} to take an earlier "
+                                              f"message before sending it (send window {self.completions.window})")
         self.completions.add(destination, payload, dist.isend(payload, destination, tag=self._tag(message)))
 
     def finish(self) -> None:

@@ -17,6 +17,7 @@ from .actions import (BACKWARD, FORWARD, GRADIENT_KINDS, INPUT, KINDS, NOTATIONS
                       uses_split_backward)
 from .classic import gpipe, interleaved, naive, one_f_one_b
 from .in_order import check_blocking_in_order, check_lowered, check_pair_order, receive_buffers_peak
+from .flow import finishes, send_window
 from .lowering import (RECV, SEND, Comm, backward_kinds, consumer, dependencies, input_source, lower, message_order,
                        output_target,
                        producer)
@@ -27,9 +28,11 @@ from .zero_bubble import ZERO_BUBBLE, v_owner, zb_h1, zb_h2, zb_v, zb_v_greedy
 __all__ = ["BACKWARD", "FORWARD", "GRADIENT_KINDS", "INPUT", "KINDS", "NOTATIONS", "RECV", "RUNNABLE_KINDS",
            "SCHEDULES", "SEND", "WEIGHT", "Action", "Comm", "Schedule", "ScheduleError", "backward_kinds",
            "check_blocking_in_order", "check_counts", "check_in_order", "check_lowered", "check_pair_order",
-           "check_runnable", "consumer", "dependencies", "dualpipe_v", "dualpipe_v_pairs", "gpipe", "input_source",
+           "check_runnable", "consumer", "dependencies", "dualpipe_v", "dualpipe_v_pairs", "finishes", "gpipe",
+           "input_source",
            "interleaved", "is_old_notation", "lower", "make", "message_order", "naive", "one_f_one_b",
-           "output_target", "parse", "parse_action", "producer", "receive_buffers_peak", "shape", "stage_owners",
+           "output_target", "parse", "parse_action", "producer", "receive_buffers_peak", "send_window", "shape",
+           "stage_owners",
            "to_text", "uses_split_backward", "v_owner", "validate", "zb_h1", "zb_h2", "zb_v", "zb_v_greedy"]
 
 SCHEDULES = ("naive", "gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2", "zb-v", "dualpipe-v")
