@@ -9,12 +9,12 @@ of small micro-batches, Narayanan et al. 2021, arXiv:2104.04473, section 3.4). N
 four ranks at once. With one core kept busy by another program, a woken rank often waits a few milliseconds for a
 core, before posting its receive or starting its next action: measured on the course's 2-core machine (20/40 ms
 actions, 7 sweeps, the fastest of three steps), the idle share rose +0.03..+0.05 above (P-1)/(M+P-1) at M = 8..32
-(idle machine: +0.015..+0.023) and the step to 1.08-1.13 times the simulated one, while
-``labs.course.timing.overhead_effect`` (each action's measured duration, the median message) explained only
-+0.014..+0.019 of the idle share: ``timing_holds`` said no at M >= 8. Load only delays, and the delays are measured in
-the same step: ``step_costs`` reads the **mean** pause between a rank's actions (its input already produced) and the
-**mean** wait for a message (its producer already done), and ``explained_idle`` replays the schedule with them (the
-simulator's rule) and every action's measured duration. Means, not per-action values: a replay of every measured
+(idle machine: +0.015..+0.023) and the step to 1.08-1.13 times the simulated one, while a replay with each action's
+measured duration and the median message explained only +0.014..+0.019 of the idle share. Load only delays, and the
+delays are measured in the same step: ``step_costs`` (``labs.course.timing``, since shared by every timing verdict)
+reads the **mean** pause between a rank's actions (its input already produced) and the **mean** wait for a message
+(its producer already done), and ``explained_idle`` replays the schedule with them (the simulator's rule) and every
+action's measured duration. Means, not per-action values: a replay of every measured
 delay would rebuild the step exactly and then test nothing; with one pause and one message cost for the whole step,
 a wait the schedule does not contain (a dependency the runtime added, a message held back) stays unexplained.
 
@@ -27,12 +27,11 @@ load, 1.03-1.05 idle, up to 1.13 busy) is printed, not judged.
 """
 from __future__ import annotations
 
-import statistics
 import types
 
-from labs.course.timing import fastest, replay, walk
+from labs.course.timing import fastest, overhead_effect, replay, step_costs, walk
 from labs.course.verdicts import case, verdict
-from labs.schedules import dependencies, gpipe, shape, stage_owners
+from labs.schedules import gpipe
 from labs.theory import idle_fraction
 from labs.timeline import Costs, Event, RankTrace, Trace, simulate
 
@@ -102,38 +101,11 @@ def same_step(step_a_ms, step_b_ms) -> bool:
 
 
 # ---------------------------------------------------------------- the sweep's idle share on a busy machine
-def step_costs(run, trace=None) -> dict:
-    """Measured in one step (default: the fastest), seconds: ``pause_s``, the mean time from a rank's action to its
-    next one when that one's input was already produced; ``message_s``, the mean time from the end of an action on
-    another rank to the start of the action that waited for its output. A rank's first action counts in neither."""
-    trace = trace or fastest(run)
-    _, num_stages, _ = shape(run.schedule)
-    owners = stage_owners(run.schedule)
-    ends = {e.action: e.end_s for events in trace.events for e in events}
-    pauses, messages = [], []
-    for rank, events in enumerate(trace.events):
-        previous = None
-        for e in events:
-            produced = [ends[d] for d in dependencies(e.action, num_stages) if owners[d.stage] != rank]
-            if produced and (previous is None or max(produced) >= previous):
-                messages.append(max(0.0, e.start_s - max(produced)))
-            elif previous is not None:
-                pauses.append(max(0.0, e.start_s - previous))
-            previous = e.end_s
-    return {"pause_s": statistics.mean(pauses) if pauses else 0.0,
-            "message_s": statistics.mean(messages) if messages else 0.0}
-
-
 def explained_idle(run, trace=None) -> float:
-    """The idle share one step's own measured costs explain: the schedule replayed with every action's measured
-    duration and the step's mean pause and message (``step_costs``), less the schedule simulated at its paced costs
-    with a free link. 0 for a step that ran exactly at its costs."""
-    trace = trace or fastest(run)
-    durations = {e.action: e.duration_s for events in trace.events for e in events}
-    costs = step_costs(run, trace)
-    step_s = replay(run.schedule, durations, costs["message_s"], costs["pause_s"])
-    replayed_idle = 1.0 - sum(durations.values()) / (len(run.schedule) * step_s)
-    return replayed_idle - simulate(run.schedule, run.costs).idle_fraction
+    """The idle share one step's own measured costs explain (``labs.course.timing.overhead_effect``: every action's
+    measured duration and the step's mean pause and message, ``step_costs``), less the schedule simulated at its paced
+    costs with a free link. 0 for a step that ran exactly at its costs."""
+    return overhead_effect(run, trace)
 
 
 def _planted(M: int, late: dict | None = None, finish: dict | None = None):
