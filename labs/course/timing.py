@@ -38,6 +38,7 @@ import types
 
 from ..schedules import dependencies, gpipe, interleaved, one_f_one_b, shape, stage_owners
 from ..theory import idle_fraction
+from ..timeline.analysis import link_times
 from ..timeline.costs import Costs
 from ..timeline.simulator import simulate
 from ..timeline.trace import Event, RankTrace, Trace
@@ -88,7 +89,9 @@ def message_delays(trace: Trace) -> dict:
 def step_costs(run, trace: Trace | None = None) -> dict:
     """Measured in one step (default: the fastest), seconds: ``pause_s``, the mean time from a rank's action to its
     next one when that one's input was already produced; ``message_s``, the mean time from the end of an action on
-    another rank to the start of the action that waited for its output. A rank's first action counts in neither.
+    another rank to the start of the action that waited for its output, less what the run's network model charges
+    that link (``run.simulated``'s fastest flight on it: a slow link is the pipeline's, not an overhead). A rank's
+    first action counts in neither.
     Means, not per-action values: a replay of every measured delay would rebuild the step exactly and then test
     nothing; with one pause and one message cost for the whole step, a wait the schedule does not contain (a
     dependency the runtime added, a message held back) stays unexplained."""
@@ -96,13 +99,17 @@ def step_costs(run, trace: Trace | None = None) -> dict:
     _, num_stages, _ = shape(run.schedule)
     owners = stage_owners(run.schedule)
     ends = {e.action: e.end_s for events in trace.events for e in events}
+    simulated = getattr(run, "simulated", None)
+    modelled = {link: v["min_in_flight_s"] or 0.0 for link, v in link_times(simulated).items()} if simulated else {}
     pauses, messages = [], []
     for rank, events in enumerate(trace.events):
         previous = None
         for e in events:
-            produced = [ends[d] for d in dependencies(e.action, num_stages) if owners[d.stage] != rank]
-            if produced and (previous is None or max(produced) >= previous):
-                messages.append(max(0.0, e.start_s - max(produced)))
+            produced = [(ends[d], owners[d.stage]) for d in dependencies(e.action, num_stages)
+                        if owners[d.stage] != rank]
+            if produced and (previous is None or max(produced)[0] >= previous):
+                end_s, src = max(produced)
+                messages.append(max(0.0, e.start_s - end_s - modelled.get((src, rank), 0.0)))
             elif previous is not None:
                 pauses.append(max(0.0, e.start_s - previous))
             previous = e.end_s

@@ -233,8 +233,8 @@ def quietest_path(run) -> tuple[dict, float]:
     """(``analysis.path_summary`` of its critical path, step time in s) of the timed step (``run.step_traces``)
     whose critical path spends the smallest share of the step on messages. Load on the machine only ever makes a
     message's receiver late to take it (its receive thread or the rank itself waits for a core), never early, so a
-    busy step's path can show tens of milliseconds of "message" that the pipeline does not have; the smallest share
-    over the steps is the least disturbed reading."""
+    busy step's path can show milliseconds of "message" that the pipeline does not have; the smallest share over the
+    steps is the least disturbed reading."""
     traces = getattr(run, "step_traces", None) or [run.trace]
     summaries = [(analysis.path_summary(analysis.critical_path(t)), t.step_time_s) for t in traces]
     return min(summaries, key=lambda pair: pair[0]["message_s"] / pair[1])

@@ -140,10 +140,14 @@ class PathStep:
 
 def critical_path(trace: Trace) -> list[PathStep]:
     """The chain that sets the step time, first step first: start from the action that ends last and walk back,
-    each time to what held it back: its input's message (when the rank waited for it) or the rank's previous
-    action. On a simulated trace the steps tile the step exactly."""
+    each time to what held it back: its input's message, when the rank waited for it and it could not have been
+    there sooner (its producer ended, plus the link's fastest flight, after the rank was free); otherwise the rank's
+    previous action, and a late start shows as a gap. A real rank that takes a message long after it was sent (its
+    receive thread waiting for a core on a busy machine) waits, but not for the producer. On a simulated trace the
+    steps tile the step exactly."""
     events, owners, stages, messages = _index(trace)
     tolerance = _tolerance(trace)
+    flights = {link: v["min_in_flight_s"] or 0.0 for link, v in link_times(trace).items()}
     by_rank = {r.rank: sorted(r.events, key=lambda e: e.start_s) for r in trace.ranks}
     current = max(events.values(), key=lambda e: e.end_s, default=None)
     path: list[PathStep] = []
@@ -155,8 +159,8 @@ def critical_path(trace: Trace) -> list[PathStep]:
         previous = ordered[position - 1] if position else None
         free = previous.end_s if previous else 0.0
         upstream, waited = _input(current.action, rank, free, events, owners, stages, messages, tolerance)
-        if upstream is not None and waited > 0:
-            src = owners[upstream.action.stage]
+        src = owners[upstream.action.stage] if upstream is not None else None
+        if waited > 0 and (previous is None or upstream.end_s + flights.get((src, rank), 0.0) > free + tolerance):
             # a real producer's recorded end includes posting its send, so its message can be used a little before it
             start = min(upstream.end_s, current.start_s)
             path.append(PathStep("message", f"{src}->{rank}", start, current.start_s, src=src, dst=rank))
