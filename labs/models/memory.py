@@ -160,12 +160,16 @@ def backward_seconds_pair(first: nn.Module, second: nn.Module, x: torch.Tensor, 
 
 def recompute_seconds(plain: nn.Module, ckpt: nn.Module, x: torch.Tensor, repeats: int = 9,
                       threads: int | None = 1) -> tuple:
-    """Median seconds of (plain forward, plain backward, checkpointed backward), measured alternately.
+    """Seconds of (plain forward, plain backward, checkpointed backward), measured alternately.
 
     The three are timed in turn, ``repeats`` times after one untimed round, so that a burst of load from elsewhere
-    slows all of them alike. ``threads`` (default 1) pins torch's intra-op threads for the measurement and restores
-    them after: with one thread a core kept busy by another process slows every kernel the same way, instead of
-    making a two-thread kernel wait for its slower half. ``(F + B) / B`` predicts the checkpointed backward's cost.
+    slows one round's three alike. The backward is the median over rounds; the forward and the checkpointed backward
+    are the median of their **per-round ratio** to that round's backward, times it, so that load cancels in the ratios
+    that matter (with two busy processes beside it on 2 cores, the ratio of separate medians missed (F + B) / B by up
+    to 0.28, the per-round ratios by up to 0.17; one busy process: both within 0.05). ``threads`` (default 1) pins
+    torch's intra-op threads for the measurement and restores them after: with one thread a core kept busy by another
+    process slows every kernel the same way, instead of making a two-thread kernel wait for its slower half.
+    ``(F + B) / B`` predicts the checkpointed backward's cost.
     """
     old = torch.get_num_threads()
     if threads:
@@ -187,4 +191,7 @@ def recompute_seconds(plain: nn.Module, ckpt: nn.Module, x: torch.Tensor, repeat
                     times[2].append(end - middle)
     finally:
         torch.set_num_threads(old)
-    return tuple(statistics.median(t) for t in times)
+    forward, backward, checkpointed = times
+    b_s = statistics.median(backward)
+    return (b_s * statistics.median(f / b for f, b in zip(forward, backward)), b_s,
+            b_s * statistics.median(c / b for c, b in zip(checkpointed, backward)))
