@@ -195,8 +195,10 @@ def grows_by(totals_by_m: dict, per_microbatch_bytes: list, slack_bytes: int) ->
 @verdict(holds=[case([[2048, 4096, 4096, 4096], [2048, 4096, 6144, 6144]], 2048, 3)],
          fails=[case([[2048, 4096, 6144, 10240], [2048, 6144, 10240, 22528]], 2048, 3,
                      why="GPipe without the send window: the last rank holds each gradient it sent ahead (M=8, 16)"),
-                case([[2048, 4096, 4096, 4096], [2048, 4096, 8192, 6144]], 2048, 3, why="one buffer too many")])
-def within_buffers(peaks_per_run: list, message_bytes: int, buffers: int) -> bool:
+                case([[2048, 4096, 4096, 4096], [2048, 4096, 8192, 6144]], 2048, 3, why="one buffer too many"),
+                case([[2048, 12288, 4096, 4096]], 2048, [3, 5, 5, 3], why="a middle rank over its two windows")])
+def within_buffers(peaks_per_run: list, message_bytes: int, buffers) -> bool:
     """Every rank's communication peak, in every run (``peaks_per_run``: [bytes per rank] per run), is at most
-    ``buffers`` messages of ``message_bytes``."""
-    return all(peak <= buffers * message_bytes for run in peaks_per_run for peak in run)
+    ``buffers`` messages of ``message_bytes`` (one number for every rank, or a list with one per rank)."""
+    limit = (lambda r: buffers[r]) if isinstance(buffers, (list, tuple)) else (lambda r: buffers)
+    return all(peak <= limit(r) * message_bytes for run in peaks_per_run for r, peak in enumerate(run))
