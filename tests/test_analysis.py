@@ -175,3 +175,21 @@ def test_a_busy_network_delays_some_messages_on_every_link_a_slow_link_all_on_on
     assert analysis.diagnose(slow) == {"cause": "slow link", "where": [1, 2]}
     with pytest.raises(labs.InputError):
         BusyNetwork(Link(0), 1.5, (0, 1))
+
+
+def test_a_message_taken_late_is_blamed_on_the_rank_not_on_a_producer_long_done():
+    """Stage 1 three times slower: 0F1 ends at 2 s, rank 1 is free at 4 s. A real rank that then takes the message
+    3 ms late (its receive thread waiting for a core) waited, but not for rank 0: the path stays on rank 1. Control:
+    when the producer really ends after rank 1 is free, the wait is the message's."""
+    trace = simulate(labs.gpipe(2, 2), Costs([1.0, 3.0], [2.0, 6.0]))
+    late = next(m for m in trace.ranks[1].messages if m.kind == "F" and m.microbatch == 1)
+    late.received_s = late.needed_s + 0.003
+
+    def before_1f1(path):
+        steps = [(s.kind, s.label) for s in path if s.kind != "gap"]
+        return steps[steps.index(("compute", "1F1")) - 1]
+
+    assert before_1f1(analysis.critical_path(trace)) == ("compute", "1F0")
+    producer = next(e for e in trace.ranks[0].events if str(e.action) == "0F1")
+    producer.end_s = late.needed_s + 0.001  # now rank 1 did wait for rank 0
+    assert before_1f1(analysis.critical_path(trace)) == ("message", "0->1")
