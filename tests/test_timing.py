@@ -5,10 +5,10 @@ import types
 
 import pytest
 
-from labs.course.timing import check_timing, fastest, overhead_effect, overheads, replay, timing_holds
+from labs.course.timing import check_timing, fastest, overhead_effect, overheads, replay, step_costs, timing_holds
 from labs.schedules import gpipe, interleaved, one_f_one_b, zb_h1
 from labs.theory import idle_fraction
-from labs.timeline import Costs, simulate
+from labs.timeline import Costs, Link, Network, simulate
 
 
 @pytest.mark.parametrize("schedule", [gpipe(4, 8), one_f_one_b(4, 16), interleaved(4, 8, 2), zb_h1(4, 8)],
@@ -48,3 +48,18 @@ def test_the_verdict_reads_the_fastest_step_and_a_wrong_formula_fails():
     assert timing_holds(run, idle_fraction(4, 8, 2))
     assert not timing_holds(run, 3 / (2 * 8))  # the bubble overhead (P-1)/(vM) taken for the idle share
     assert not timing_holds(_run(schedule, paced, loaded), idle_fraction(4, 8, 2))  # only loaded steps: > 10% slow
+
+
+def test_a_slow_link_stays_the_pipelines_and_is_not_explained_away():
+    """Mystery D's shape without processes: 1F1B P=4 M=2, link 0-1 at 40 ms in the run's network. The step's message
+    waits on that link are what the network model charges, so ``step_costs`` leaves them out and the free-link
+    formula fails. Control: with the link missing from the model, the same waits count as the runtime's cost."""
+    schedule, paced = one_f_one_b(4, 2), Costs(0.02, 0.04)
+    network = Network(Link(0), {(0, 1): Link(latency_ms=40)})
+    step = simulate(schedule, dataclasses.replace(paced, network=network))
+    run = _run(schedule, paced, step)
+    run.simulated = step  # a PipelineRun simulates with its network
+    assert step_costs(run)["message_s"] == pytest.approx(0.0, abs=1e-9)
+    assert not timing_holds(run, idle_fraction(4, 2))
+    run.simulated = simulate(schedule, paced)  # control: the link not in the model is a cost the replay explains
+    assert step_costs(run)["message_s"] > 0.005
