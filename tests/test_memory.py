@@ -91,12 +91,15 @@ def _gpipe_before_a_slow_stage():
 
 
 def test_a_sender_ahead_of_a_slow_receiver_holds_at_most_its_window(monkeypatch):
-    """With the window (2), the last rank holds at most two payloads and one receive buffer; negative control: with no
-    cap (``send_window`` returning None) the same run holds the payloads of the gradients it sent ahead, growing with
-    M (14 of the 16 messages' worth measured idle, 13-14 with one core busy; asserted: more than 4)."""
+    """With the window (2), the last rank holds at most two payloads (its receives are all consumed before its
+    backward starts): a gradient waiting for a slot in the window is not a message yet (the transport labelled it
+    before waiting until this was found: 3 payloads, and 4 messages on 1F1B's last rank with one core busy, one more
+    than notebook 04's bound). Negative control: with no cap (``send_window`` returning None) the same run holds the
+    payloads of the gradients it sent ahead, growing with M (14 of the 16 messages' worth measured idle, 13-14 with
+    one core busy; asserted: more than 4)."""
     run = _gpipe_before_a_slow_stage()
     message = _message_bytes(run)
-    assert run.trace.memory[3]["category_peak_bytes"]["communication"] <= 3 * message
+    assert run.trace.memory[3]["category_peak_bytes"]["communication"] <= 2 * message
     monkeypatch.setattr(labs.runtime.step, "send_window", lambda schedule: None)
     uncapped = _gpipe_before_a_slow_stage().trace.memory[3]["category_peak_bytes"]["communication"]
     assert uncapped > 4 * message, (uncapped, message)

@@ -264,6 +264,10 @@ class Transport:
         if destination == self.rank:
             self.local[message] = tensor.detach().clone()
             return
+        if not self.blocking:  # receives placed before this send first, then a slot in the window: a payload waiting
+            self._issue_until(action, send=True)  # for its slot is still the action's output, not a message yet
+            self.completions.reserve(destination, f"{action} done; waiting for rank {destination} to take an earlier "
+                                                  f"message before sending it (send window {self.completions.window})")
         payload = tensor.detach().cpu() if self.via_cpu else tensor.detach().contiguous()
         sent = time.perf_counter()
         if self.network is not None:
@@ -278,9 +282,6 @@ class Transport:
             self.board.wait(dist.isend(payload, destination, tag=self._tag(message)), "send", destination, message)
             unlabel(payload, "communication")
             return
-        self._issue_until(action, send=True)
-        self.completions.reserve(destination, f"{action} done; waiting for rank {destination} to take an earlier "
-                                              f"message before sending it (send window {self.completions.window})")
         self.completions.add(destination, payload, dist.isend(payload, destination, tag=self._tag(message)))
 
     def finish(self) -> None:
