@@ -12,6 +12,14 @@ The names below are the everyday ones, by the notebook that introduces them. The
 from __future__ import annotations
 
 import importlib
+import os
+
+# OpenMP threads that spin while they wait for each other (libgomp's default, which torch's CPU build uses) make a
+# Jupyter kernel's torch work ~30-150x slower when another program keeps a core busy: measured on 2 cores, one busy,
+# the capstone's one-process reference (5 Adam steps of the tiny GPT) took 28 s in a kernel instead of 0.9 s, and
+# 0.9 s with threads that sleep. Threads that sleep cost nothing measurable idle. It takes effect when torch is
+# loaded after this line (every notebook's setup cell imports labs first); a value the user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _HOMES = {
     # 00 ranks and messages
