@@ -16,13 +16,18 @@ STEPS = 5  # timed steps: the timing verdicts read the fastest (load only ever d
 CASES = [("naive", 1, 1)] + [(s, m, 1) for s in ("gpipe", "1f1b") for m in (4, 8, 16)] + [("interleaved", 8, 2)]
 
 
-def _paced_run(name, M, v, attempts=2):
-    """Timing on a shared 2-core machine can be disturbed once; a second run must then meet the bar. Every case's
-    actions take 20 / 40 ms: interleaved cuts 16 layers into its 8 chunks, the others 8 layers into 4 stages (at
-    10 / 20 ms actions the runtime's fixed ~1 ms per action and per message is 6-11% of the step)."""
+def _paced_run(name, M, v, attempts=3):
+    """Timing on a shared 2-core machine can be disturbed; a run is measured again (at most ``attempts`` in all) until
+    its verdict is decided: the formula holds and the planted (P-1)/(vM) does not. At vM = 16 the two are 0.0296
+    apart while the verdict's band is -0.015/+0.02, so a busy run whose corrected idle lands 0.016-0.02 above the
+    truth passes both (measured once in a busy clean-clone run: gpipe M=16, corrected +0.016). The last run is
+    returned and asserted on, decided or not. Every case's actions take 20 / 40 ms: interleaved cuts 16 layers
+    into its 8 chunks, the others 8 layers into 4 stages (at 10 / 20 ms actions the runtime's fixed ~1 ms per
+    action and per message is 6-11% of the step)."""
     for attempt in range(attempts):
         run = run_pipeline(name, P=4, M=M, v=v, layers=8 * v, pace_ms=PACE, steps=STEPS)
-        if timing_holds(run, idle_fraction(4, M, v)) or attempt == attempts - 1:
+        decided = timing_holds(run, idle_fraction(4, M, v)) and not timing_holds(run, (4 - 1) / (v * M))
+        if decided or attempt == attempts - 1:
             return run
 
 
